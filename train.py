@@ -1,0 +1,347 @@
+"""
+Pre-train a BERT-style encoder with MLM, or with the hybrid JEPA + MLM objective of
+"Predict and Reconstruct" (2026). One GPU, CPU, or several GPUs through DDP:
+
+$ python train.py config/hybrid.py                         # the paper's setting, one GPU
+$ python train.py config/hybrid.py config/tiny.py          # a few minutes on a laptop CPU
+$ torchrun --standalone --nproc_per_node=8 train.py config/hybrid.py
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import asdict
+
+import torch
+import torch.nn.functional as F
+from torch.distributed import destroy_process_group, init_process_group
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+import data
+import jepa
+from configurator import configure, settings
+from model import EncoderConfig, MaskedLM, load_checkpoint, peak_flops
+
+# -----------------------------------------------------------------------------
+# default config: the paper's hybrid on Wikipedia (config/*.py and --key=value override these)
+# I/O
+out_dir = "out-hybrid"
+init_from = "scratch"  # 'scratch' or 'resume' (from out_dir/ckpt.pt)
+eval_interval = 1000
+eval_iters = 50
+log_interval = 10
+# data
+dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.parquet files
+data_dir = "data"
+batch_size = 256  # sequences per micro-step
+grad_accum = 1
+mlm_prob = 0.15
+# model
+n_layer = 6
+n_head = 8
+n_embd = 512
+block_size = 128
+dropout = 0.0
+bias = True
+tie_mlm_head = False
+# objective
+objective = "hybrid"  # 'hybrid' (JEPA + MLM) or 'mlm'
+jepa_views = "separate"  # 'separate' (the paper's) or 'shared'
+jepa_loss = "cosine"  # 'cosine' (the paper's) or 'smooth_l1'
+balance = "sigmoid"  # 'sigmoid' (the paper's λ = sigmoid(w)), 'uncertainty' (Kendall et al.) or 'fixed'
+fixed_lambda = 0.5  # the JEPA weight when balance='fixed'
+n_spans = 2
+span_min = 0.10  # each target span is 10-25% of the sequence
+span_max = 0.25
+pred_depth = 6
+pred_width = 192
+pred_n_head = 6
+ema_start = 0.996  # EMA momentum, linear to ema_end over training (I-JEPA)
+ema_end = 1.0
+collapse_std = 1e-3  # stop when the target features' std across tokens falls below this
+# budget: max_flops > 0 trains until that many counted FLOPs are spent, else for max_iters
+max_iters = 100000
+max_flops = 0.0
+# optimizer
+learning_rate = 5e-4
+min_lr = 5e-5
+warmup_frac = 0.02  # of the budget
+weight_decay = 0.01
+beta1 = 0.9
+beta2 = 0.98
+grad_clip = 1.0
+# system
+device = "cuda"
+dtype = "bfloat16"  # 'float32' or 'bfloat16' (autocast; CUDA only)
+compile = True
+backend = "nccl"
+seed = 1337
+# -----------------------------------------------------------------------------
+config_keys = list(settings(globals()))
+extra = configure(globals(), sys.argv[1:])
+if extra:
+    raise SystemExit(f"error: unexpected argument {extra[0]!r}: pass config files (*.py) and --key=value")
+config = {k: globals()[k] for k in config_keys}  # saved in the checkpoint
+assert objective in ("hybrid", "mlm"), f"objective must be 'hybrid' or 'mlm', not {objective!r}"
+hybrid = objective == "hybrid"
+
+# DDP: one process per GPU under torchrun, each with its own data stream
+ddp = int(os.environ.get("RANK", -1)) != -1
+if ddp:
+    init_process_group(backend=backend)
+    rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    device = f"cuda:{local_rank}"
+    torch.cuda.set_device(device)
+    assert grad_accum % world == 0, f"grad_accum={grad_accum} must be a multiple of the {world} processes"
+    grad_accum //= world
+else:
+    rank, world = 0, 1
+master = rank == 0
+
+# data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
+# so the hybrid and the MLM baseline with the same seed see the same batches in the same order
+if master:
+    data.prepare(dataset, data_dir)
+if ddp:
+    torch.distributed.barrier()
+folder = data.prepare(dataset, data_dir)  # prepared by now: returns the folder at once
+
+if device.startswith("cuda") and not torch.cuda.is_available():
+    raise SystemExit("error: no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
+device_type = "cuda" if device.startswith("cuda") else "cpu"
+if device_type == "cpu" and dtype != "float32":
+    raise SystemExit(f"error: dtype={dtype} is for CUDA; on the CPU pass --dtype=float32")
+torch.manual_seed(seed + rank)
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
+tokens_per_iter = grad_accum * world * batch_size * block_size
+tok = data.get_tokenizer()
+train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, batch_size, mlm_prob, seed + rank)
+span_gen = torch.Generator().manual_seed(seed + rank + 10_000)
+
+
+def get_batch(batches, spans):
+    batch = batches.next()
+    if hybrid:
+        jepa.add_context_view(batch, spans, tok.mask_id, n_spans, span_min, span_max)
+    return {k: v.pin_memory().to(device, non_blocking=True) if device_type == "cuda" else v
+            for k, v in batch.items()}
+
+
+def next_train_batch():
+    """Draws a training batch, remembering the generators' states before it: batches are drawn one
+    step ahead, and a checkpoint must rewind to the batch not yet trained on."""
+    global batch_rng
+    batch_rng = {"data": train_batches.generator.get_state(), "spans": span_gen.get_state()}
+    return get_batch(train_batches, span_gen)
+
+
+# model
+model_args = dict(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                  n_embd=n_embd, dropout=dropout, bias=bias, tie_mlm_head=tie_mlm_head)
+enc_config = EncoderConfig(**model_args)
+if hybrid:
+    model = jepa.Hybrid(enc_config, jepa_views, jepa_loss, balance, fixed_lambda, pred_depth, pred_width, pred_n_head)
+else:
+    model = MaskedLM(enc_config)
+model.to(device)
+target = jepa.make_target_encoder(model.encoder) if hybrid else None  # before compile: a plain module
+
+decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]  # biases, LayerNorms, λ
+optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                               {"params": no_decay, "weight_decay": 0.0}],
+                              lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
+
+n_masked = math.ceil(mlm_prob * block_size)
+flops_per_iter = model.flops_per_token(n_masked) * tokens_per_iter
+if max_flops > 0:
+    max_iters = int(max_flops // flops_per_iter)
+    if max_iters < 1:
+        raise SystemExit(f"error: max_flops={max_flops:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs)")
+
+iter_num, flops_done = 0, 0.0
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+log_path = os.path.join(out_dir, "log.jsonl")
+if init_from == "resume":
+    ckpt = load_checkpoint(ckpt_path, map_location=device)
+    if ckpt["model_args"] != model_args or ckpt["config"]["objective"] != objective:
+        raise SystemExit(f"error: {ckpt_path} was trained with other model settings or objective: "
+                         "resume with its config, or use another --out_dir")
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    if hybrid:
+        target.load_state_dict(ckpt["target"])
+    iter_num, flops_done = ckpt["iter_num"], ckpt["flops_done"]
+    train_batches.generator.set_state(ckpt["rng"]["data"][rank])
+    span_gen.set_state(ckpt["rng"]["spans"][rank])
+    torch.set_rng_state(ckpt["rng"]["torch"][rank])
+    if device_type == "cuda":
+        torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank])
+    if master:  # drop what a killed run logged after its last checkpoint, and the val record the loop redoes
+        with open(log_path) as f:
+            lines = [ln for ln in f if (lambda r: r["iter"] < iter_num or
+                                        r["iter"] == iter_num and "val_mlm" not in r)(json.loads(ln))]
+        with open(log_path, "w") as f:
+            f.writelines(lines)
+    del ckpt
+elif init_from != "scratch":
+    raise SystemExit(f"error: init_from must be 'scratch' or 'resume', not {init_from!r}")
+elif master:
+    os.makedirs(out_dir, exist_ok=True)
+    open(log_path, "w").close()
+
+raw_model = model
+if compile:
+    model = torch.compile(model)
+    target_forward = torch.compile(target) if hybrid else None
+else:
+    target_forward = target
+eval_model = model  # evaluation runs on rank 0 alone, outside DDP and its collectives
+if ddp:
+    model = DDP(model, device_ids=[local_rank])
+
+
+def add_targets(batch):
+    with autocast:
+        batch["targets"] = jepa.target_features(target_forward, batch["idx"], batch["tgt_pos"])
+    return batch
+
+
+def progress(it):
+    return it / max_iters
+
+
+def get_lr(it):
+    """Linear warmup, then cosine to min_lr, by fraction of the budget (steps or FLOPs alike)."""
+    p = progress(it)
+    if p < warmup_frac:
+        return learning_rate * (p + 1 / max_iters) / warmup_frac
+    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * min((p - warmup_frac) / (1 - warmup_frac), 1.0)))
+
+
+@torch.no_grad()
+def estimate_val():
+    """Mean losses over the same eval_iters val batches every time (fixed generators)."""
+    eval_model.eval()
+    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
+    spans = torch.Generator().manual_seed(seed + 1)
+    totals = {}
+    for _ in range(eval_iters):
+        batch = get_batch(batches, spans)
+        if hybrid:
+            add_targets(batch)
+        with autocast:
+            _, stats = eval_model(batch)
+        for k in ("mlm", "jepa"):
+            if k in stats:
+                totals[k] = totals.get(k, 0.0) + stats[k].item() / eval_iters
+    eval_model.train()
+    return totals
+
+
+def save_checkpoint():
+    rng = {**batch_rng, "torch": torch.get_rng_state(),
+           "cuda": torch.cuda.get_rng_state() if device_type == "cuda" else None}
+    if ddp:  # every rank's streams, so a resumed run continues each one
+        gathered = [None] * world
+        torch.distributed.all_gather_object(gathered, rng)
+        rng = {k: [r[k] for r in gathered] for k in rng}
+    else:
+        rng = {k: [v] for k, v in rng.items()}
+    if not master:
+        return
+    ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
+            "iter_num": iter_num, "flops_done": flops_done, "rng": rng}
+    torch.save(ckpt, ckpt_path + ".tmp")
+    os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
+
+
+def log(record):
+    with open(log_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def check_finite(record):
+    bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+    if bad:
+        raise SystemExit(f"error: {', '.join(bad)} not finite at iter {iter_num}: lower learning_rate or raise "
+                         f"warmup_frac, then --init_from=resume from the last checkpoint in {out_dir}")
+    if record.get("tgt_std", 1.0) < collapse_std:
+        raise SystemExit(f"error: target features collapsed at iter {iter_num} (std {record['tgt_std']:.2e} < "
+                         f"collapse_std={collapse_std}): raise ema_start or lower learning_rate")
+
+
+# training loop
+peak = peak_flops(device)
+if master:
+    n_params = sum(p.numel() for p in raw_model.parameters())
+    print(f"{objective}: {n_params / 1e6:.1f}M trainable parameters, {tokens_per_iter:,} tokens/iter, "
+          f"{flops_per_iter / tokens_per_iter / 1e6:.1f} MFLOPs/token, {max_iters} iters on {device} ({dtype})")
+batch = next_train_batch()
+t0 = time.time()
+while True:
+    last = iter_num == max_iters
+    if iter_num % eval_interval == 0 or last:
+        if master:
+            val = estimate_val()
+            print(f"iter {iter_num}: val mlm {val['mlm']:.4f}" + (f", val jepa {val['jepa']:.4f}" if hybrid else ""))
+            record = {"iter": iter_num, **{f"val_{k}": v for k, v in val.items()}}
+            check_finite(record)
+            log(record)
+        if iter_num > 0:
+            save_checkpoint()
+        t0 = time.time()
+    if last:
+        break
+
+    lr = get_lr(iter_num)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    for micro in range(grad_accum):
+        if ddp:  # all-reduce the gradients only once, on the last micro-step
+            model.require_backward_grad_sync = micro == grad_accum - 1
+        if hybrid:
+            add_targets(batch)
+        with autocast:
+            loss, stats = model(batch)
+        next_batch = next_train_batch()  # on the CPU while the GPU works
+        (loss / grad_accum).backward()
+        batch, done = next_batch, batch
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if hybrid:
+        momentum = jepa.ema_momentum(progress(iter_num + 1), ema_start, ema_end)
+        jepa.ema_update(target, raw_model.encoder, momentum)
+    iter_num += 1
+    flops_done += flops_per_iter
+
+    if iter_num % log_interval == 0 and master:
+        dt = (time.time() - t0) / log_interval
+        t0 = time.time()
+        record = {"iter": iter_num, "lr": lr, **{k: v.item() for k, v in stats.items()}}
+        if hybrid:
+            record["lambda"] = record["w_jepa"] / (record["w_mlm"] + record["w_jepa"])
+            record["ema"] = momentum
+            record["tgt_std"] = jepa.feature_std(done["targets"], done["tgt_valid"]).item()
+        record.update(tok_per_s=tokens_per_iter / dt, flops=flops_done)
+        if peak:
+            record["mfu"] = flops_per_iter / dt / peak
+        check_finite(record)
+        log(record)
+        line = f"iter {iter_num}: mlm {record['mlm']:.4f}"
+        if hybrid:
+            line += f", jepa {record['jepa']:.4f}, λ {record['lambda']:.3f}, ema {momentum:.4f}, tgt std {record['tgt_std']:.3f}"
+        line += f", {record['tok_per_s']:,.0f} tok/s"
+        line += f", mfu {100 * record['mfu']:.1f}%" if peak else ""
+        print(line + f", {flops_done:.3g} FLOPs")
+
+if ddp:
+    destroy_process_group()
