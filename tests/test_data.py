@@ -1,0 +1,131 @@
+"""Tokenizer, corpus preparation and MLM corruption."""
+
+import json
+import lzma
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import data
+
+
+def test_tokenizer_round_trip_and_layout():
+    tok = data.get_tokenizer()
+    for text in ["Hello, world!", "  leading spaces\nand\ttabs\n\n", "naïve café — 東京 😀", "x" * 1000, ""]:
+        ids = tok.encode(text)
+        assert all(0 <= i < tok.n_normal for i in ids)
+        assert tok.decode(ids) == text
+    assert (tok.pad_id, tok.cls_id, tok.sep_id, tok.mask_id) == tuple(range(32000, 32004))
+    assert tok.vocab_size % 128 == 0 and tok.vocab_size >= tok.mask_id + 1
+    assert tok.decode([tok.cls_id] + tok.encode("a b") + [tok.sep_id, tok.pad_id]) == "a b"  # specials dropped
+    assert len(tok.encode("the the the the")) == 4  # real merges survive the truncation, not bytes
+
+
+def test_mlm_corruption_rates_and_specials():
+    tok = data.get_tokenizer()
+    g = torch.Generator().manual_seed(0)
+    B, T = 2000, 128
+    idx = torch.randint(tok.n_normal, (B, T), generator=g)
+    idx[:, 0] = tok.cls_id
+    idx[:, 40] = idx[:, 90] = tok.sep_id  # document boundaries in a packed window
+    b = data.mask_tokens(idx, g, tok, 0.15)
+    used = b["mlm_labels"] != -100
+    eligible = T - 3
+    assert b["mlm_pos"].shape == (B, 20)  # ceil(0.15 * 128) static slots
+    assert (used.sum(1) == round(0.15 * eligible)).all()  # exactly 15% of each sequence's text tokens
+    pos = b["mlm_pos"][used]
+    assert not ((pos == 0) | (pos == 40) | (pos == 90)).any()  # no special token is ever selected
+    assert torch.equal(b["mlm_input"][:, [0, 40, 90]], idx[:, [0, 40, 90]])
+    assert torch.equal(b["mlm_labels"][used], idx.gather(1, b["mlm_pos"])[used])
+    new = b["mlm_input"].gather(1, b["mlm_pos"])[used]
+    orig = b["mlm_labels"][used]
+    n = used.sum().item()
+    masked = (new == tok.mask_id).float().mean().item()
+    kept = (new == orig).float().mean().item()
+    assert abs(masked - 0.8) < 0.01 and abs(kept - 0.1) < 0.01  # 10% random includes 1/32000 chance of orig
+    rand = new[(new != tok.mask_id) & (new != orig)]
+    assert abs(len(rand) / n - 0.1) < 0.01 and (rand < tok.n_normal).all()
+    selected = torch.zeros_like(idx, dtype=torch.bool).scatter(1, b["mlm_pos"], used)  # topk: distinct slots
+    assert torch.equal(b["mlm_input"][~selected], idx[~selected])  # nothing else changes
+
+
+def write_corpus(folder):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "a.txt"), "w") as f:
+        for i in range(30):
+            f.write(f"Document {i} talks about topic {i * 7}.\nIt has two lines.\n\n")
+    with lzma.open(os.path.join(folder, "b.txt.xz"), "wt") as f:  # WikiExtractor layout, compressed
+        f.write('<doc id="1" url="u" title="Stub">\nStub\n</doc>\n')
+        f.write('<doc id="2" url="u" title="Real">\nReal\n\nReal is an article body.\n</doc>\n')
+    with open(os.path.join(folder, "c.jsonl"), "w") as f:
+        for i in range(5):
+            f.write(json.dumps({"text": f"json document {i}"}) + "\n")
+
+
+def test_local_documents(tmp_path):
+    write_corpus(tmp_path / "corpus")
+    docs = list(data.local_docs(str(tmp_path / "corpus")))
+    assert len(docs) == 30 + 1 + 5  # the title-only stub is dropped
+    assert docs[0] == "Document 0 talks about topic 0.\nIt has two lines."
+    assert docs[30] == "Real is an article body."  # markup and the repeated title are gone
+    assert docs[-1] == "json document 4"
+
+
+def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
+    write_corpus(tmp_path / "corpus")
+    tok = data.get_tokenizer()
+    out = data.prepare(str(tmp_path / "corpus"), str(tmp_path / "d1"))
+    train = np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16)
+    val = np.fromfile(os.path.join(out, "val.bin"), dtype=np.uint16)
+    docs = list(data.local_docs(str(tmp_path / "corpus")))
+    expected_val = [t for i, d in enumerate(docs) if i % 100 == 0 for t in tok.encode(d) + [tok.sep_id]]
+    assert val.tolist() == expected_val
+    assert len(train) + len(val) == sum(len(tok.encode(d)) + 1 for d in docs)
+    stamp = os.path.getmtime(os.path.join(out, "train.bin"))
+    assert data.prepare(str(tmp_path / "corpus"), str(tmp_path / "d1")) == out  # re-used, not redone
+    assert os.path.getmtime(os.path.join(out, "train.bin")) == stamp
+
+    # an interrupted run: a few chunks saved, then garbage written after the last save
+    monkeypatch.setattr(data, "CHUNK_DOCS", 4)
+    folder = str(tmp_path / "d2")
+    real_docs = data.corpus_docs
+
+    def dying_docs(dataset):
+        for i, d in enumerate(real_docs(dataset)):
+            if i == 13:
+                raise KeyboardInterrupt
+            yield d
+    monkeypatch.setattr(data, "corpus_docs", dying_docs)
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare(str(tmp_path / "corpus"), folder)
+    out2 = os.path.join(folder, "corpus")
+    with open(os.path.join(out2, "meta.json")) as f:
+        meta = json.load(f)
+    assert meta["docs"] == 12 and not meta["complete"]  # three chunks of 4 saved
+    with open(os.path.join(out2, "train.bin"), "ab") as f:
+        f.write(b"\x01\x02" * 50)
+    monkeypatch.setattr(data, "corpus_docs", real_docs)
+    data.prepare(str(tmp_path / "corpus"), folder)
+    for split in ("train", "val"):
+        a = np.fromfile(os.path.join(out, f"{split}.bin"), dtype=np.uint16)
+        b = np.fromfile(os.path.join(out2, f"{split}.bin"), dtype=np.uint16)
+        assert np.array_equal(a, b)
+
+
+def test_packed_batches(tmp_path):
+    tok = data.get_tokenizer()
+    np.arange(1000, dtype=np.uint16).tofile(tmp_path / "x.bin")
+    batches = data.PackedBatches(str(tmp_path / "x.bin"), 16, 8, 0.15, seed=0)
+    b = batches.next()
+    assert b["idx"].shape == (8, 16) and (b["idx"][:, 0] == tok.cls_id).all()
+    assert ((b["idx"][:, 2:] - b["idx"][:, 1:-1]) == 1).all()  # contiguous windows of the stream
+    # the same seed gives the same stream: the hybrid and the MLM baseline see the same data
+    again = data.PackedBatches(str(tmp_path / "x.bin"), 16, 8, 0.15, seed=0).next()
+    assert all(torch.equal(b[k], again[k]) for k in b)
+
+
+def test_unknown_dataset_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="neither 'embedded', 'wikipedia' nor an existing path"):
+        data.prepare(str(tmp_path / "nope"), str(tmp_path / "d"))

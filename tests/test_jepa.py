@@ -1,0 +1,125 @@
+"""JEPA: target spans and the context view, EMA, the latent loss, the balance between the losses."""
+
+import math
+
+import pytest
+import torch
+
+import data
+import jepa
+from model import Encoder, EncoderConfig
+
+
+@pytest.mark.parametrize("T", [16, 64, 128])
+def test_spans_disjoint_inside_and_sized_from_the_real_length(T):
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(max(T // 2, 10), T + 1, (500,))
+    pos, valid = jepa.sample_target_spans(lengths, T, g, n_spans=2, min_frac=0.10, max_frac=0.25)
+    max_len = math.floor(0.25 * T)
+    assert pos.shape == valid.shape == (500, 2 * max_len)
+    for b in range(500):
+        L = lengths[b].item()
+        spans = [pos[b, s * max_len:(s + 1) * max_len][valid[b, s * max_len:(s + 1) * max_len]] for s in range(2)]
+        for sp in spans:
+            assert math.ceil(0.10 * L) <= len(sp) <= math.floor(0.25 * L)
+            assert (sp[1:] - sp[:-1] == 1).all()  # contiguous
+            assert sp.min() >= 1 and sp.max() <= L - 1  # never [CLS], never past the real tokens
+        assert not set(spans[0].tolist()) & set(spans[1].tolist())
+
+
+def test_span_lengths_cover_the_range():
+    g = torch.Generator().manual_seed(0)
+    pos, valid = jepa.sample_target_spans(torch.full((2000,), 100), 100, g)
+    lens = valid.view(2000, 2, -1).sum(-1).flatten()
+    assert lens.min() == 10 and lens.max() == 25
+
+
+def test_context_never_sees_a_target_token():
+    tok = data.get_tokenizer()
+    g = torch.Generator().manual_seed(1)
+    idx = torch.cat([torch.full((64, 1), tok.cls_id), torch.randint(tok.n_normal, (64, 127), generator=g)], 1)
+    batch = jepa.add_context_view(data.mask_tokens(idx, g, tok), g, tok.mask_id)
+    m, ctx = batch["tgt_mask"], batch["ctx_input"]
+    assert m.sum(1).ge(2 * math.ceil(0.1 * 128)).all()
+    assert (ctx[m] == tok.mask_id).all()
+    assert torch.equal(ctx[~m], batch["mlm_input"][~m])  # elsewhere the context is the MLM view
+    assert torch.equal(m.gather(1, batch["tgt_pos"]), batch["tgt_valid"])
+
+
+def test_ema_update_is_the_hand_formula():
+    torch.manual_seed(0)
+    online = Encoder(EncoderConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=8))
+    target = jepa.make_target_encoder(online)
+    with torch.no_grad():
+        for p in online.parameters():
+            p.add_(torch.randn_like(p))
+    before = [p.clone() for p in target.parameters()]
+    jepa.ema_update(target, online, 0.9)
+    for t, t0, o in zip(target.parameters(), before, online.parameters()):
+        torch.testing.assert_close(t, 0.9 * t0 + 0.1 * o)
+    assert not any(p.requires_grad for p in target.parameters())
+
+
+def test_ema_momentum_schedule():
+    assert jepa.ema_momentum(0.0) == 0.996
+    assert jepa.ema_momentum(1.0) == 1.0
+    assert abs(jepa.ema_momentum(0.5) - 0.998) < 1e-12
+
+
+def test_cosine_loss_by_hand_ignores_unused_slots():
+    pred = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    target = torch.tensor([[[1.0, 0.0], [1.0, 0.0], [-1.0, 0.0]]])
+    valid = torch.tensor([[True, True, False]])
+    # cos = 1 and 0 on the two used slots: mean of (1 - cos) = 0.5
+    assert jepa.jepa_loss(pred, target, valid).item() == pytest.approx(0.5)
+    sl1 = jepa.jepa_loss(pred, target, valid, "smooth_l1").item()
+    assert sl1 == pytest.approx((0.0 + (0.5 + 0.5) / 2) / 2)  # |d| = (1, 1) on the second slot: 0.5 each
+
+
+def test_sigmoid_balance_gradient():
+    bal = jepa.Balance("sigmoid")
+    with torch.no_grad():
+        bal.w.fill_(0.3)
+    l_mlm, l_jepa = torch.tensor(6.0), torch.tensor(0.4)
+    loss, (w_mlm, w_jepa) = bal(l_mlm, l_jepa)
+    loss.backward()
+    lam = torch.sigmoid(torch.tensor(0.3))
+    assert w_jepa.item() == pytest.approx(lam.item()) and w_mlm.item() == pytest.approx(1 - lam.item())
+    assert bal.w.grad.item() == pytest.approx((lam * (1 - lam) * (0.4 - 6.0)).item())
+    assert bal.w.grad.item() < 0  # gradient descent raises w: λ drifts towards 1
+
+
+def test_uncertainty_balance():
+    bal = jepa.Balance("uncertainty")
+    with torch.no_grad():
+        bal.log_var.copy_(torch.tensor([0.5, -1.0]))
+    loss, (w_mlm, w_jepa) = bal(torch.tensor(6.0), torch.tensor(0.4))
+    assert loss.item() == pytest.approx(math.exp(-0.5) * 6.0 + math.exp(1.0) * 0.4 + 0.5 - 1.0, rel=1e-6)
+    loss.backward()  # d/ds (e^-s L + s) = 1 - e^-s L: zero at s = log L, so the weight settles at 1/L > 0
+    torch.testing.assert_close(bal.log_var.grad, torch.tensor([1 - math.exp(-0.5) * 6.0, 1 - math.exp(1.0) * 0.4]))
+
+
+def test_fixed_balance_has_no_parameters():
+    bal = jepa.Balance("fixed", 0.25)
+    loss, _ = bal(torch.tensor(4.0), torch.tensor(2.0))
+    assert loss.item() == pytest.approx(0.25 * 2.0 + 0.75 * 4.0)
+    assert not list(bal.parameters())
+
+
+def test_hybrid_views():
+    torch.manual_seed(0)
+    tok = data.get_tokenizer()
+    cfg = EncoderConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
+    g = torch.Generator().manual_seed(0)
+    idx = torch.cat([torch.full((4, 1), tok.cls_id), torch.randint(tok.n_normal, (4, 31), generator=g)], 1)
+    batch = jepa.add_context_view(data.mask_tokens(idx, g, tok), g, tok.mask_id)
+    for views in ("separate", "shared"):
+        torch.manual_seed(0)
+        model = jepa.Hybrid(cfg, views=views, pred_depth=1, pred_width=8, pred_n_head=2).eval()
+        target = jepa.make_target_encoder(model.encoder)
+        batch["targets"] = jepa.target_features(target, batch["idx"], batch["tgt_pos"])
+        _, stats = model(batch)
+        view = "mlm_input" if views == "separate" else "ctx_input"
+        expected = model.mlm_loss(model.encoder(batch[view]), batch["mlm_pos"], batch["mlm_labels"])
+        torch.testing.assert_close(stats["mlm"], expected)
+        assert stats["w_jepa"].item() == pytest.approx(0.5)  # λ = sigmoid(0) at the start

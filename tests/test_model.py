@@ -1,0 +1,86 @@
+"""The encoder: padding invariance, SDPA against a naive attention, the sparse MLM head."""
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from model import Encoder, EncoderConfig, MaskedLM
+
+CFG = EncoderConfig(vocab_size=256, block_size=32, n_layer=2, n_head=4, n_embd=32)
+
+
+def make(cls=Encoder, **kw):
+    torch.manual_seed(0)
+    return cls(EncoderConfig(**{**CFG.__dict__, **kw})).eval()
+
+
+def test_padding_does_not_change_real_positions():
+    enc = make()
+    idx = torch.randint(200, (3, 10))
+    ref = enc(idx)
+    for pad_value in (0, 7, 199):  # whatever sits in the padding must not matter
+        padded = torch.cat([idx, torch.full((3, 6), pad_value)], 1)
+        mask = torch.cat([torch.ones(3, 10, dtype=torch.bool), torch.zeros(3, 6, dtype=torch.bool)], 1)
+        out = enc(padded, mask)
+        torch.testing.assert_close(out[:, :10], ref, atol=1e-5, rtol=1e-5)
+    # without the mask, the padding leaks into every position
+    assert not torch.allclose(enc(padded)[:, :10], ref, atol=1e-3)
+
+
+def test_ragged_batch_equals_one_by_one():
+    enc = make()
+    lengths = [5, 12, 9]
+    seqs = [torch.randint(200, (n,)) for n in lengths]
+    idx = torch.zeros(3, 12, dtype=torch.long)
+    mask = torch.zeros(3, 12, dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        idx[i, :len(s)], mask[i, :len(s)] = s, True
+    out = enc(idx, mask)
+    for i, s in enumerate(seqs):
+        torch.testing.assert_close(out[i, :len(s)], enc(s[None])[0], atol=1e-5, rtol=1e-5)
+
+
+def naive_encoder(enc, idx, pad_mask=None):
+    """The same network written out with explicit softmax attention."""
+    x = enc.wte(idx) + enc.wpe[: idx.size(1)]
+    B, T, C = x.shape
+    for blk in enc.blocks:
+        h = blk.ln_1(x)
+        q, k, v = blk.attn.qkv(h).split(C, 2)
+        H = blk.attn.n_head
+        q, k, v = (t.view(B, T, H, C // H).transpose(1, 2) for t in (q, k, v))
+        att = q @ k.transpose(-1, -2) / math.sqrt(C // H)
+        if pad_mask is not None:
+            att = att.masked_fill(~pad_mask[:, None, None, :], float("-inf"))
+        y = (att.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+        x = x + blk.attn.proj(y)
+        x = x + blk.mlp.proj(F.gelu(blk.mlp.fc(blk.ln_2(x))))
+    return enc.ln_f(x)
+
+
+def test_sdpa_matches_naive_attention():
+    enc = make()
+    idx = torch.randint(200, (2, 16))
+    torch.testing.assert_close(enc(idx), naive_encoder(enc, idx), atol=1e-5, rtol=1e-5)
+    mask = torch.ones(2, 16, dtype=torch.bool)
+    mask[0, 11:] = False
+    torch.testing.assert_close(enc(idx, mask), naive_encoder(enc, idx, mask), atol=1e-5, rtol=1e-5)
+
+
+def test_mlm_loss_at_selected_positions_only():
+    m = make(MaskedLM)
+    idx = torch.randint(200, (2, 16))
+    pos = torch.tensor([[1, 4, 9], [2, 3, 15]])
+    labels = torch.tensor([[5, 6, -100], [7, 8, 9]])  # one unused slot
+    h = m.encoder(idx)
+    full = m.head(h)  # logits everywhere, as BERT computes them
+    expected = torch.stack([F.cross_entropy(full[b, p][None], torch.tensor([l]))
+                            for b in range(2) for p, l in zip(pos[b].tolist(), labels[b].tolist()) if l != -100]).mean()
+    torch.testing.assert_close(m.mlm_loss(h, pos, labels), expected)
+
+
+def test_tied_head_shares_the_embedding_matrix():
+    m = make(MaskedLM, tie_mlm_head=True)
+    assert m.head.decoder.weight is m.encoder.wte.weight
+    assert make(MaskedLM).head.decoder.weight is not make(MaskedLM).encoder.wte.weight
