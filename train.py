@@ -93,8 +93,9 @@ ddp = int(os.environ.get("RANK", -1)) != -1
 if ddp:
     init_process_group(backend=backend)
     rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
-    device = f"cuda:{local_rank}"
-    torch.cuda.set_device(device)
+    if device.startswith("cuda"):  # else CPU processes with backend='gloo', as the tests run it
+        device = f"cuda:{local_rank}"
+        torch.cuda.set_device(device)
     assert grad_accum % world == 0, f"grad_accum={grad_accum} must be a multiple of the {world} processes"
     grad_accum //= world
 else:
@@ -184,10 +185,10 @@ if init_from == "resume":
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank])
     if master:  # drop what a killed run logged after its last checkpoint, and the val record the loop redoes
         with open(log_path) as f:
-            lines = [ln for ln in f if (lambda r: r["iter"] < iter_num or
-                                        r["iter"] == iter_num and "val_mlm" not in r)(json.loads(ln))]
+            records = [json.loads(line) for line in f]
         with open(log_path, "w") as f:
-            f.writelines(lines)
+            f.writelines(json.dumps(r) + "\n" for r in records
+                         if r["iter"] < iter_num or (r["iter"] == iter_num and "val_mlm" not in r))
     del ckpt
 elif init_from != "scratch":
     raise SystemExit(f"error: init_from must be 'scratch' or 'resume', not {init_from!r}")
@@ -196,14 +197,14 @@ elif master:
     open(log_path, "w").close()
 
 raw_model = model
-if compile:
-    model = torch.compile(model)
-    target_forward = torch.compile(target) if hybrid else None
+if compile:  # static shapes all the way (fixed MLM slots and span slots): one graph, no graph breaks
+    model = torch.compile(model, fullgraph=True, dynamic=False)
+    target_forward = torch.compile(target, fullgraph=True, dynamic=False) if hybrid else None
 else:
     target_forward = target
 eval_model = model  # evaluation runs on rank 0 alone, outside DDP and its collectives
 if ddp:
-    model = DDP(model, device_ids=[local_rank])
+    model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
 
 def add_targets(batch):
