@@ -319,6 +319,231 @@ class PackedBatches:
 # -----------------------------------------------------------------------------
 # GLUE tasks and probing sets (for probe.py and eval_geometry.py)
 
+# A split is a dict {"a": [str], "b": [str] or None, "y": np.ndarray}; pairs carry "b". Train splits fit
+# the probes and dev splits score them (GLUE's test labels are not public).
+GLUE_TASKS = ("sst2", "mrpc", "mnli", "cola", "stsb")
+GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "mnli": "MNLI", "cola": "CoLA", "stsb": "STS-B"}
+GLUE_HUB = "nyu-mll/glue"
+MNLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}  # the hub's label order
+MNLI_SUBSETS = {"dev_matched": "dev_matched_subset1000_tok.tsv", "dev_mismatched": "dev_mismatched_subset1000_tok.tsv"}
+
+
+def read_tsv(path, header=True):
+    """Rows of a GLUE .tsv split on tabs only: GLUE's sentences hold unescaped quotes, so csv would mangle
+    them. utf-8-sig drops MRPC's byte-order mark."""
+    if not os.path.exists(path):
+        raise SystemExit(f"error: {path} not found: --glue_dir must hold the standard GLUE layout "
+                         "(SST-2/train.tsv, MRPC/dev.tsv, ...), or leave it empty to use the HF hub")
+    with open(path, encoding="utf-8-sig") as f:
+        rows = [line.rstrip("\n").rstrip("\r").split("\t") for line in f if line.strip()]
+    if not header:
+        return rows
+    if not rows:
+        raise SystemExit(f"error: {path} is empty: re-download the GLUE files")
+    names = rows[0]
+    return [dict(zip(names, r)) for r in rows[1:]]
+
+
+def glue_columns(rows, path, *cols):
+    try:
+        return [[r[c] for r in rows] for c in cols]
+    except KeyError as e:
+        raise SystemExit(f"error: {path} has no column {e} in its header: is it a GLUE file of the right task?")
+
+
+def local_glue_split(task, split, glue_dir):
+    """One split of a task from a folder in the standard GLUE layout."""
+    path = os.path.join(glue_dir, GLUE_DIRS[task], f"{split}.tsv")
+    if task == "cola":  # no header: source, label, original mark, sentence
+        rows = read_tsv(path, header=False)
+        if any(len(r) != 4 for r in rows):
+            raise SystemExit(f"error: {path} should have 4 tab-separated columns and no header (CoLA's format)")
+        return {"a": [r[3] for r in rows], "b": None, "y": np.array([int(r[1]) for r in rows])}
+    rows = read_tsv(path)
+    if task == "sst2":
+        a, y = glue_columns(rows, path, "sentence", "label")
+        return {"a": a, "b": None, "y": np.array([int(v) for v in y])}
+    if task == "mrpc":
+        y, a, b = glue_columns(rows, path, "Quality", "#1 String", "#2 String")
+        return {"a": a, "b": b, "y": np.array([int(v) for v in y])}
+    if task == "stsb":
+        a, b, y = glue_columns(rows, path, "sentence1", "sentence2", "score")
+        return {"a": a, "b": b, "y": np.array([float(v) for v in y])}
+    # mnli: the real files have many columns; gold_label is the annotators' majority ('-' = none, dropped)
+    a, b, y = glue_columns(rows, path, "sentence1", "sentence2", "gold_label")
+    keep = [i for i, v in enumerate(y) if v in MNLI_LABELS]
+    return {"a": [a[i] for i in keep], "b": [b[i] for i in keep], "y": np.array([MNLI_LABELS[y[i]] for i in keep])}
+
+
+def mnli_subset(path):
+    """The 1,000-pair MNLI dev subsets in ../shared/data/glue: label, premise, hypothesis; no header."""
+    rows = read_tsv(path, header=False)
+    if any(len(r) != 3 or r[0] not in MNLI_LABELS for r in rows):
+        raise SystemExit(f"error: {path} should be label<TAB>premise<TAB>hypothesis with labels {'/'.join(MNLI_LABELS)}")
+    return {"a": [r[1] for r in rows], "b": [r[2] for r in rows], "y": np.array([MNLI_LABELS[r[0]] for r in rows])}
+
+
+def local_glue(task, glue_dir):
+    if task != "mnli":
+        return {s: local_glue_split(task, s, glue_dir) for s in ("train", "dev")}
+    folder = os.path.join(glue_dir, "MNLI")
+    if os.path.exists(os.path.join(folder, "train.tsv")):
+        return {s: local_glue_split(task, s, glue_dir) for s in ("train", "dev_matched", "dev_mismatched")}
+    paths = {s: os.path.join(folder, fn) for s, fn in MNLI_SUBSETS.items()}
+    if not all(os.path.exists(p) for p in paths.values()):
+        raise SystemExit(f"error: neither {folder}/train.tsv (+ dev_matched.tsv, dev_mismatched.tsv) nor the "
+                         f"subsets {', '.join(MNLI_SUBSETS.values())} found: put GLUE's MNLI files there")
+    # no MNLI train split here: probe.py cross-fits on the two subsets and says so
+    return {s: mnli_subset(p) for s, p in paths.items()}
+
+
+def hub_reachable(host="huggingface.co"):
+    import socket
+    try:
+        socket.getaddrinfo(host, 443)
+        return True
+    except OSError:
+        return False
+
+
+def hub_glue(task):
+    """A task from the HF hub, or None when datasets or the hub (and its local cache) is unavailable."""
+    if not hub_reachable():
+        os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"  # use the cache, skip 30 s of retries
+    try:
+        from datasets import load_dataset
+        ds = load_dataset(GLUE_HUB, task)
+    except Exception:  # ImportError, no network, not cached: all mean the same thing to the caller
+        return None
+    cols = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+            "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis")}[task]
+    splits = {"train": "train", "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"} \
+        if task == "mnli" else {"train": "train", "dev": "validation"}
+
+    def convert(d):
+        y = np.array(d["label"], dtype=np.float64 if task == "stsb" else np.int64)
+        return {"a": list(d[cols[0]]), "b": list(d[cols[1]]) if cols[1] else None, "y": y}
+    return {s: convert(ds[h]) for s, h in splits.items()}
+
+
+def load_glue(glue_dir=""):
+    """All GLUE tasks as {task: {split: split dict}}, from glue_dir or (glue_dir='') the HF hub.
+    Returns None when the hub cannot be used, so that callers fall back to the probing sets."""
+    if glue_dir:
+        if not os.path.isdir(glue_dir):
+            raise SystemExit(f"error: --glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout "
+                             "(e.g. ../shared/data/glue) or leave it empty to use the HF hub")
+        return {t: local_glue(t, glue_dir) for t in GLUE_TASKS}
+    tasks = {}
+    for t in GLUE_TASKS:
+        tasks[t] = hub_glue(t)
+        if tasks[t] is None:
+            return None
+    return tasks
+
+
+def subsample(split, n, seed=0):
+    """A deterministic random subset of at most n examples (order kept), for capping probe train sets."""
+    m = len(split["a"])
+    if n <= 0 or m <= n:
+        return split
+    keep = np.sort(np.random.default_rng(seed).permutation(m)[:n])
+    return {"a": [split["a"][i] for i in keep], "b": [split["b"][i] for i in keep] if split["b"] else None,
+            "y": split["y"][keep]}
+
+
+# SentEval-style probing sets (Conneau et al. 2018) from the held-out documents of a prepared corpus.
+# Sentences are rebuilt from val.bin deterministically: paragraphs -> sentences -> prose filter.
+PROSE_WORD = re.compile(r"^\W*[A-Za-z]+(['-][A-Za-z]+)*\W*$")
+SENTLEN_BINS = [(5, 8), (9, 12), (13, 16), (17, 20), (21, 25), (26, 28)]  # words; SentEval's six bins
+
+
+def corpus_sentences(dataset="embedded", data_dir="data", max_words=40):
+    """Distinct prose sentences of the corpus' held-out documents, in corpus order. The prose filter (most
+    words alphabetic, a capital start and a final stop) drops the code that docstrings are full of."""
+    tok = get_tokenizer()
+    val = np.fromfile(os.path.join(prepare(dataset, data_dir), "val.bin"), dtype=np.uint16)
+    cuts = np.flatnonzero(val == tok.sep_id)
+    sents, seen = [], set()
+    for lo, hi in zip(np.concatenate([[0], cuts[:-1] + 1]), cuts):
+        for para in re.split(r"\n\s*\n", tok.decode(val[lo:hi].tolist())):
+            if para.lstrip().startswith(">>>"):
+                continue
+            for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(para.split())):
+                w = s.split()
+                if not 5 <= len(w) <= max_words or not s[0].isupper() or s[-1] not in ".!?" or s in seen:
+                    continue
+                if sum(bool(PROSE_WORD.match(x)) for x in w) >= 0.8 * len(w):
+                    seen.add(s)
+                    sents.append(s)
+    return sents
+
+
+def words_of(sentence):
+    return re.findall(r"[a-z]+(?:'[a-z]+)?", sentence.lower())
+
+
+def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
+    """SentLen, WordContent, BShift and the most-frequent-token probe on the given sentences, each as a
+    split dict, plus a notes list saying where a set was scaled down. Probes score them by k-fold CV."""
+    tok = get_tokenizer()
+    notes = []
+    # SentLen: SentEval's six word-count bins; sentences outside them are dropped
+    sl = [(s, k) for s in sentences for k, (lo, hi) in enumerate(SENTLEN_BINS) if lo <= len(s.split()) <= hi]
+    sets = {"sentlen": {"a": [s for s, _ in sl], "b": None, "y": np.array([k for _, k in sl])}}
+    # WordContent: mid-frequency words (SentEval skips the most frequent ranks and takes the next 1k);
+    # a corpus of a few thousand sentences cannot fill 1k classes, so the vocabulary shrinks with it
+    counts = {}
+    for s in sentences:
+        for w in set(words_of(s)):
+            counts[w] = counts.get(w, 0) + 1
+    ranked = sorted(counts, key=lambda w: (-counts[w], w))
+    k = min(n_words, len(sentences) // 20)
+    vocab = set(w for w in ranked[k:2 * k] if counts[w] >= min_class)
+    wc = [(s, hits[0]) for s in sentences for hits in [[w for w in set(words_of(s)) if w in vocab]] if len(hits) == 1]
+    wc = keep_classes(wc, min_class)
+    if k < n_words:
+        notes.append(f"WordContent: {len(sentences):,} sentences cannot fill {n_words:,} word classes; "
+                     f"used ranks {k}-{2 * k} by sentence frequency, {len(set(y for _, y in wc))} words with >= "
+                     f"{min_class} sentences each")
+    names = sorted(set(y for _, y in wc))
+    sets["wordcontent"] = {"a": [s for s, _ in wc], "b": None, "y": np.array([names.index(y) for _, y in wc])}
+    # BShift: every other sentence (in a seeded order) gets two adjacent, different words swapped
+    rng = np.random.default_rng(seed)
+    a, y = [], []
+    for i, s in enumerate(sentences):
+        w = s.split()
+        spots = [j for j in range(len(w) - 1) if w[j] != w[j + 1]]
+        if i % 2 and spots:
+            j = spots[rng.integers(len(spots))]
+            w[j], w[j + 1] = w[j + 1], w[j]
+            a.append(" ".join(w)), y.append(1)
+        else:
+            a.append(" ".join(w)), y.append(0)
+    sets["bshift"] = {"a": a, "b": None, "y": np.array(y)}
+    # the paper's lexical probe: each sentence's most frequent text token (ties to the first occurrence)
+    mf = keep_classes([(s, most_frequent_token(ids, tok)) for s, ids in zip(sentences, tok.encode_batch(sentences))],
+                      min_class)
+    names = sorted(set(y for _, y in mf))
+    sets["mft"] = {"a": [s for s, _ in mf], "b": None, "y": np.array([names.index(y) for _, y in mf])}
+    for name in [k for k, v in sets.items() if len(set(v["y"].tolist())) < 2]:
+        notes.append(f"{name}: fewer than two classes with >= {min_class} sentences in this corpus; probe dropped")
+        del sets[name]
+    return sets, notes
+
+
+def most_frequent_token(ids, tok):
+    ids = [i for i in ids if i < tok.n_normal]
+    return max(ids, key=lambda i: (ids.count(i), -ids.index(i))) if ids else -1
+
+
+def keep_classes(pairs, min_class):
+    """Drop (x, label) pairs whose label has fewer than min_class examples: k-fold CV needs a few per class."""
+    n = {}
+    for _, y in pairs:
+        n[y] = n.get(y, 0) + 1
+    return [(x, y) for x, y in pairs if n[y] >= min_class and y != -1]
+
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1].startswith("-"):

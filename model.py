@@ -99,7 +99,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.register_buffer("wpe", sincos_positions(config.block_size, config.n_embd), persistent=False)
+        # sin-cos values have RMS 1/sqrt(2) per dimension, 35x the token embeddings' init std of 0.02: at that
+        # scale the positions drown the tokens and the model sits long on the unigram plateau. Scaled to RMS 0.02.
+        self.register_buffer("wpe", 0.02 * math.sqrt(2) * sincos_positions(config.block_size, config.n_embd),
+                             persistent=False)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([Block(config) for _ in range(config.n_layer)])
         self.ln_f = nn.LayerNorm(config.n_embd, bias=config.bias)

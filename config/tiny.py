@@ -12,14 +12,14 @@ pred_depth = 2
 pred_width = 64
 pred_n_head = 4
 
-batch_size = 32
-max_iters = 600
-learning_rate = 1e-3
+batch_size = 16
+max_iters = 1200  # enough to leave the unigram plateau (val MLM ~7.2 on this corpus) behind
+learning_rate = 2e-3
 min_lr = 1e-4
 warmup_frac = 0.05
-eval_interval = 100
-eval_iters = 10
-log_interval = 20
+eval_interval = 200
+eval_iters = 20
+log_interval = 50
 
 device = "cpu"
 dtype = "float32"
