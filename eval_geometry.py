@@ -1,0 +1,455 @@
+"""
+The geometry of sentence embeddings, several checkpoints side by side: uniformity and alignment,
+anisotropy, the covariance spectrum, lexical probes and the semantic-to-lexical balance, each with a
+bootstrap 95% CI and each difference against the first checkpoint with a paired test. Definitions:
+../shared/docs/ANALYSIS.md. Writes REPORT.md, geometry.json and PNG plots to report_dir.
+
+$ python probe.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue         # first: the GLUE table
+$ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue
+
+Statistics, probes and the (cached) embedding extraction are probe.py's; nothing is embedded twice.
+"""
+
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+
+import configurator
+import data
+import probe
+from probe import Embedder, bootstrap_ci, boot_indices, ci, diff_summary, markdown_table, paired_bootstrap, spearman
+
+# -----------------------------------------------------------------------------
+# settings (override with --key=value)
+glue_dir = ""  # a folder in the standard GLUE layout; '' = the HF hub, else the corpus probing sets only
+dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
+data_dir = "data"
+encoder = "online"  # 'online' or 'target' (the EMA copy, hybrid only)
+poolings = "mean,max,first,attention"
+max_train = 10000  # as probe.py: the SST-2 probe of the probe gap and the attentive query are fitted on this many
+n_folds = 5
+n_boot = 1000
+seed = 0
+batch_size = 256
+device = "cuda" if torch.cuda.is_available() else "cpu"
+geom_n = 1000  # sentences per set for uniformity, anisotropy and the spectrum (seeded sample; pairs grow as n^2)
+report_dir = "report"
+report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
+threads = 1  # torch CPU threads, as probe.py
+# -----------------------------------------------------------------------------
+
+SET_STATS = ["uniformity", "anisotropy", "eff_rank", "rankme", "stable_rank", "rank90", "spectral_entropy", "alpha"]
+
+# -----------------------------------------------------------------------------
+# statistics of a set of embeddings, for the data and for B bootstrap resamples at once. A resample is a
+# row of counts c (how often each sentence was drawn), so the n x n kernels and the d x d Gram matrices
+# are built once and every resample is a weighted sum of them.
+
+
+def normalize(X):
+    return X / X.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+def counts_of(idx, n):
+    """Bootstrap indices (B, n) -> counts (B, n); the data itself is the all-ones row."""
+    c = np.zeros((len(idx), n))
+    np.add.at(c, (np.arange(len(idx))[:, None], idx), 1)
+    return c
+
+
+def pair_mean(K, c):
+    """Mean of K[i, j] over ordered pairs of distinct draws i != j of each resample."""
+    n = c.sum(1)
+    return (((c @ K) * c).sum(1) - (c * torch.diagonal(K)).sum(1)) / (n * (n - 1))
+
+
+def uniformity(X, c=None, t=2.0):
+    """log E exp(-t ||x - y||^2) over pairs of L2-normalised embeddings (Wang & Isola 2020)."""
+    Xn = normalize(X.double())
+    c = torch.ones(1, len(X), dtype=torch.float64) if c is None else c
+    sq = (2 - 2 * Xn @ Xn.T).clamp(min=0)
+    return torch.log(pair_mean(torch.exp(-t * sq), c))
+
+
+def anisotropy(X, c=None):
+    """Mean cosine over pairs of distinct sentences (Ethayarajh 2019)."""
+    Xn = normalize(X.double())
+    c = torch.ones(1, len(X), dtype=torch.float64) if c is None else c
+    return pair_mean(Xn @ Xn.T, c)
+
+
+def alignment(U, V):
+    """Per pair ||x - y||^2 of L2-normalised positives (alpha = 2 on the distance; Wang & Isola 2020)."""
+    return (normalize(U.double()) - normalize(V.double())).pow(2).sum(-1)
+
+
+def spectra(X, c=None, chunk=100):
+    """Eigenvalues of the centred covariance (descending, (B, r), r = min(n - 1, d)) and the singular values
+    of the uncentred X (for RankMe) of each resample."""
+    n, d = X.shape
+    c = torch.ones(1, n, dtype=torch.float64) if c is None else c
+    X = X.double()  # float32 products leave ~1e-8 eigenvalues where there are none: sqrt makes them count
+    r = min(n - 1, d)
+    lam, sv_unc = [], []
+    for s in range(0, len(c), chunk):
+        w = c[s:s + chunk]
+        G = (X.T[None] * w[:, None, :]) @ X  # X^T diag(c) X
+        mu = w @ X / n
+        cov = (G - n * mu[:, :, None] * mu[:, None, :]) / (n - 1)
+        lam.append(torch.linalg.eigvalsh(cov).flip(-1)[:, :r].clamp(min=0))
+        sv_unc.append(torch.linalg.eigvalsh(G).flip(-1).clamp(min=0).sqrt())
+    return torch.cat(lam), torch.cat(sv_unc)
+
+
+def entropy_rank(p):
+    return torch.exp(-(p * torch.log(p.clamp(min=1e-300))).sum(-1))
+
+
+def spectral_stats(lam, sv_unc, n):
+    """ANALYSIS.md's spectrum figures from eigenvalues (B, r) and uncentred singular values (B, d)."""
+    r = lam.size(1)
+    sigma = (lam * (n - 1)).sqrt()
+    q = lam / lam.sum(-1, keepdim=True)
+    i = torch.arange(1, r + 1, dtype=torch.float64)
+    mid = (i >= 2) & (i <= r / 2)  # the middle of the spectrum: the head is a few outliers, the tail noise
+    x = torch.log(i[mid])
+    y = torch.log(lam[:, mid].clamp(min=1e-30))
+    slope = ((x - x.mean()) * (y - y.mean(-1, keepdim=True))).sum(-1) / ((x - x.mean()) ** 2).sum()
+    return {
+        "eff_rank": entropy_rank(sigma / sigma.sum(-1, keepdim=True)),  # Roy & Vetterli 2007
+        "rankme": entropy_rank(sv_unc / sv_unc.sum(-1, keepdim=True) + 1e-7),  # Garrido et al. 2023
+        "stable_rank": lam.sum(-1) / lam[:, 0],
+        "rank90": ((q.cumsum(-1) < 0.9).sum(-1) + 1).double(),
+        "spectral_entropy": -(q * torch.log(q.clamp(min=1e-300))).sum(-1) / math.log(r),
+        "alpha": -slope,  # lambda_i ~ i^(-alpha)  (alpha-ReQ, Agrawal et al. 2022)
+    }
+
+
+def set_geometry(X, idx):
+    """Every set statistic on X (the point estimate) and on the resamples idx (B, n): {stat: (est, reps)}."""
+    c = torch.as_tensor(np.concatenate([np.ones((1, len(X))), counts_of(idx, len(X))]))
+    out = {"uniformity": uniformity(X, c), "anisotropy": anisotropy(X, c)}
+    lam, sv = spectra(X, c)
+    out.update(spectral_stats(lam, sv, len(X)))
+    return {k: (float(v[0]), v[1:].numpy()) for k, v in out.items()}, lam[0].numpy()
+
+
+def jaccard(a, b):
+    """Jaccard similarity of the token-id sets of two sentences."""
+    a, b = set(a), set(b)
+    return len(a & b) / max(1, len(a | b))
+
+
+# -----------------------------------------------------------------------------
+# the sentence sets
+
+
+def geometry_sets(tasks, sentences):
+    """{set name: [(cache name, texts)]} for uniformity, anisotropy and the spectrum: each GLUE task's dev
+    sentences (both sides of pairs) and the corpus' held-out sentences."""
+    sets = {}
+    if tasks is not None:
+        for t in data.GLUE_TASKS:
+            split = tasks[t]["dev_matched" if t == "mnli" else "dev"]
+            dev = "mnli-dev_matched" if t == "mnli" else f"{t}-dev"
+            sets[t] = [(f"{dev}-a", split["a"])] + ([(f"{dev}-b", split["b"])] if split["b"] else [])
+    sets["corpus"] = [("probing-sentences", sentences)]
+    return sets
+
+
+def positive_pairs(tasks):
+    """Real positives for alignment: STS-B pairs with gold >= 4 (as SimCSE), MRPC paraphrases, MNLI entailments."""
+    out = {"stsb": ("stsb-dev", tasks["stsb"]["dev"], tasks["stsb"]["dev"]["y"] >= 4),
+           "mrpc": ("mrpc-dev", tasks["mrpc"]["dev"], tasks["mrpc"]["dev"]["y"] == 1)}
+    for s in ("dev_matched", "dev_mismatched"):
+        out[f"mnli-{s}"] = (f"mnli-{s}", tasks["mnli"][s], tasks["mnli"][s]["y"] == data.MNLI_LABELS["entailment"])
+    return out
+
+
+# -----------------------------------------------------------------------------
+# the report
+
+
+def lambda_curve(path):
+    """(iters, lambdas) of a hybrid run's log.jsonl, or None (an MLM run, or no log)."""
+    log = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), "log.jsonl")
+    if not os.path.exists(log):
+        return None
+    its, lams = [], []
+    with open(log) as f:
+        for line in f:
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if "lambda" in r and "iter" in r:
+                its.append(r["iter"])
+                lams.append(r["lambda"])
+    return (its, lams) if its else None
+
+
+def plots(report, labels, spectra_main, main_set, curves):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    files = []
+    pools = list(spectra_main)
+    fig, axes = plt.subplots(1, len(pools), figsize=(3 * len(pools), 3), squeeze=False)
+    for ax, pool in zip(axes[0], pools):
+        for label in labels:
+            lam = spectra_main[pool][label]
+            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=label)
+        ax.set_title(f"{pool} ({main_set})", fontsize=9)
+        ax.set_xlabel("index i", fontsize=8)
+    axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(report_dir, "spectra.png"), dpi=80)
+    plt.close(fig)
+    files.append("spectra.png")
+    ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
+          for a in report["alignment"] if a["pairs"] == "stsb" and (a["pooling"], a["ckpt"]) == (s["pooling"], s["ckpt"])]
+    if ua:
+        fig, ax = plt.subplots(figsize=(4.5, 4))
+        markers = dict(zip(pools, "osD^v"))
+        colors = dict(zip(labels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+        for s, a in ua:
+            # a percentile CI need not contain the estimate (resampled pairs include duplicates): clip the bars
+            ax.errorbar(s["score"], a["score"], xerr=[[max(0, s["score"] - s["lo"])], [max(0, s["hi"] - s["score"])]],
+                        yerr=[[max(0, a["score"] - a["lo"])], [max(0, a["hi"] - a["score"])]], fmt=markers[s["pooling"]],
+                        color=colors[s["ckpt"]], label=f"{s['ckpt']} {s['pooling']}", capsize=2)
+        ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
+        ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
+        ax.legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(os.path.join(report_dir, "uniformity_alignment.png"), dpi=80)
+        plt.close(fig)
+        files.append("uniformity_alignment.png")
+    probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
+    files.append("lexical_probes.png")
+    if curves:
+        fig, ax = plt.subplots(figsize=(5, 3))
+        for label, (its, lams) in curves.items():
+            ax.plot(its, lams, label=label)
+        ax.set_xlabel("iteration", fontsize=8)
+        ax.set_ylabel("λ = w_jepa / (w_mlm + w_jepa)", fontsize=8)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(os.path.join(report_dir, "lambda.png"), dpi=80)
+        plt.close(fig)
+        files.append("lambda.png")
+    return files
+
+
+def write_report(report, labels, files, curves):
+    L = [f"# Embedding geometry report ({report['mode']})", ""]
+    if report_note:
+        L += [report_note, ""]
+    L += ["| checkpoint | objective | iter | encoder | path |", "|---|---|---|---|---|"]
+    L += [f"| {c['label']} | {c['objective']} | {c['iter_num']} | {c['encoder']} | {c['path']} |"
+          for c in report["checkpoints"]]
+    L += ["", f"Every figure: estimate [bootstrap 95% CI] (B={n_boot}, seed {seed}); differences against "
+          f"{labels[0]} are paired bootstraps (same resampled examples for both checkpoints) with a two-sided p.", ""]
+    L += [f"- {n}" for n in report["notes"]]
+    probe_md = os.path.join(report_dir, "probe.md")
+    L += ["", "## GLUE / probing-set probes (probe.py)", ""]
+    if os.path.exists(probe_md):
+        with open(probe_md) as f:
+            L += [f.read().strip(), "", "![probe scores](probe_scores.png)"]
+    else:
+        L += [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
+    L += ["", "## Geometry of the sentence sets",
+          "", f"uniformity: log E exp(-2||x-y||²) (0 = collapsed, about -4 = uniform); anisotropy: mean cosine; "
+          "spectrum of the centred covariance: effective rank, RankMe (uncentred), stable rank, rank@90% variance, "
+          "normalised spectral entropy, power-law exponent α (fit over 2 ≤ i ≤ r/2). "
+          f"Each set is a seeded sample of at most {geom_n} sentences; L2-normalised embeddings for uniformity and "
+          "anisotropy, raw ones for the spectrum.", ""]
+    L += [markdown_table(report["geometry"], report["geometry_diffs"], labels, ("set", "pooling", "stat"), "{:.3f}")]
+    L += ["", "![spectra](spectra.png)", ""]
+    L += ["## Alignment of real positive pairs", ""]
+    if report["alignment"]:
+        L += ["E‖x̂−ŷ‖² over positives (0 = identical embeddings).", ""]
+        L += [markdown_table(report["alignment"], report["alignment_diffs"], labels, ("pairs", "pooling"), "{:.3f}")]
+        if "uniformity_alignment.png" in files:
+            L += ["", "![uniformity-alignment plane](uniformity_alignment.png)"]
+    else:
+        L += ["n/a: no GLUE, so no labelled positive pairs."]
+    L += ["", "## Lexical information (probing sets, k-fold CV accuracy x100)", "",
+          "mft = the paper's probe (each sentence's most frequent non-special token); sentlen, wordcontent, "
+          "bshift as SentEval. Majority-class rates: " + ", ".join(f"{k} {v:.1f}" for k, v in report["majority"].items()),
+          "", markdown_table(report["lexical"], report["lexical_diffs"], labels), "", "![lexical probes](lexical_probes.png)"]
+    L += ["", "## Semantic-to-lexical balance", ""]
+    if report["balance"]:
+        L += ["gap = SST-2 dev accuracy of the probe − most-frequent-token probe accuracy (x100; the paper's gap). "
+              "On STS-B dev: ρ_sem = Spearman(cos, gold), ρ_lex = Spearman(cos, Jaccard of the token sets), and "
+              f"ρ_sem − ρ_lex (x100). For reference, Spearman(Jaccard, gold) = {report['jaccard_gold']:.1f}.", ""]
+        L += [markdown_table(report["balance"], report["balance_diffs"], labels, ("figure", "pooling"))]
+    else:
+        L += ["n/a: needs GLUE (SST-2 for the gap, STS-B for the Spearman pair)."]
+    L += ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
+    if curves:
+        L += ["| checkpoint | first logged | last logged | min | max |", "|---|---|---|---|---|"]
+        for label, (its, lams) in curves.items():
+            L.append(f"| {label} | {lams[0]:.3f} (iter {its[0]}) | {lams[-1]:.3f} (iter {its[-1]}) | "
+                     f"{min(lams):.3f} | {max(lams):.3f} |")
+        L += ["", "![lambda](lambda.png)"]
+    L += [f"- {label}: no λ in log.jsonl (an MLM run, or no log)" for label in labels if label not in curves]
+    with open(os.path.join(report_dir, "REPORT.md"), "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+# -----------------------------------------------------------------------------
+
+
+def run(paths):
+    if not paths:
+        raise SystemExit("error: name at least one checkpoint: python eval_geometry.py out-hybrid-tiny out-mlm-tiny")
+    pools = [p.strip() for p in poolings.split(",") if p.strip()]
+    if not pools or any(p not in probe.POOLINGS for p in pools):
+        raise SystemExit(f"error: --poolings={poolings}: use a comma-separated subset of {','.join(probe.POOLINGS)}")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    for k in ("dataset", "data_dir", "max_train", "n_folds", "seed", "device"):  # probe.py's helpers read its globals
+        setattr(probe, k, globals()[k])
+    t0 = time.time()
+    labels = probe.checkpoint_labels(paths)
+    embs = [Embedder(p, encoder, device, batch_size) for p in paths]
+    tasks = probe.glue_or_probing(glue_dir, dataset, data_dir)
+    sentences = data.corpus_sentences(dataset, data_dir)
+    psets, notes = data.probing_sets(sentences)
+    notes.append(f"probing sets from the held-out documents of '{dataset}': " +
+                 ", ".join(f"{k} {len(v['a']):,}" for k, v in psets.items()) + " sentences")
+    notes.append(f"lexical probes: {n_folds}-fold CV accuracy; the L2 strength is picked by the same CV (not nested)")
+    gsets = geometry_sets(tasks, sentences)
+    mode = "glue" if tasks is not None else "probing sets only"
+    if tasks is None:
+        notes.append("no GLUE: alignment, the probe gap and the STS-B balance need labelled pairs and are n/a")
+    attn_geom = "attention" in pools and tasks is not None
+    if "attention" in pools:
+        notes.append("attention pooling: geometry, alignment and STS-B cosines use the query of the attentive probe "
+                     "trained on SST-2 (there is no parameter-free attention pooling)" if attn_geom else
+                     "attention pooling: no geometry without GLUE (its query is trained on SST-2); lexical probes only")
+    if tasks is not None:
+        sst2_ev = probe.glue_evals({**tasks}, max_train, seed)[0][0]
+        assert sst2_ev[0] == "sst2"
+
+    report = {"mode": mode, "notes": notes, "geometry": [], "geometry_diffs": [], "alignment": [],
+              "alignment_diffs": [], "lexical": [], "lexical_diffs": [], "balance": [], "balance_diffs": [],
+              "checkpoints": [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num,
+                               "encoder": e.which} for l, e in zip(labels, embs)]}
+    y_major = {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}
+    report["majority"] = y_major
+    sem, lex = {}, {}  # per (label, pooling): SST-2 dev (gold, pred) and the mft CV (gold, pred)
+    geo, spec_main, align, sts = {}, {}, {}, {}
+    main_set = "stsb" if tasks is not None else "corpus"
+    set_idx = {}  # one seeded sample and one set of resamples per sentence set, shared by all checkpoints
+    lexical_results = {label: {} for label in labels}
+    for label, emb in zip(labels, embs):
+        for pooling in pools:
+            print(f"geometry {label} / {pooling}", file=sys.stderr)
+            lexical_results[label][pooling] = {name: probe.run_cv_eval(emb, name, s, pooling, n_folds)
+                                               for name, s in psets.items()}
+            lex[label, pooling] = lexical_results[label][pooling]["mft"]
+            if pooling == "attention" and not attn_geom:
+                continue
+            if tasks is not None:
+                keep = {}
+                sem[label, pooling] = probe.run_glue_eval(emb, sst2_ev, pooling, keep)["sst2"]
+
+            def vecs(name, texts):
+                f = emb(name, texts)
+                if pooling != "attention":
+                    return f[pooling].float()
+                return probe.attentive_apply(*keep["sst2"], (f, None), pooled=True).float()
+            for sname, parts in gsets.items():
+                X = torch.cat([vecs(n, t) for n, t in parts])
+                if sname not in set_idx:
+                    rng = np.random.default_rng(seed)
+                    pick = np.sort(rng.permutation(len(X))[:geom_n])
+                    set_idx[sname] = (pick, boot_indices(len(pick), n_boot, seed))
+                pick, idx = set_idx[sname]
+                geo[label, pooling, sname], lam = set_geometry(X[pick], idx)
+                if sname == main_set:
+                    spec_main.setdefault(pooling, {})[label] = lam
+            if tasks is not None:
+                for pname, (cache, split, pos) in positive_pairs(tasks).items():
+                    U, V = vecs(f"{cache}-a", split["a"]), vecs(f"{cache}-b", split["b"])
+                    align[label, pooling, pname] = alignment(U[pos], V[pos]).numpy()
+                dev = tasks["stsb"]["dev"]
+                U, V = vecs("stsb-dev-a", dev["a"]), vecs("stsb-dev-b", dev["b"])
+                sts[label, pooling] = torch.nn.functional.cosine_similarity(U, V, dim=-1).double().numpy()
+
+    # set statistics: CI from the resamples, paired differences from the same resamples
+    for (label, pooling, sname), stats in geo.items():
+        for stat, (est, reps) in stats.items():
+            report["geometry"].append({"set": sname, "pooling": pooling, "stat": stat, "ckpt": label,
+                                       "score": est, "lo": ci(reps)[0], "hi": ci(reps)[1], "n": len(set_idx[sname][0])})
+            if label != labels[0] and (labels[0], pooling, sname) in geo:
+                e0, r0 = geo[labels[0], pooling, sname][stat]
+                report["geometry_diffs"].append({"set": sname, "pooling": pooling, "stat": stat, "a": label,
+                                                 "b": labels[0], **diff_summary(est - e0, reps - r0)})
+    mean = lambda v: v.mean(-1)  # noqa: E731
+    for (label, pooling, pname), v in align.items():
+        est, lo, hi = bootstrap_ci(mean, v, n_boot=n_boot, seed=seed)
+        report["alignment"].append({"pairs": pname, "pooling": pooling, "ckpt": label, "score": est, "lo": lo,
+                                    "hi": hi, "n": len(v)})
+        if label != labels[0]:
+            report["alignment_diffs"].append({"pairs": pname, "pooling": pooling, "a": label, "b": labels[0],
+                                              **paired_bootstrap(mean, (v,), (align[labels[0], pooling, pname],),
+                                                                 n_boot, seed)})
+    report["lexical"], report["lexical_diffs"] = probe.score_all(lexical_results, labels, n_boot, seed)
+
+    if tasks is not None:
+        # the probe gap: SST-2 dev and the mft probe are different examples, resampled independently
+        tok = data.get_tokenizer()
+        dev = tasks["stsb"]["dev"]
+        jac = np.array([jaccard(a, b) for a, b in zip(tok.encode_batch(dev["a"]), tok.encode_batch(dev["b"]))])
+        gold = dev["y"].astype(np.float64)
+        report["jaccard_gold"] = 100 * float(spearman(jac, gold))
+        i_sem = boot_indices(len(next(iter(sem.values()))["y"]), n_boot, seed)
+        i_lex = boot_indices(len(next(iter(lex.values()))["y"]), n_boot, seed + 1)
+        i_sts = boot_indices(len(gold), n_boot, seed)
+        reps = {}
+        for (label, pooling), s in sem.items():
+            m = lex[label, pooling]
+            gap = probe.accuracy(s["y"], s["p"]) - probe.accuracy(m["y"], m["p"])
+            gap_r = probe.accuracy(s["y"][i_sem], s["p"][i_sem]) - probe.accuracy(m["y"][i_lex], m["p"][i_lex])
+            c = sts[label, pooling]
+            rs, rl = spearman(c, gold), spearman(c, jac)
+            rs_r, rl_r = spearman(c[i_sts], gold[i_sts]), spearman(c[i_sts], jac[i_sts])
+            reps[label, pooling] = {"gap": (gap, gap_r), "rho_sem": (rs, rs_r), "rho_lex": (rl, rl_r),
+                                    "rho_sem-rho_lex": (rs - rl, rs_r - rl_r)}
+        for (label, pooling), figs in reps.items():
+            for fig, (est, r) in figs.items():
+                report["balance"].append({"figure": fig, "pooling": pooling, "ckpt": label, "score": 100 * float(est),
+                                          "lo": 100 * ci(r)[0], "hi": 100 * ci(r)[1]})
+                if label != labels[0]:
+                    e0, r0 = reps[labels[0], pooling][fig]
+                    d = diff_summary(100 * (est - e0), 100 * (r - r0))
+                    report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": labels[0], **d})
+    n_d = [(s, len(set_idx[s][0])) for s in set_idx]
+    d = embs[0].encoder.config.n_embd
+    thin = [s for s, n in n_d if n < 5 * d]
+    if thin:
+        notes.append(f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly estimated")
+
+    curves = {label: c for label, p in zip(labels, paths) if (c := lambda_curve(p))}
+    os.makedirs(report_dir, exist_ok=True)
+    files = plots(report, labels, spec_main, main_set, curves)
+    report["lambda"] = {label: {"iter": its, "lambda": lams} for label, (its, lams) in curves.items()}
+    report["seconds"] = time.time() - t0
+    data.save_json(report, os.path.join(report_dir, "geometry.json"))
+    write_report(report, labels, files, curves)
+    print(f"GEOMETRY ({mode})\n" + markdown_table(report["geometry"], report["geometry_diffs"], labels,
+                                                  ("set", "pooling", "stat"), "{:.3f}"))
+    print(f"wrote {report_dir}/REPORT.md, geometry.json, {', '.join(files)} in {time.time() - t0:.0f}s", file=sys.stderr)
+    return report
+
+
+if __name__ == "__main__":
+    run(configurator.configure(globals(), sys.argv[1:]))

@@ -1,0 +1,650 @@
+"""
+Linear probes on frozen sentence embeddings, several checkpoints side by side, every score with a
+bootstrap 95% CI and every difference with a paired test. Definitions: ../shared/docs/ANALYSIS.md.
+
+$ python probe.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue
+$ python probe.py out-hybrid-tiny --encoder=target       # the EMA target encoder instead of the online one
+
+With no --glue_dir it tries the HF hub (nyu-mll/glue); without network it probes the SentEval-style
+probing sets of the embedded corpus instead. This file also holds what eval_geometry.py shares with it:
+the statistics, the probes, and the embedding extraction with its cache.
+"""
+
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import configurator
+import data
+import model
+
+# -----------------------------------------------------------------------------
+# settings (override with --key=value)
+glue_dir = ""  # a folder in the standard GLUE layout; '' = the HF hub, else the corpus probing sets
+dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
+data_dir = "data"
+encoder = "online"  # 'online' (trained by gradient) or 'target' (the EMA copy, hybrid only)
+poolings = "mean,max,first,attention"
+max_train = 10000  # probe train splits are capped at this many examples (seeded subsample); dev stays whole
+n_folds = 5  # k of the k-fold CV that picks the L2 strength (and scores the probing sets)
+n_boot = 1000  # bootstrap resamples, for CIs and paired tests
+seed = 0
+batch_size = 256  # sentences per forward pass when embedding
+device = "cuda" if torch.cuda.is_available() else "cpu"
+report_dir = "report"  # probe.json, probe.md and probe_scores.png go here
+threads = 1  # torch CPU threads (0 = torch's default): the probes' small matrices gain little from more, and
+# slow down many times over when another process shares the cores
+# -----------------------------------------------------------------------------
+
+L2_GRID = [10.0 ** e for e in range(-5, 2)]  # 1e-5 ... 1e1, ANALYSIS.md
+POOLINGS = ("mean", "max", "first", "attention")
+
+# -----------------------------------------------------------------------------
+# metrics: each works along the last axis, so one call scores a (B, n) stack of bootstrap resamples
+
+
+def accuracy(y, p):
+    return (y == p).mean(-1)
+
+
+def confusion(y, p):
+    return (((p == 1) & (y == 1)).sum(-1), ((p == 0) & (y == 0)).sum(-1),
+            ((p == 1) & (y == 0)).sum(-1), ((p == 0) & (y == 1)).sum(-1))
+
+
+def f1(y, p):
+    """F1 of the positive class (label 1), as GLUE reports it for MRPC."""
+    tp, tn, fp, fn = confusion(y, p)
+    return 2 * tp / np.maximum(2 * tp + fp + fn, 1)
+
+
+def matthews(y, p):
+    """Matthews correlation of binary labels; 0 where a marginal is empty (as sklearn)."""
+    tp, tn, fp, fn = (c.astype(np.float64) for c in confusion(y, p))
+    den = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return np.where(den > 0, (tp * tn - fp * fn) / np.where(den > 0, den, 1), 0.0)
+
+
+def pearson(x, y):
+    x = x - x.mean(-1, keepdims=True)
+    y = y - y.mean(-1, keepdims=True)
+    den = np.sqrt((x * x).sum(-1) * (y * y).sum(-1))
+    return np.where(den > 0, (x * y).sum(-1) / np.where(den > 0, den, 1), 0.0)
+
+
+def rankdata(x):
+    """Ranks 1..n along the last axis, ties get their average rank (bootstrap resamples are full of ties)."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = x.reshape(-1, x.shape[-1])
+    R, n = rows.shape
+    order = np.argsort(rows, axis=1, kind="stable")
+    s = np.take_along_axis(rows, order, 1)
+    new = np.ones_like(s, dtype=bool)
+    new[:, 1:] = s[:, 1:] != s[:, :-1]
+    group = np.cumsum(new.ravel()) - 1  # every row opens a new group, so groups never span rows
+    pos = np.tile(np.arange(1, n + 1, dtype=np.float64), R)
+    mean_pos = np.bincount(group, weights=pos) / np.bincount(group)
+    ranks = np.empty_like(rows)
+    np.put_along_axis(ranks, order, mean_pos[group].reshape(R, n), 1)
+    return ranks.reshape(x.shape)
+
+
+def spearman(x, y):
+    return pearson(rankdata(x), rankdata(y))
+
+
+# -----------------------------------------------------------------------------
+# significance: percentile bootstrap CIs, paired bootstrap and paired permutation tests (ANALYSIS.md)
+
+
+def boot_indices(n, n_boot=1000, seed=0):
+    return np.random.default_rng(seed).integers(0, n, (n_boot, n))
+
+
+def ci(stats):
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def bootstrap_ci(metric, *arrays, n_boot=1000, seed=0):
+    """(estimate, lo, hi): metric on the data and the 95% percentile interval over resampled examples."""
+    idx = boot_indices(len(arrays[0]), n_boot, seed)
+    return (float(metric(*arrays)),) + ci(metric(*(a[idx] for a in arrays)))
+
+
+def diff_summary(d, ds):
+    """Difference d, its bootstrap replicates ds -> CI and the two-sided p of 'no difference' by the shift
+    method: how often the centred replicates stray from 0 as far as d did (Efron & Tibshirani 1993, 16.4)."""
+    lo, hi = ci(ds)
+    p = (1 + np.sum(np.abs(ds - d) >= abs(d) - 1e-12)) / (len(ds) + 1)
+    return {"diff": float(d), "lo": lo, "hi": hi, "p": float(min(p, 1.0))}
+
+
+def paired_bootstrap(metric, arrays_a, arrays_b, n_boot=1000, seed=0):
+    """metric(*arrays_a) - metric(*arrays_b) on the same examples, both resampled with the same indices."""
+    idx = boot_indices(len(arrays_a[0]), n_boot, seed)
+    d = metric(*arrays_a) - metric(*arrays_b)
+    ds = metric(*(a[idx] for a in arrays_a)) - metric(*(b[idx] for b in arrays_b))
+    return diff_summary(d, ds)
+
+
+def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
+    """Paired permutation test of metric(y, pa) - metric(y, pb): under 'no difference' each example's two
+    predictions are exchangeable, so swap them at random. Two-sided p, (count + 1) / (n_perm + 1)."""
+    d = metric(y, pa) - metric(y, pb)
+    swap = np.random.default_rng(seed).random((n_perm, len(y))) < 0.5
+    ds = metric(y, np.where(swap, pb, pa)) - metric(y, np.where(swap, pa, pb))
+    return float((1 + np.sum(np.abs(ds) >= abs(d) - 1e-12)) / (n_perm + 1))
+
+
+# -----------------------------------------------------------------------------
+# probes: L2 logistic regression by full-batch L-BFGS, ridge in closed form, the attentive probe
+
+
+def standardize(train, *others):
+    """Scale features with the train split's mean and std, applied to every split."""
+    mu, sd = train.mean(0), train.std(0).clamp(min=1e-6)
+    return [(x - mu) / sd for x in (train,) + others]
+
+
+def pair_features(u, v):
+    """InferSent's [u, v, |u - v|, u * v]."""
+    return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+
+
+def fit_logreg(X, y, n_classes, l2, weight=None, max_iter=300):
+    """Multinomial logistic regression, full-batch L-BFGS, for P problems on the same rows at once (the
+    k folds x L2 grid of a CV share one X, so one fit does them all): problem p minimises
+    sum_i weight[i, p] * CE_i + l2[p] * ||W_p||^2 (bias free). weight defaults to 1/n, i.e. mean CE.
+    Returns weights (P, d + 1, n_classes), bias last."""
+    n, d = X.shape
+    l2 = torch.as_tensor(l2, dtype=X.dtype, device=X.device).reshape(-1)
+    P = len(l2)
+    weight = torch.full((n, P), 1 / n, device=X.device) if weight is None else weight
+    W = torch.zeros(P, d + 1, n_classes, device=X.device, requires_grad=True)
+    opt = torch.optim.LBFGS([W], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
+                            tolerance_change=1e-9, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = (X @ W[:, :-1].permute(1, 0, 2).reshape(d, P * n_classes)).view(n, P, n_classes) + W[:, -1]
+        nll = -logits.log_softmax(-1).gather(2, y[:, None, None].expand(n, P, 1)).squeeze(2)
+        loss = (nll * weight).sum() + (l2 * W[:, :-1].pow(2).sum((1, 2))).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return W.detach()
+
+
+def logreg_predict(W, X):
+    """Class predictions of one fitted problem W (d + 1, n_classes)."""
+    return (X @ W[:-1] + W[-1]).argmax(1)
+
+
+def fit_ridge(X, y, l2):
+    """Ridge: mean squared error + l2 * ||w||^2 (intercept free), in closed form."""
+    mu_x, mu_y = X.mean(0), y.mean()
+    Xc = X - mu_x
+    A = Xc.T @ Xc / len(X) + l2 * torch.eye(X.size(1), device=X.device, dtype=X.dtype)
+    w = torch.linalg.solve(A, Xc.T @ (y - mu_y) / len(X))
+    return torch.cat([w, (mu_y - mu_x @ w)[None]])
+
+
+def ridge_predict(w, X):
+    return X @ w[:-1] + w[-1]
+
+
+def folds(n, k, seed=0):
+    """k disjoint test folds covering 0..n-1 in a seeded order."""
+    return np.array_split(np.random.default_rng(seed).permutation(n), k)
+
+
+def cv_select(X, y, kind, n_classes=2, k=5, seed=0):
+    """Pick the L2 strength from L2_GRID by k-fold CV (accuracy, or MSE for ridge); also returns each
+    example's out-of-fold prediction at the chosen strength. The folds share the standardisation of all
+    rows given (unsupervised, and it lets one L-BFGS run fit every fold and strength together)."""
+    X, = standardize(X)
+    test_folds = [torch.as_tensor(t, device=X.device) for t in folds(len(X), k, seed)]
+    oof = torch.zeros(len(L2_GRID), len(X), device=X.device, dtype=X.dtype if kind == "reg" else torch.long)
+    if kind == "reg":
+        for test in test_folds:
+            train = torch.ones(len(X), dtype=torch.bool, device=X.device)
+            train[test] = False
+            for j, l2 in enumerate(L2_GRID):
+                oof[j, test] = ridge_predict(fit_ridge(X[train], y[train], l2), X[test])
+        score = -((oof - y) ** 2).mean(1)
+    else:
+        weight = torch.zeros(len(X), k, len(L2_GRID), device=X.device)
+        for f, test in enumerate(test_folds):
+            weight[:, f] = 1 / (len(X) - len(test))
+            weight[test, f] = 0
+        W = fit_logreg(X, y, n_classes, torch.tensor(L2_GRID).repeat(k), weight.view(len(X), -1))
+        W = W.view(k, len(L2_GRID), *W.shape[1:])
+        for f, test in enumerate(test_folds):
+            for j in range(len(L2_GRID)):
+                oof[j, test] = logreg_predict(W[f, j], X[test])
+        score = (oof == y).float().mean(1)
+    j = max(range(len(L2_GRID)), key=lambda j: (score[j].item(), L2_GRID[j]))  # ties: the stronger penalty
+    return L2_GRID[j], oof[j]
+
+
+def fit_linear(Xtr, ytr, Xdev, kind, n_classes=2, k=5, seed=0):
+    """CV the L2 strength on train, refit on all of train, predict dev (ANALYSIS.md's protocol)."""
+    l2, _ = cv_select(Xtr, ytr, kind, n_classes, k, seed)
+    Xtr, Xdev = standardize(Xtr, Xdev)
+    if kind == "reg":
+        return ridge_predict(fit_ridge(Xtr, ytr, l2), Xdev), l2
+    return logreg_predict(fit_logreg(Xtr, ytr, n_classes, l2)[0], Xdev), l2
+
+
+class AttentiveProbe(nn.Module):
+    """One learned query attending over frozen token states (padding masked), then a linear layer.
+    The query starts at zero, i.e. at mean pooling, and learns where to look from there."""
+
+    def __init__(self, width, n_out, pair):
+        super().__init__()
+        self.query = nn.Parameter(torch.zeros(width))
+        self.head = nn.Linear(4 * width if pair else width, n_out)
+        self.pair = pair
+
+    def pool(self, h, mask):
+        scores = (h @ self.query / math.sqrt(h.size(-1))).masked_fill(~mask, float("-inf"))
+        return (scores.softmax(1).unsqueeze(-1) * h).sum(1)
+
+    def forward(self, a, b=None):
+        u = self.pool(*a)
+        return self.head(pair_features(u, self.pool(*b)) if self.pair else u)
+
+
+def padded(feats, idx, mu, sd):
+    """Token states of sentences idx as a (B, T, C) float batch standardised by (mu, sd), and its mask."""
+    starts, lens = feats["offsets"][idx], feats["offsets"][idx + 1] - feats["offsets"][idx]
+    T = int(lens.max())
+    pos = starts[:, None] + torch.arange(T)[None, :]
+    mask = torch.arange(T)[None, :] < lens[:, None]
+    h = feats["states"][pos.clamp(max=len(feats["states"]) - 1)].to(mu.device).float()
+    return (h - mu) / sd, mask.to(mu.device)
+
+
+def token_stats(*feats):
+    h = torch.cat([f["states"] for f in feats]).float()
+    return h.mean(0).to(device), h.std(0).clamp(min=1e-6).to(device)
+
+
+def train_attentive(train, y, kind, n_classes, idx=None, seed=0, lr=1e-2, weight_decay=1e-2,
+                    max_epochs=30, patience=3, batch=128):
+    """Fit an AttentiveProbe on the token states of train = (feats_a, feats_b or None) at examples idx,
+    with AdamW and early stopping on a seeded 10% of them. Returns the probe and the standardisation."""
+    idx = np.arange(len(y)) if idx is None else np.asarray(idx)
+    pair = train[1] is not None
+    mu, sd = token_stats(*[f for f in train if f is not None])
+    g = torch.Generator().manual_seed(seed)
+    perm = idx[torch.randperm(len(idx), generator=g).numpy()]
+    n_val = max(1, len(perm) // 10)
+    val, fit = perm[:n_val], perm[n_val:]
+    torch.manual_seed(seed)
+    probe = AttentiveProbe(train[0]["states"].size(1), 1 if kind == "reg" else n_classes, pair).to(device)
+    opt = torch.optim.AdamW(probe.parameters(), lr=lr, weight_decay=weight_decay)
+    y = torch.as_tensor(y, device=device)
+
+    def loss_on(i):
+        out = probe(*[padded(f, torch.as_tensor(i), mu, sd) for f in train if f is not None])
+        return F.mse_loss(out.squeeze(1), y[i].float()) if kind == "reg" else F.cross_entropy(out, y[i])
+    best, best_state, bad = float("inf"), None, 0
+    for epoch in range(max_epochs):
+        probe.train()
+        for i in np.array_split(fit[torch.randperm(len(fit), generator=g).numpy()], max(1, len(fit) // batch)):
+            opt.zero_grad()
+            loss_on(i).backward()
+            opt.step()
+        probe.eval()
+        with torch.no_grad():
+            v = sum(loss_on(i).item() * len(i) for i in np.array_split(val, max(1, len(val) // 512))) / len(val)
+        if v < best - 1e-4:
+            best, best_state, bad = v, {k: t.clone() for k, t in probe.state_dict().items()}, 0
+        else:
+            bad += 1
+            if bad >= patience:
+                break
+    probe.load_state_dict(best_state)
+    return probe.eval(), (mu, sd)
+
+
+@torch.no_grad()
+def attentive_apply(probe, norm, feats, idx=None, pooled=False):
+    """Predictions (or, with pooled=True, the pooled vectors of feats[0]) of a trained attentive probe."""
+    n = len(feats[0]["offsets"]) - 1
+    idx = np.arange(n) if idx is None else np.asarray(idx)
+    outs = []
+    for i in np.array_split(idx, max(1, len(idx) // 512)):
+        batch = [padded(f, torch.as_tensor(i), *norm) for f in feats if f is not None]
+        outs.append(probe.pool(*batch[0]) if pooled else probe(*batch))
+    out = torch.cat(outs)
+    return out.cpu() if pooled else (out.squeeze(1) if out.size(1) == 1 else out.argmax(1)).cpu()
+
+
+# -----------------------------------------------------------------------------
+# embeddings: one forward pass per sentence set and checkpoint gives every pooling, cached on disk
+
+
+def progress(msg, done, total):
+    print(f"\r  {msg} {done:,}/{total:,}", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+
+class Embedder:
+    """A checkpoint's frozen encoder. Embeds a named sentence set once: mean/max/first pooled vectors and
+    the token states (for the attentive probe), cached in <out_dir>/analysis_cache, keyed by the
+    checkpoint's iteration and mtime and the sentences themselves, so a retrained checkpoint or another
+    subsample never reads stale features."""
+
+    def __init__(self, path, which="online", device="cpu", batch_size=256):
+        self.path = path
+        self.encoder, ckpt = model.load_encoder(path, which, device)
+        self.which, self.device, self.batch_size = which, device, batch_size
+        cfg = ckpt.get("config") or {}
+        self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
+        ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
+        self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
+        self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
+        self.stamp = f"{self.iter_num}-{os.path.getmtime(ckpt_file)}"
+        self.memo = {}
+
+    def __call__(self, name, texts):
+        key = hashlib.sha1("\x00".join([self.stamp, self.which, str(self.encoder.config.block_size)] + list(texts))
+                           .encode()).hexdigest()[:12]
+        if key in self.memo:
+            return self.memo[key]
+        path = os.path.join(self.cache_dir, f"{self.which}-{name}-{key}.pt")
+        if os.path.exists(path):
+            feats = torch.load(path, weights_only=True)
+        else:
+            feats = self.embed(name, texts)
+            os.makedirs(self.cache_dir, exist_ok=True)
+            for old in os.listdir(self.cache_dir):  # an older version of the same set is stale now
+                if old.startswith(f"{self.which}-{name}-") and old.count("-") == name.count("-") + 2:
+                    os.remove(os.path.join(self.cache_dir, old))
+            torch.save(feats, path + ".tmp")
+            os.replace(path + ".tmp", path)
+        self.memo[key] = feats
+        return feats
+
+    @torch.no_grad()
+    def embed(self, name, texts):
+        """[CLS] tokens [SEP], truncated to block_size, in length-sorted batches to cut padding."""
+        tok = data.get_tokenizer()
+        T = self.encoder.config.block_size
+        ids = [[tok.cls_id] + t[:T - 2] + [tok.sep_id] for t in tok.encode_batch(list(texts))]
+        order = np.argsort([len(i) for i in ids], kind="stable")
+        pooled = {p: [None] * len(ids) for p in ("mean", "max", "first")}
+        states = [None] * len(ids)
+        cuda = str(self.device).startswith("cuda")
+        for s in range(0, len(ids), self.batch_size):
+            batch = order[s:s + self.batch_size]
+            L = max(len(ids[i]) for i in batch)
+            idx = torch.full((len(batch), L), tok.pad_id, dtype=torch.long)
+            for r, i in enumerate(batch):
+                idx[r, :len(ids[i])] = torch.tensor(ids[i])
+            idx = idx.to(self.device)
+            mask = idx != tok.pad_id
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                h = self.encoder(idx, mask)
+            h = h.float()
+            for p in pooled:
+                for r, v in zip(batch, model.pool(h, mask, p).cpu()):
+                    pooled[p][r] = v
+            for r, i in enumerate(batch):
+                states[i] = h[r, :len(ids[i])].half().cpu()
+            progress(f"embedding {name} ({os.path.basename(self.out_dir)}, {self.which})",
+                     min(s + self.batch_size, len(ids)), len(ids))
+        lens = torch.tensor([len(i) for i in ids])
+        return {**{p: torch.stack(v) for p, v in pooled.items()}, "states": torch.cat(states),
+                "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
+                "truncated": sum(len(t) > T - 2 for t in tok.encode_batch(list(texts)))}
+
+
+def checkpoint_labels(paths):
+    """Short unique names for the table columns: the out_dir's name."""
+    names = [os.path.basename(os.path.normpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))))
+             for p in paths]
+    return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+# -----------------------------------------------------------------------------
+# the evaluations: GLUE train -> dev, or k-fold CV on a probing set
+
+METRICS = {  # eval -> [(metric name, function of (gold, prediction))], scores reported x100 as GLUE does
+    "sst2": [("acc", accuracy)], "mrpc": [("f1", f1), ("acc", accuracy)],
+    "mnli-m": [("acc", accuracy)], "mnli-mm": [("acc", accuracy)], "cola": [("mcc", matthews)],
+    "stsb": [("pearson", pearson), ("spearman", spearman)],
+    "stsb-cos": [("pearson", pearson), ("spearman", spearman)],
+    "sentlen": [("acc", accuracy)], "wordcontent": [("acc", accuracy)], "bshift": [("acc", accuracy)],
+    "mft": [("acc", accuracy)],
+}
+N_CLASSES = {"sst2": 2, "mrpc": 2, "mnli": 3, "cola": 2}
+
+
+def glue_evals(tasks, max_train, seed=0):
+    """(eval name, task, train split, dev split, their cache names) for each GLUE score, plus notes on the
+    protocol. Without
+    MNLI's train split (the 1,000-pair subsets only) MNLI is cross-fitted: the probe for the matched
+    subset is trained on the mismatched one and vice versa."""
+    evals, notes = [], []
+    for task in ("sst2", "mrpc", "mnli", "cola", "stsb"):
+        splits = tasks[task]
+        if task == "mnli":
+            if "train" in splits:
+                tr = data.subsample(splits["train"], max_train, seed)
+                evals += [("mnli-m", task, tr, splits["dev_matched"], "mnli-train", "mnli-dev_matched"),
+                          ("mnli-mm", task, tr, splits["dev_mismatched"], "mnli-train", "mnli-dev_mismatched")]
+            else:
+                evals += [("mnli-m", task, splits["dev_mismatched"], splits["dev_matched"],
+                           "mnli-dev_mismatched", "mnli-dev_matched"),
+                          ("mnli-mm", task, splits["dev_matched"], splits["dev_mismatched"],
+                           "mnli-dev_matched", "mnli-dev_mismatched")]
+                notes.append("MNLI: no train split (only the two 1,000-pair dev subsets): cross-fitted, the probe "
+                             "scored on matched is trained on mismatched and vice versa; not comparable to GLUE MNLI")
+            continue
+        n = len(splits["train"]["a"])
+        if 0 < max_train < n:
+            notes.append(f"{task}: probe trained on a seeded subsample of {max_train:,} of {n:,} train examples "
+                         "(max_train)")
+        evals.append((task, task, data.subsample(splits["train"], max_train, seed), splits["dev"],
+                      f"{task}-train", f"{task}-dev"))
+    return evals, notes
+
+
+def feats_of(emb, name, split):
+    fa = emb(f"{name}-a", split["a"])
+    return fa, (emb(f"{name}-b", split["b"]) if split["b"] is not None else None)
+
+
+def vectors(f, pooling):
+    return f[pooling].to(device)
+
+
+def run_glue_eval(emb, ev, pooling, attentive=None):
+    """One GLUE evaluation for one checkpoint and pooling -> {'y': gold, 'p': prediction} on dev
+    (and for STS-B also the unsupervised cosine). attentive: a dict to keep the trained probe in."""
+    name, task, train, dev, tr_name, dev_name = ev
+    kind = "reg" if task == "stsb" else "cls"
+    ytr = torch.as_tensor(train["y"], device=device, dtype=torch.float32 if kind == "reg" else torch.long)
+    ftr, fdev = feats_of(emb, tr_name, train), feats_of(emb, dev_name, dev)
+    out = {}
+    if pooling == "attention":
+        probe, norm = train_attentive(ftr, train["y"], kind, N_CLASSES.get(task, 1), seed=seed)
+        out[name] = {"y": dev["y"], "p": attentive_apply(probe, norm, fdev).numpy()}
+        if attentive is not None:
+            attentive[name] = (probe, norm)
+        return out
+    pair = train["b"] is not None
+    Xtr = pair_features(vectors(ftr[0], pooling), vectors(ftr[1], pooling)) if pair else vectors(ftr[0], pooling)
+    Xdev = pair_features(vectors(fdev[0], pooling), vectors(fdev[1], pooling)) if pair else vectors(fdev[0], pooling)
+    pred, _ = fit_linear(Xtr, ytr, Xdev, kind, N_CLASSES.get(task, 1), n_folds, seed)
+    out[name] = {"y": dev["y"], "p": pred.cpu().numpy()}
+    if task == "stsb":
+        cos = F.cosine_similarity(vectors(fdev[0], pooling), vectors(fdev[1], pooling), dim=-1)
+        out["stsb-cos"] = {"y": dev["y"], "p": cos.cpu().numpy()}
+    return out
+
+
+def run_cv_eval(emb, name, split, pooling, k=5):
+    """k-fold CV on a probing set -> {'y', 'p'} with every example's out-of-fold prediction. The L2 strength
+    is chosen by the same CV (not nested; see the report's notes)."""
+    fa = emb(f"probing-{name}", split["a"])
+    y = split["y"]
+    n_classes = int(y.max()) + 1
+    if pooling == "attention":
+        p = np.zeros_like(y)
+        for i, test in enumerate(folds(len(y), k, seed)):
+            train = np.setdiff1d(np.arange(len(y)), test)
+            probe, norm = train_attentive((fa, None), y, "cls", n_classes, idx=train, seed=seed + i)
+            p[test] = attentive_apply(probe, norm, (fa, None), idx=test).numpy()
+        return {"y": y, "p": p}
+    _, oof = cv_select(vectors(fa, pooling), torch.as_tensor(y, device=device), "cls", n_classes, k, seed)
+    return {"y": y, "p": oof.cpu().numpy()}
+
+
+def glue_or_probing(glue_dir, dataset, data_dir):
+    """GLUE if it can be had, else the corpus probing sets; the fallback is said in one line."""
+    tasks = data.load_glue(glue_dir)
+    if tasks is None:
+        print(f"GLUE is unavailable (no --glue_dir, and the HF hub / datasets cannot be reached): running on the "
+              f"'{dataset}' corpus probing sets instead; for GLUE pass --glue_dir=../shared/data/glue or any folder "
+              "in the standard GLUE layout", file=sys.stderr)
+    return tasks
+
+
+def probing_sets(dataset, data_dir):
+    sets, notes = data.probing_sets(data.corpus_sentences(dataset, data_dir))
+    sizes = ", ".join(f"{k} {len(v['a']):,}" for k, v in sets.items())
+    return sets, notes + [f"probing sets from the held-out documents of '{dataset}': {sizes} sentences"]
+
+
+def score_all(results, labels, n_boot, seed):
+    """Scores with CIs for every (eval, metric, pooling, checkpoint) and paired tests of each checkpoint
+    against the first: results[label][pooling][eval] = {'y', 'p'}."""
+    scores, diffs = [], []
+    for pooling in results[labels[0]]:
+        for ev, r0 in results[labels[0]][pooling].items():
+            for mname, fn in METRICS[ev]:
+                for label in labels:
+                    r = results[label][pooling][ev]
+                    est, lo, hi = bootstrap_ci(fn, r["y"], r["p"], n_boot=n_boot, seed=seed)
+                    scores.append({"eval": ev, "metric": mname, "pooling": pooling, "ckpt": label,
+                                   "score": 100 * est, "lo": 100 * lo, "hi": 100 * hi, "n": len(r["y"])})
+                for label in labels[1:]:
+                    r = results[label][pooling][ev]
+                    d = paired_bootstrap(fn, (r["y"], r["p"]), (r0["y"], r0["p"]), n_boot, seed)
+                    d = {k: 100 * v if k != "p" else v for k, v in d.items()}
+                    d["p_perm"] = permutation_test(fn, r0["y"], r["p"], r0["p"], n_boot, seed)
+                    diffs.append({"eval": ev, "metric": mname, "pooling": pooling, "a": label, "b": labels[0], **d})
+    return scores, diffs
+
+
+def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
+    """One row per key, a 'score [CI]' column per checkpoint, then each difference against the first."""
+    head = list(keys) + labels + [f"{b} − {labels[0]} [95% CI], p" for b in labels[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by_score = {tuple(s[k] for k in keys) + (s["ckpt"],): s for s in scores}
+    by_diff = {tuple(d[k] for k in keys) + (d["a"],): d for d in diffs}
+    f, fd = fmt.format, fmt.replace("{:", "{:+").format
+    for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
+        row = [str(k) for k in key]
+        for label in labels:
+            s = by_score.get(key + (label,))
+            row.append(f"{f(s['score'])} [{f(s['lo'])}, {f(s['hi'])}]" if s else "n/a")
+        for label in labels[1:]:
+            d = by_diff.get(key + (label,))
+            row.append(f"{fd(d['diff'])} [{fd(d['lo'])}, {fd(d['hi'])}], p={d['p']:.3f}" if d else "n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def plot_scores(scores, labels, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    pools = list(dict.fromkeys(s["pooling"] for s in scores))
+    keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
+    fig, axes = plt.subplots(len(pools), 1, figsize=(max(6, 0.9 * len(keys)), 2.2 * len(pools)), squeeze=False)
+    w = 0.8 / len(labels)
+    by = {(s["eval"], s["metric"], s["pooling"], s["ckpt"]): s for s in scores}
+    nan = {"score": np.nan, "lo": np.nan, "hi": np.nan}  # e.g. no cosine row for attention pooling
+    for ax, pool in zip(axes[:, 0], pools):
+        for j, label in enumerate(labels):
+            ss = [by.get(k + (pool, label), nan) for k in keys]
+            x = np.arange(len(keys)) + (j - (len(labels) - 1) / 2) * w
+            ax.bar(x, [s["score"] for s in ss], w, label=label,
+                   yerr=np.maximum(0, [[s["score"] - s["lo"] for s in ss], [s["hi"] - s["score"] for s in ss]]),
+                   capsize=2)
+        ax.set_xticks(np.arange(len(keys)), [f"{e}\n{m}" for e, m in keys], fontsize=7)
+        ax.set_ylabel(f"{pool}\nscore x100", fontsize=8)
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].set_title("probe scores with bootstrap 95% CIs", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def run(paths):
+    if not paths:
+        raise SystemExit("error: name at least one checkpoint: python probe.py out-hybrid-tiny out-mlm-tiny")
+    pools = [p.strip() for p in poolings.split(",") if p.strip()]
+    if not pools or any(p not in POOLINGS for p in pools):
+        raise SystemExit(f"error: --poolings={poolings}: use a comma-separated subset of {','.join(POOLINGS)}")
+    if threads > 0:
+        torch.set_num_threads(threads)
+    t0 = time.time()
+    labels = checkpoint_labels(paths)
+    embedders = [Embedder(p, encoder, device, batch_size) for p in paths]
+    tasks = glue_or_probing(glue_dir, dataset, data_dir)
+    results = {label: {} for label in labels}
+    if tasks is not None:
+        mode = "glue"
+        evals, notes = glue_evals(tasks, max_train, seed)
+        for label, emb in zip(labels, embedders):
+            for pooling in pools:
+                print(f"probing {label} / {pooling}", file=sys.stderr)
+                results[label][pooling] = {}
+                for ev in evals:
+                    results[label][pooling].update(run_glue_eval(emb, ev, pooling))
+        notes.append("stsb-cos: unsupervised cosine of the two sentence embeddings, not a probe; "
+                     "no row for attention pooling, whose query is trained")
+    else:
+        mode = "probing"
+        sets, notes = probing_sets(dataset, data_dir)
+        for label, emb in zip(labels, embedders):
+            for pooling in pools:
+                print(f"probing {label} / {pooling}", file=sys.stderr)
+                results[label][pooling] = {name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()}
+        notes.append(f"probing-set scores are {n_folds}-fold CV accuracies; the L2 strength is picked by the same CV")
+    scores, diffs = score_all(results, labels, n_boot, seed)
+    table = markdown_table(scores, diffs, labels)
+    os.makedirs(report_dir, exist_ok=True)
+    ckpts = [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num, "encoder": e.which}
+             for l, e in zip(labels, embedders)]
+    out = {"mode": mode, "checkpoints": ckpts, "notes": notes, "n_boot": n_boot, "seed": seed,
+           "max_train": max_train, "scores": scores, "diffs": diffs, "seconds": time.time() - t0}
+    data.save_json(out, os.path.join(report_dir, "probe.json"))
+    header = "\n".join([f"Probes ({mode}), encoder={encoder}; scores x100 with bootstrap 95% CIs over dev examples "
+                        f"(B={n_boot}); differences are paired bootstrap CIs with two-sided p."] +
+                       [f"- {n}" for n in notes])
+    with open(os.path.join(report_dir, "probe.md"), "w") as f:
+        f.write(header + "\n\n" + table + "\n")
+    plot_scores(scores, labels, os.path.join(report_dir, "probe_scores.png"))
+    print(header + "\n\n" + table)
+    print(f"wrote {report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s", file=sys.stderr)
+    return out
+
+
+if __name__ == "__main__":
+    run(configurator.configure(globals(), sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""Shared fixtures of the analysis tests: tiny random checkpoints, GLUE files in the real formats, a corpus."""
+
+import os
+import random
+import sys
+from dataclasses import asdict
+
+import pytest
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import model  # noqa: E402
+
+WORDS = ("good fine great bad awful poor movie film plot actor scene story music cat dog house tree river city "
+         "car road book paper table window garden").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpts(tmp_path_factory):
+    """Two out_dirs with differently seeded 2-layer, 32-wide encoders, saved as train.py saves them."""
+    dirs = []
+    for s in (0, 1):
+        d = tmp_path_factory.mktemp(f"out-{s}")
+        torch.manual_seed(s)
+        config = model.EncoderConfig(n_layer=2, n_head=2, n_embd=32)
+        enc = model.Encoder(config)
+        torch.save({"model_args": asdict(config), "model": {"encoder." + k: v for k, v in enc.state_dict().items()},
+                    "target": None, "config": {"objective": "mlm"}, "iter_num": 0}, d / "ckpt.pt")
+        dirs.append(str(d))
+    return dirs
+
+
+def sentence(rng, label=None):
+    w = [rng.choice(WORDS) for _ in range(rng.randint(4, 10))]
+    if label is not None:
+        w.insert(rng.randint(0, len(w)), "great" if label else "awful")
+    return " ".join(w)
+
+
+@pytest.fixture(scope="session")
+def glue_dir(tmp_path_factory):
+    """A standard GLUE layout, small, with each task's quirks: MRPC's byte-order mark and quotes, CoLA's
+    header-less four columns, STS-B's ten columns, MNLI's many columns and a '-' gold label."""
+    root = tmp_path_factory.mktemp("glue")
+    rng = random.Random(0)
+    for task in ("SST-2", "MRPC", "CoLA", "STS-B", "MNLI"):
+        os.makedirs(root / task)
+    for split, n in (("train", 60), ("dev", 30)):
+        ys = [i % 2 for i in range(n)]
+        with open(root / "SST-2" / f"{split}.tsv", "w") as f:
+            f.write("sentence\tlabel\n" + "".join(f"{sentence(rng, y)} \t{y}\n" for y in ys))
+        with open(root / "MRPC" / f"{split}.tsv", "w", encoding="utf-8-sig") as f:
+            f.write("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+            f.write("".join(f"{y}\t{100 + i}\t{200 + i}\t\"{sentence(rng, y)}\" he said.\t{sentence(rng)}\n"
+                            for i, y in enumerate(ys)))
+        with open(root / "CoLA" / f"{split}.tsv", "w") as f:
+            f.write("\n".join(f"gj04\t{y}\t{'' if y else '*'}\t{sentence(rng, y)}." for y in ys))  # no final newline
+        with open(root / "STS-B" / f"{split}.tsv", "w") as f:
+            f.write("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n")
+            f.write("".join(f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{sentence(rng)}\t"
+                            f"{sentence(rng)}\t{5 * (i % 6) / 5:.3f}\n" for i in range(n)))
+    head = ("index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\tsentence1_parse\t"
+            "sentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label\n")
+    labels = ["entailment", "neutral", "contradiction"]
+    for split, n in (("train", 60), ("dev_matched", 30), ("dev_mismatched", 30)):
+        with open(root / "MNLI" / f"{split}.tsv", "w") as f:
+            f.write(head)
+            for i in range(n):
+                gold = "-" if i == 0 else labels[i % 3]
+                a, b = sentence(rng), sentence(rng)
+                f.write(f"{i}\t{i}\t{i}e\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}\t"
+                        f"{labels[i % 3]}\t{labels[i % 3]}\t\t\t\t{gold}\n")
+    return str(root)
+
+
+@pytest.fixture(scope="session")
+def corpus(tmp_path_factory):
+    """A text corpus for data.prepare: blank-line separated documents of prose sentences (every 100th
+    document is held out, so 30 held-out documents of 15 sentences)."""
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    rng = random.Random(1)
+    docs = []
+    for _ in range(3000):
+        docs.append(" ".join(sentence(rng).capitalize() + "." for _ in range(15)))
+    path.write_text("\n\n".join(docs) + "\n")
+    return str(path)

@@ -1,0 +1,92 @@
+"""data.py's GLUE loaders (on small fixtures in the real formats) and probing sets."""
+
+import os
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+import data
+
+SHARED_GLUE = os.path.join(ROOT, "..", "shared", "data", "glue")
+
+
+def test_each_glue_loader_on_fixture_files(glue_dir):
+    tasks = data.load_glue(glue_dir)
+    assert set(tasks) == set(data.GLUE_TASKS)
+    sst2 = tasks["sst2"]
+    assert len(sst2["train"]["a"]) == 60 and sst2["train"]["b"] is None and set(sst2["dev"]["y"]) == {0, 1}
+    mrpc = tasks["mrpc"]["dev"]
+    assert len(mrpc["a"]) == 30 and mrpc["a"][0].startswith('"')  # BOM gone from the header, quotes kept
+    assert mrpc["y"][0] == 0 and mrpc["y"][1] == 1
+    cola = tasks["cola"]["dev"]
+    assert len(cola["a"]) == 30 and cola["a"][-1].endswith(".")  # the last line has no newline
+    stsb = tasks["stsb"]["train"]
+    assert stsb["y"].dtype == np.float64 and stsb["y"][1] == pytest.approx(1.0) and len(stsb["b"]) == 60
+    mnli = tasks["mnli"]
+    assert set(mnli) == {"train", "dev_matched", "dev_mismatched"}
+    assert len(mnli["dev_matched"]["a"]) == 29  # the '-' gold label is dropped
+    assert set(mnli["train"]["y"]) == {0, 1, 2}
+
+
+def test_mnli_subset_format(tmp_path):
+    os.makedirs(tmp_path / "MNLI")
+    for fn in data.MNLI_SUBSETS.values():
+        (tmp_path / "MNLI" / fn).write_text("entailment\tA man runs .\tA person moves .\n"
+                                            "contradiction\tIt is day .\tIt is night .\n")
+    mnli = data.local_glue("mnli", str(tmp_path))
+    assert set(mnli) == {"dev_matched", "dev_mismatched"}
+    assert list(mnli["dev_matched"]["y"]) == [0, 2] and mnli["dev_matched"]["b"][1] == "It is night ."
+
+
+def test_missing_glue_file_is_one_clear_error(glue_dir, tmp_path):
+    os.makedirs(tmp_path / "SST-2")
+    with pytest.raises(SystemExit, match="error: .*SST-2/train.tsv not found"):
+        data.load_glue(str(tmp_path))
+    with pytest.raises(SystemExit, match="error: --glue_dir"):
+        data.load_glue(str(tmp_path / "nope"))
+
+
+def test_subsample_is_deterministic_and_capped():
+    split = {"a": [str(i) for i in range(100)], "b": None, "y": np.arange(100)}
+    s1, s2 = data.subsample(split, 10, seed=0), data.subsample(split, 10, seed=0)
+    assert s1["a"] == s2["a"] and len(s1["a"]) == 10 and list(s1["y"]) == [int(a) for a in s1["a"]]
+    assert data.subsample(split, 0) is split and data.subsample(split, 1000) is split
+
+
+def test_probing_sets_are_what_they_claim():
+    rng = np.random.default_rng(0)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = list(dict.fromkeys("".join(rng.choice(letters, rng.integers(3, 8))) for _ in range(2100)))[:2000]
+    zipf = 1 / np.arange(1, 2001)
+    sents = [" ".join(rng.choice(vocab, rng.integers(5, 29), p=zipf / zipf.sum())).capitalize() + "."
+             for _ in range(1000)]
+    sets, notes = data.probing_sets(sents, n_words=1000)
+    assert notes and "WordContent" in notes[0]  # 1,000 sentences cannot fill 1,000 classes: scaled down, and said
+    for s, y in zip(sets["sentlen"]["a"], sets["sentlen"]["y"]):
+        lo, hi = data.SENTLEN_BINS[y]
+        assert lo <= len(s.split()) <= hi
+    swapped = sets["bshift"]
+    assert 0.4 < swapped["y"].mean() < 0.6
+    for s, orig, y in zip(swapped["a"], sents, swapped["y"]):
+        diff = [i for i, (a, b) in enumerate(zip(s.split(), orig.split())) if a != b]
+        assert (diff == []) == (y == 0) and (y == 0 or (len(diff) == 2 and diff[1] == diff[0] + 1))
+    tok = data.get_tokenizer()
+    mft = sets["mft"]
+    assert np.bincount(mft["y"]).min() >= 5
+    wc = sets["wordcontent"]
+    assert len(set(wc["y"])) > 1 and np.bincount(wc["y"]).min() >= 5
+    again = data.probing_sets(sents, n_words=1000)[0]
+    assert all(again[k]["a"] == sets[k]["a"] and (again[k]["y"] == sets[k]["y"]).all() for k in sets)
+    assert data.most_frequent_token(tok.encode("the cat the dog the"), tok) == tok.encode(" the")[0]
+
+
+@pytest.mark.skipif(not os.path.isdir(SHARED_GLUE), reason="../shared/data/glue not present")
+def test_shared_glue_files_load_with_official_sizes():
+    tasks = data.load_glue(SHARED_GLUE)
+    sizes = {t: {s: len(v["a"]) for s, v in splits.items()} for t, splits in tasks.items()}
+    assert sizes["sst2"] == {"train": 67349, "dev": 872}
+    assert sizes["mrpc"] == {"train": 3668, "dev": 408}
+    assert sizes["cola"] == {"train": 8551, "dev": 1043}
+    assert sizes["stsb"] == {"train": 5749, "dev": 1500}
+    assert sizes["mnli"] == {"dev_matched": 1000, "dev_mismatched": 1000}
