@@ -90,12 +90,13 @@ def test_unknown_config_key(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
-def test_corrupt_checkpoint(tmp_path):
+def test_corrupt_checkpoint(data_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "ckpt.pt").write_bytes(b"not a checkpoint")
     (out / "log.jsonl").write_text("")
-    p = train("config/hybrid.py", "config/tiny.py", f"--out_dir={out}", "--init_from=resume", check=False)
+    p = train("config/hybrid.py", "config/tiny.py", f"--data_dir={data_dir}", f"--out_dir={out}",
+              "--init_from=resume", check=False)
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
     assert "is corrupt" in p.stderr and "Traceback" not in p.stderr
 
