@@ -8,7 +8,7 @@ out_dir = out_dir + "-wiki"
 dataset = ".carry/enwiki_sample"
 
 # Budget, step-matched (the paper's reading): both objectives run the same 12,000 steps of
-# 256 x 128 tokens = 393M tokens (~23 passes over the sample's ~17M tokens), in the same data order.
+# 256 x 128 tokens = 393M tokens (~28 passes over the sample's 14.1M training tokens), in the same data order.
 # Analytic cost (model.py / jepa.py counters): hybrid 'separate' ~2.3x the FLOPs/token of MLM.
 # FLOP-matched alternative: give the MLM run the hybrid's FLOPs, e.g. --max_flops=<hybrid's final
 # "flops" in out-hybrid-wiki/log.jsonl>, which trains it for ~2.3x the steps.

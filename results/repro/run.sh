@@ -3,7 +3,7 @@
 #
 # Here, on the machine that holds ../shared/data (once):
 #   bash results/repro/run.sh carry
-# then on the GPU machine, from the repository root, with .carry/ carried along (36 MB):
+# then on the GPU machine, from the repository root, with .carry/ carried along (23 MB):
 #   bash results/repro/run.sh train     # step-matched pair: hybrid, then MLM; ~8 + ~4 min on an H100
 #   bash results/repro/run.sh analyse   # probes and geometry of both, into results/repro/
 # and, if time allows:
@@ -38,6 +38,6 @@ dry)  # the same steps on the tiny CPU model: checks the pipeline end to end in 
     python train.py config/hybrid.py config/tiny.py --out_dir=/tmp/dry-hybrid --max_iters=50 --eval_interval=25
     python train.py config/mlm.py config/tiny.py --out_dir=/tmp/dry-mlm --max_iters=50 --eval_interval=25
     python probe.py /tmp/dry-hybrid /tmp/dry-mlm --glue_dir=../shared/data/glue --report_dir=/tmp/dry-report --max_train=500
-    python eval_geometry.py /tmp/dry-hybrid /tmp/dry-mlm --glue_dir=../shared/data/glue --report_dir=/tmp/dry-report ;;
+    python eval_geometry.py /tmp/dry-hybrid /tmp/dry-mlm --glue_dir=../shared/data/glue --report_dir=/tmp/dry-report --max_train=500 ;;
 *)  echo "usage: run.sh carry|train|analyse|extra|dry" >&2; exit 2 ;;
 esac
