@@ -97,18 +97,29 @@ NO_HUB = ("run `python data.py {name}` on a machine with network and copy data/{
           "or use local files (--dataset=/path/to/enwiki for pre-training, --glue_dir= for GLUE)")
 
 
+def hub_host():
+    from urllib.parse import urlparse
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname, url.port or 443
+
+
+def hub_reachable():
+    """Whether the HF hub answers within seconds: without network, datasets retries for minutes."""
+    import socket
+    try:
+        socket.create_connection(hub_host(), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
 def check_hub(name):
-    """Fail in a second, with what to do, where the HF hub cannot be reached (rather than after
-    minutes of retries); HF_HUB_OFFLINE=1 skips this and lets datasets use its local cache."""
+    """Fail at once, with what to do, where the HF hub cannot be reached; HF_HUB_OFFLINE=1 skips this
+    and lets datasets use its local cache."""
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return
-    import socket
-    from urllib.parse import urlparse
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-    except OSError:
-        raise SystemExit(f"error: {name} is not prepared and the HF hub ({host}) cannot be reached: "
+    if not hub_reachable():
+        raise SystemExit(f"error: {name} is not prepared and the HF hub ({hub_host()[0]}) cannot be reached: "
                          + NO_HUB.format(name=name))
 
 
@@ -395,15 +406,6 @@ def local_glue(task, glue_dir):
                          f"subsets {', '.join(MNLI_SUBSETS.values())} found: put GLUE's MNLI files there")
     # no MNLI train split here: probe.py cross-fits on the two subsets and says so
     return {s: mnli_subset(p) for s, p in paths.items()}
-
-
-def hub_reachable(host="huggingface.co"):
-    import socket
-    try:
-        socket.getaddrinfo(host, 443)
-        return True
-    except OSError:
-        return False
 
 
 def hub_glue(task):
