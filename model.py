@@ -6,6 +6,7 @@ Everything JEPA-specific (predictor, target encoder, losses, balance) lives in j
 """
 
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -217,7 +218,6 @@ def peak_flops(device):
 
 def load_checkpoint(path, map_location="cpu"):
     """Read a train.py checkpoint (a file, or an out_dir holding ckpt.pt) or stop with one clear line."""
-    import os
     if os.path.isdir(path):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.exists(path):
