@@ -198,6 +198,12 @@ def plots(report, labels, spectra_main, main_set, curves):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     files = []
+
+    def save(fig, name):
+        fig.tight_layout()
+        fig.savefig(os.path.join(report_dir, name), dpi=80)
+        plt.close(fig)
+        files.append(name)
     pools = list(spectra_main)
     fig, axes = plt.subplots(1, len(pools), figsize=(3 * len(pools), 3), squeeze=False)
     for ax, pool in zip(axes[0], pools):
@@ -208,10 +214,7 @@ def plots(report, labels, spectra_main, main_set, curves):
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
     axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(os.path.join(report_dir, "spectra.png"), dpi=80)
-    plt.close(fig)
-    files.append("spectra.png")
+    save(fig, "spectra.png")
     ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
           for a in report["alignment"] if a["pairs"] == "stsb" and (a["pooling"], a["ckpt"]) == (s["pooling"], s["ckpt"])]
     if ua:
@@ -226,10 +229,7 @@ def plots(report, labels, spectra_main, main_set, curves):
         ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
         ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
         ax.legend(fontsize=6)
-        fig.tight_layout()
-        fig.savefig(os.path.join(report_dir, "uniformity_alignment.png"), dpi=80)
-        plt.close(fig)
-        files.append("uniformity_alignment.png")
+        save(fig, "uniformity_alignment.png")
     probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
     files.append("lexical_probes.png")
     if curves:
@@ -239,10 +239,7 @@ def plots(report, labels, spectra_main, main_set, curves):
         ax.set_xlabel("iteration", fontsize=8)
         ax.set_ylabel("λ = w_jepa / (w_mlm + w_jepa)", fontsize=8)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(os.path.join(report_dir, "lambda.png"), dpi=80)
-        plt.close(fig)
-        files.append("lambda.png")
+        save(fig, "lambda.png")
     return files
 
 
