@@ -57,7 +57,8 @@ embed = True  # also time embedding extraction
 embed_sentences = 0  # 0: 16384 on CUDA, 128 on the CPU
 embed_batch_size = 0  # 0: 256 on CUDA, 32 on the CPU
 threads = 0  # torch CPU threads; 0: 1 on the CPU (see below), torch's default on CUDA
-matmul_ceiling = 798e12  # the best bf16 matmul FLOP/s measured on this workplace's H100 (81% of peak)
+matmul_ceiling = 0.0  # bf16 FLOP/s that an 8192^3 matmul reaches here; 0: measured at start (CUDA)
+profile = True  # on CUDA: profile a few steps of each row after timing and keep its top kernels
 out = ""  # the JSON file; '': results/bench/<device name>.json
 seed = 0
 # -----------------------------------------------------------------------------
@@ -108,8 +109,26 @@ ptdtype = getattr(torch, dtype)
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
 peak = peak_flops(device)
 device_name = torch.cuda.get_device_name() if on_cuda else "cpu"
-# the measured matmul ceiling belongs to the H100 it was measured on
-ceiling = matmul_ceiling if on_cuda and "H100" in device_name else None
+
+
+def measure_matmul_ceiling(n=8192, reps=20):
+    """Median bf16 FLOP/s of an n^3 matmul on random data (zeros run faster than real data)."""
+    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        times.append((start, end))
+    torch.cuda.synchronize()
+    return 2 * n ** 3 / statistics.median(s.elapsed_time(e) / 1e3 for s, e in times)
+
+
+# the achievable ceiling of this very GPU, beside the datasheet peak
+ceiling = (matmul_ceiling or measure_matmul_ceiling()) if on_cuda else None
 
 
 def sync():
@@ -295,6 +314,28 @@ def median_step_seconds(step, batches, n_warmup, n_timed):
     return first, statistics.median(times), min(times), wall, recompiles, loss.item()
 
 
+def top_kernels(step, batches, n=3, top=12):
+    """GPU kernels of n steps by total time: where a step's time goes, and which attention kernel ran."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    try:
+        with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for i in range(n):
+                step(batches[i % len(batches)])
+            sync()
+        events = [e for e in prof.key_averages() if e.device_time_total > 0]
+    except Exception as e:  # the profile is a diagnostic: a profiler that fails here must not lose the timings
+        print(f"warning: profiling failed ({type(e).__name__}: {e})", file=sys.stderr)
+        return {"error": f"{type(e).__name__}: {e}"}
+    total = sum(e.device_time_total for e in events)
+    events.sort(key=lambda e: -e.device_time_total)
+    names = [e.key.lower() for e in events]
+    attention = sorted({k for k in ("flash", "fmha", "efficient_attention", "mem_eff") if any(k in x for x in names)})
+    return {"attention_kernels": attention,
+            "top": [{"kernel": e.key[:120], "ms_per_step": e.device_time_total / 1e3 / n,
+                     "share": e.device_time_total / total} for e in events[:top]]}
+
+
 def bench_row(size, objective):
     s = SIZES[size]
     B, T = batch_size or s["batch_size"], s["block_size"]
@@ -316,6 +357,7 @@ def bench_row(size, objective):
         make_train_step(model, target, optimizer, use_compile)
     first, med, best, wall, recompiles, loss = median_step_seconds(step, batches, warmup_iters, iters)
     assert math.isfinite(loss), f"{size}/{objective}: loss {loss}"
+    kernels = top_kernels(step, batches) if on_cuda and profile else None
     slots = B * T
     real = sum(int(b["pad_mask"].sum()) for b in cpu_batches) / len(cpu_batches) if official else slots
     flops = flop_parts(model, objective, T)
@@ -335,7 +377,8 @@ def bench_row(size, objective):
            "mfu": flops["total"] * real / med / peak if peak else None,
            "hfu": flops["executed"] * slots / med / peak if peak else None,
            "of_matmul_ceiling": flops["total"] * real / med / ceiling if ceiling else None,
-           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None}
+           "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
+           "kernels": kernels}
     del model, target, optimizer, step, batches
     return row
 
@@ -392,21 +435,28 @@ embeds = [bench_embed(s) for s in size_names] if embed else []
 
 M = 1e6
 print(f"{device_name}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
-      + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)"))
-head = (f"{'row':<28} {'B x T':>9} {'tok/s':>10} {'ms/step':>8} {'1st s':>6} {'MFU':>6} {'mem GB':>7} "
+      + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)")
+      + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if ceiling else ""))
+head = (f"{'row':<28} {'B x T':>9} {'tok/s':>10} {'ms/step':>8} {'1st s':>6} {'MFU':>6} {'ofCeil':>6} {'mem GB':>7} "
         f"{'enc':>8} {'xv':>2} {'head':>8} {'target':>8} {'pred':>8} {'total':>8}  (MFLOP/token)")
 print(head)
 print("-" * len(head))
 for r in rows:
     f = r["flops_per_token"]
     mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "     -"
+    ofc = f"{100 * r['of_matmul_ceiling']:5.1f}%" if r["of_matmul_ceiling"] is not None else "     -"
     mem = f"{r['peak_mem_gb']:7.1f}" if r["peak_mem_gb"] is not None else "      -"
     print(f"{r['name']:<28} {r['batch_size']:>4}x{r['block_size']:<4} {r['tok_per_s']:>10,.0f} {r['ms_per_step']:>8.2f} "
-          f"{r['first_step_s']:>6.1f} {mfu} {mem} {f['encoder'] / M:>8.2f} {f['views']:>2} {f['mlm_head'] / M:>8.2f} "
+          f"{r['first_step_s']:>6.1f} {mfu} {ofc} {mem} {f['encoder'] / M:>8.2f} {f['views']:>2} {f['mlm_head'] / M:>8.2f} "
           f"{f['target'] / M:>8.2f} {f['predictor'] / M:>8.2f} {f['total'] / M:>8.2f}")
 if any(r["objective"] == "official" for r in rows):
     print("official: tok/s counts real (non-pad) tokens; its head column runs at all T positions, its total (for MFU) "
           "at the masked ones")
+for r in rows:
+    if r["kernels"] and "top" in r["kernels"]:
+        k = r["kernels"]
+        print(f"{r['name']}: attention {','.join(k['attention_kernels']) or 'none found'}; top kernels: "
+              + "; ".join(f"{100 * t['share']:.0f}% {t['kernel'][:48]}" for t in k["top"][:5]))
 for e in embeds:
     print(f"embed {e['size']}: {e['sorted']['sent_per_s']:,.0f} sentences/s length-sorted "
           f"({100 * e['sorted']['pad_frac']:.0f}% padding), {e['random']['sent_per_s']:,.0f} in random order "
