@@ -23,7 +23,8 @@ step() {  # step NAME ESTIMATE_S COMMAND...
     fi
     echo "=== $name (t=$((SECONDS - start))s): $*" | tee -a "$log"
     local t0=$SECONDS
-    timeout $((left - 10)) "$@" 2>&1 | tee -a "$log"
+    local cap=$((left - 10 < 3 * est ? left - 10 : 3 * est))  # a slow step must not eat the rest
+    timeout $cap "$@" 2>&1 | tee -a "$log"
     echo "=== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0))s" | tee -a "$log"
 }
 
@@ -45,9 +46,8 @@ done
 # 3. bench.py at the paper size (MLM, hybrid separate and shared, the official recipe), with kernel profiles
 step bench-paper 100 python3 bench.py --sizes=paper --out="$OUT/bench-paper.json"
 
-# 4. the analysis of one paper-size checkpoint (goal P4: both scripts in <= 5 minutes together)
+# 4. the analysis of one paper-size checkpoint (goal P4: probe.py + eval_geometry.py in <= 5 minutes)
 step probe 150 python3 probe.py out-hybrid-gpu --glue_dir=.carry/glue --report_dir=/tmp/analysis
-step geometry 120 python3 eval_geometry.py out-hybrid-gpu --glue_dir=.carry/glue --report_dir=/tmp/analysis
 
 # 5. BERT-base at 128 tokens
 step bench-bert128 110 python3 bench.py --sizes=bert-base-128 --objectives=mlm,hybrid-separate,official --embed=False \
@@ -62,6 +62,9 @@ step lever-cudagraphs 90 python3 bench.py --sizes=paper --objectives=mlm,hybrid-
 # 7. BERT-base at 512 tokens
 step bench-bert512 100 python3 bench.py --sizes=bert-base-512 --objectives=mlm,hybrid-separate --embed=False \
     --out="$OUT/bench-bert512.json"
+
+# 8. the geometry of the same checkpoint (slow: see NOTES.md, P4)
+step geometry 120 python3 eval_geometry.py out-hybrid-gpu --glue_dir=.carry/glue --report_dir=/tmp/analysis
 
 tar czf "$OUT/train.tgz" out-hybrid-gpu/log.jsonl out-mlm-gpu/log.jsonl 2>/dev/null
 tar czf "$OUT/analysis.tgz" -C /tmp analysis 2>/dev/null
