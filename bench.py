@@ -187,10 +187,13 @@ def build(size, objective):
         model = jepa.Hybrid(enc_config, views, "cosine", "sigmoid", 0.5, s["pred_depth"], s["pred_width"], s["pred_n_head"])
     model.to(device)
     target = jepa.make_target_encoder(model.encoder) if objective != "mlm" else None
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}],
+    balance = [p for n, p in model.named_parameters() if n.startswith("balance.")]
+    params = [p for n, p in model.named_parameters() if not n.startswith("balance.")]
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
+                                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+                                   {"params": balance, "weight_decay": 0.0, "lr_scale": 0.1}],
                                   lr=5e-4, betas=(0.9, 0.98), fused=on_cuda)
+    optimizer.clipped = params  # train.py clips the model's gradient without the balance's
     return model, target, optimizer
 
 
@@ -203,14 +206,14 @@ def make_train_step(model, target, optimizer, use_compile):
 
     def step(batch):
         for group in optimizer.param_groups:
-            group["lr"] = 5e-4
+            group["lr"] = 5e-4 * group.get("lr_scale", 1.0)
         if target is not None:
             with autocast:
                 batch["targets"] = jepa.target_features(target_forward, batch["idx"], batch["tgt_pos"])
         with autocast:
             loss, _ = compiled(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(optimizer.clipped, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if target is not None:

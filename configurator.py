@@ -10,6 +10,13 @@ positional argument. An unknown key or a value of the wrong type stops with one 
 
 import ast
 import difflib
+import sys
+
+
+def die(message):
+    """Bad input: one line on stderr, exit code 2 (the shell's convention for a usage error)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def settings(g):
@@ -22,7 +29,7 @@ def unknown_key(key, known, where=""):
     close = difflib.get_close_matches(key, known, n=1) or \
         [k for k in known if "".join(w[0] for w in k.split("_")) == key]  # 'lr' -> 'learning_rate'
     hint = f"did you mean '{close[0]}'?" if close else f"valid keys: {', '.join(sorted(known))}"
-    return SystemExit(f"error: unknown config key '{key}'{where}: {hint}")
+    die(f"unknown config key '{key}'{where}: {hint}")
 
 
 def configure(g, argv):
@@ -34,21 +41,21 @@ def configure(g, argv):
                 with open(arg) as f:
                     source = f.read()
             except OSError:
-                raise SystemExit(f"error: config file {arg} not found (see config/ for the ones that exist)")
+                die(f"config file {arg} not found (see config/ for the ones that exist)")
             scope = dict(g)
             exec(source, scope)
             for key, value in scope.items():
                 if key.startswith("_") or key == "__builtins__" or (key in g and value is g[key]):
                     continue
                 if key not in known:
-                    raise unknown_key(key, known, f" in {arg}")
+                    unknown_key(key, known, f" in {arg}")
                 g[key] = value
         elif arg.startswith("--"):
             key, sep, val = arg[2:].partition("=")
             if not sep:
-                raise SystemExit(f"error: write --{key}=VALUE (with '=')")
+                die(f"write --{key}=VALUE (with '=')")
             if key not in known:
-                raise unknown_key(key, known)
+                unknown_key(key, known)
             try:
                 value = ast.literal_eval(val)
             except (SyntaxError, ValueError):
@@ -58,8 +65,7 @@ def configure(g, argv):
                 if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                     value = float(value)
                 else:
-                    raise SystemExit(f"error: --{key} expects a {type(default).__name__} "
-                                     f"(like {default!r}), got {val!r}")
+                    die(f"--{key} expects a {type(default).__name__} (like {default!r}), got {val!r}")
             g[key] = value
         else:
             positional.append(arg)

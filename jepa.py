@@ -93,6 +93,16 @@ def feature_std(targets, valid):
     return targets[valid].float().std(0).mean()
 
 
+def rankme(targets, valid):
+    """RankMe (Garrido et al. 2023) of the batch's target tokens: exp of the entropy of their normalised
+    singular values, between 1 (every token on one direction: collapse) and min(tokens, width). Unlike the
+    std it sees a collapse onto a few directions, however large their spread."""
+    x = targets[valid].double()  # float64: the sqrt below would turn float32 rounding into spurious directions
+    s = torch.linalg.eigvalsh(x.T @ x).clamp(min=0).sqrt()  # singular values of x via its small Gram matrix
+    p = s / s.sum() + 1e-7
+    return torch.exp(-(p * torch.log(p)).sum())
+
+
 # -----------------------------------------------------------------------------
 # predictor and loss
 
@@ -149,8 +159,9 @@ def jepa_loss(pred, target, valid, kind="cosine"):
 
 class Balance(nn.Module):
     """'sigmoid': the paper's L = λ L_jepa + (1 - λ) L_mlm with λ = sigmoid(w), w learned from 0.
-        dL/dw = λ(1 - λ)(L_jepa - L_mlm) < 0 while the cosine loss sits below the MLM cross-entropy,
-        so λ drifts towards 1 and the MLM weight towards 0: we log λ to show it.
+        dL/dw = λ(1 - λ)(L_jepa - L_mlm) < 0 while the cosine loss sits below the MLM cross-entropy, and
+        Adam normalises the step, so w rises by about its learning rate every step whatever the losses:
+        λ's trajectory is set by w's learning rate (train.py's balance_lr), not by the data.
     'uncertainty': Kendall et al. 2018, L = Σ exp(-s_i) L_i + s_i with learned log-variances s_i;
         the optimum exp(-s_i) = 1 / L_i keeps both weights positive.
     'fixed': L = λ L_jepa + (1 - λ) L_mlm with λ = fixed_lambda."""
@@ -198,8 +209,10 @@ class Hybrid(MaskedLM):
         if self.views == "separate":  # the paper's: MLM from the MLM view, JEPA from the context view
             h = self.encoder(torch.cat([batch["mlm_input"], batch["ctx_input"]]))
             h_mlm, h_ctx = h[:B], h[B:]
-        else:  # one view serves both losses: ~40% cheaper
+        elif self.training:  # one view serves both losses: ~40% cheaper
             h_mlm = h_ctx = self.encoder(batch["ctx_input"])
+        else:  # but the reported MLM loss is always the MLM view's, the task every objective is compared on
+            h_mlm, h_ctx = self.encoder(batch["mlm_input"]), self.encoder(batch["ctx_input"])
         l_mlm = self.mlm_loss(h_mlm, batch["mlm_pos"], batch["mlm_labels"])
         pred = self.predictor(h_ctx, batch["tgt_mask"], batch["tgt_pos"])
         l_jepa = jepa_loss(pred, batch["targets"], batch["tgt_valid"], self.loss_kind)

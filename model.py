@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from configurator import die
+
 
 @dataclass
 class EncoderConfig:
@@ -222,12 +224,12 @@ def load_checkpoint(path, map_location="cpu"):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.exists(path):
         raise SystemExit(f"error: no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    try:  # weights_only: tensors and plain values only, so a checkpoint from elsewhere cannot run code
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
         assert isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt
     except Exception as e:
-        raise SystemExit(f"error: checkpoint {path} is corrupt or not from train.py ({type(e).__name__}): "
-                         "delete it and resume from another, or train again with --init_from=scratch")
+        die(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain values "
+            f"({type(e).__name__}): refused; delete it and resume from another, or train again with --init_from=scratch")
     return ckpt
 
 

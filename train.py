@@ -5,6 +5,7 @@ Pre-train a BERT-style encoder with MLM, or with the hybrid JEPA + MLM objective
 $ python train.py config/hybrid.py                         # the paper's setting, one GPU
 $ python train.py config/hybrid.py config/tiny.py          # a few minutes on a laptop CPU
 $ torchrun --standalone --nproc_per_node=8 train.py config/hybrid.py
+$ torchrun --standalone --nproc_per_node=2 train.py config/hybrid.py config/tiny.py --device=cpu --backend=gloo
 """
 
 import json
@@ -22,8 +23,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import jepa
-from configurator import configure, settings
-from model import EncoderConfig, MaskedLM, load_checkpoint, peak_flops
+from configurator import configure, die, settings
+from model import EncoderConfig, MaskedLM, load_checkpoint
+from model import peak_flops as peak_flops_of
 
 # -----------------------------------------------------------------------------
 # default config: the paper's hybrid on Wikipedia (config/*.py and --key=value override these)
@@ -36,8 +38,8 @@ log_interval = 10
 # data
 dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.parquet files
 data_dir = "data"
-batch_size = 256  # sequences per micro-step
-grad_accum = 1
+batch_size = 256  # sequences per optimizer step, all processes together (the paper's batch)
+grad_accum = 1  # micro-steps per optimizer step in each process: each takes batch_size / (processes * grad_accum)
 mlm_prob = 0.15
 # model
 n_layer = 6
@@ -61,7 +63,15 @@ pred_width = 192
 pred_n_head = 6
 ema_start = 0.996  # EMA momentum, linear to ema_end over training (I-JEPA)
 ema_end = 1.0
-collapse_std = 1e-3  # stop when the target features' std across tokens falls below this
+# λ = sigmoid(w) (or the log-variances) in an AdamW group of its own: w climbs by ~its learning rate every
+# step (see jepa.Balance), so this fraction of the model's learning rate sets how fast the MLM weight falls
+balance_lr = 0.1
+balance_wd = 0.0
+# the target features' health, logged every log_interval: RankMe of the batch's target tokens (jepa.rankme);
+# a warning below rankme_warn, a stop below rankme_stop or when their std across tokens falls below collapse_std
+rankme_warn = 10.0
+rankme_stop = 2.0
+collapse_std = 1e-3
 # budget: max_flops > 0 trains until that many counted FLOPs are spent, else for max_iters
 max_iters = 100000
 max_flops = 0.0
@@ -78,6 +88,7 @@ device = "cuda"
 dtype = "bfloat16"  # 'float32' or 'bfloat16' (autocast; CUDA only)
 compile = True
 backend = "nccl"
+peak_flops = 0.0  # one device's peak FLOP/s, for MFU; 0: the datasheet value of a known GPU (model.py), else none
 seed = 1337
 # -----------------------------------------------------------------------------
 config_keys = list(settings(globals()))
@@ -85,21 +96,79 @@ extra = configure(globals(), sys.argv[1:])
 if extra:
     raise SystemExit(f"error: unexpected argument {extra[0]!r}: pass config files (*.py) and --key=value")
 config = {k: globals()[k] for k in config_keys}  # saved in the checkpoint
-assert objective in ("hybrid", "mlm"), f"objective must be 'hybrid' or 'mlm', not {objective!r}"
+
+
+def check(key, ok, allowed):
+    """Every setting is checked before any work: a bad one stops with one line and exit code 2."""
+    if not ok:
+        die(f"--{key}={globals()[key]!r}: {allowed}")
+
+
+def positive_int(key):
+    check(key, isinstance(globals()[key], int) and globals()[key] >= 1, "must be a whole number >= 1")
+
+
+def fraction(key, lo_open=False, hi_open=False, lo=0.0, hi=1.0):
+    v = globals()[key]
+    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (lo < v if lo_open else lo <= v) and \
+        (v < hi if hi_open else v <= hi)
+    check(key, ok, f"must be a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}")
+
+
+def one_of(key, values):
+    check(key, globals()[key] in values, "must be one of " + ", ".join(repr(v) for v in values))
+
+
+for key in ("eval_interval", "eval_iters", "log_interval", "batch_size", "grad_accum", "n_layer", "n_head", "n_embd",
+            "block_size", "n_spans", "pred_depth", "pred_width", "pred_n_head", "max_iters"):
+    positive_int(key)
+one_of("init_from", ("scratch", "resume"))
+one_of("objective", ("hybrid", "mlm"))
+one_of("jepa_views", ("separate", "shared"))
+one_of("jepa_loss", ("cosine", "smooth_l1"))
+one_of("balance", ("sigmoid", "uncertainty", "fixed"))
+one_of("dtype", ("float32", "bfloat16"))
+one_of("backend", ("nccl", "gloo"))
+check("n_head", n_embd % n_head == 0, f"must divide n_embd={n_embd}")
+check("pred_n_head", pred_width % pred_n_head == 0, f"must divide pred_width={pred_width}")
+check("block_size", block_size >= 8, "must be >= 8 (a [CLS] token, masked tokens and target spans)")
+fraction("mlm_prob", lo_open=True, hi_open=True)
+fraction("dropout", hi_open=True)
+fraction("fixed_lambda")
+fraction("span_min", lo_open=True, hi_open=True)
+fraction("span_max", lo_open=True, hi_open=True)
+check("span_max", span_max >= span_min, f"must be >= span_min={span_min}")
+widest = max(math.floor(span_max * block_size), math.ceil(span_min * block_size), 1)
+check("n_spans", n_spans * widest <= block_size - 1,
+      f"{n_spans} spans of up to {widest} tokens do not fit in {block_size - 1}: at most {(block_size - 1) // widest}")
+fraction("ema_start")
+fraction("ema_end")
+check("ema_end", ema_end >= ema_start, f"must be >= ema_start={ema_start}")
+for key in ("max_flops", "min_lr", "weight_decay", "grad_clip", "balance_lr", "balance_wd", "peak_flops",
+            "rankme_warn", "rankme_stop", "collapse_std"):
+    fraction(key, hi=math.inf)
+fraction("learning_rate", lo_open=True, hi=math.inf)
+check("min_lr", min_lr <= learning_rate, f"must be <= learning_rate={learning_rate}")
+fraction("warmup_frac", hi_open=True)
+fraction("beta1", hi_open=True)
+fraction("beta2", hi_open=True)
+check("seed", isinstance(seed, int) and not isinstance(seed, bool), "must be a whole number")
 hybrid = objective == "hybrid"
 
-# DDP: one process per GPU under torchrun, each with its own data stream
+# DDP: one process per device under torchrun. Every process holds the same model and sees its own data
 ddp = int(os.environ.get("RANK", -1)) != -1
+world = int(os.environ["WORLD_SIZE"]) if ddp else 1
+check("batch_size", batch_size % (world * grad_accum) == 0,
+      f"must be a multiple of {world} processes x grad_accum={grad_accum}")
+micro_batch = batch_size // (world * grad_accum)
 if ddp:
     init_process_group(backend=backend)
-    rank, local_rank, world = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     if device.startswith("cuda"):  # else CPU processes with backend='gloo', as the tests run it
         device = f"cuda:{local_rank}"
         torch.cuda.set_device(device)
-    assert grad_accum % world == 0, f"grad_accum={grad_accum} must be a multiple of the {world} processes"
-    grad_accum //= world
 else:
-    rank, world = 0, 1
+    rank = 0
 master = rank == 0
 
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
@@ -115,13 +184,12 @@ if device.startswith("cuda") and not torch.cuda.is_available():
 device_type = "cuda" if device.startswith("cuda") else "cpu"
 if device_type == "cpu" and dtype != "float32":
     raise SystemExit(f"error: dtype={dtype} is for CUDA; on the CPU pass --dtype=float32")
-torch.manual_seed(seed + rank)
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
-tokens_per_iter = grad_accum * world * batch_size * block_size
+tokens_per_iter = batch_size * block_size
 tok = data.get_tokenizer()
-train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, batch_size, mlm_prob, seed + rank)
+train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, micro_batch, mlm_prob, seed + rank)
 span_gen = torch.Generator().manual_seed(seed + rank + 10_000)
 
 
@@ -141,7 +209,8 @@ def next_train_batch():
     return get_batch(train_batches, span_gen)
 
 
-# model
+# model: the same seed on every process, so all start from identical online and target weights
+torch.manual_seed(seed)
 model_args = dict(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
                   n_embd=n_embd, dropout=dropout, bias=bias, tie_mlm_head=tie_mlm_head)
 enc_config = EncoderConfig(**model_args)
@@ -151,11 +220,15 @@ else:
     model = MaskedLM(enc_config)
 model.to(device)
 target = jepa.make_target_encoder(model.encoder) if hybrid else None  # before compile: a plain module
+torch.manual_seed(seed + rank)  # from here on (dropout), each process draws its own stream
 
-decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]  # biases, LayerNorms, λ
-optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                               {"params": no_decay, "weight_decay": 0.0}],
+# three groups: weights decay; biases and LayerNorms don't; the balance (w or the log-variances) has its own
+# learning rate and decay, and stays out of gradient clipping (|dL/dw| = 2.3 at init would rescale the model's)
+balance_params = [p for n, p in model.named_parameters() if n.startswith("balance.")]
+model_params = [p for n, p in model.named_parameters() if not n.startswith("balance.")]
+optimizer = torch.optim.AdamW([{"params": [p for p in model_params if p.dim() >= 2], "weight_decay": weight_decay},
+                               {"params": [p for p in model_params if p.dim() < 2], "weight_decay": 0.0},
+                               {"params": balance_params, "weight_decay": balance_wd, "lr_scale": balance_lr}],
                               lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
 
 n_masked = math.ceil(mlm_prob * block_size)
@@ -163,16 +236,22 @@ flops_per_iter = model.flops_per_token(n_masked) * tokens_per_iter
 if max_flops > 0:
     max_iters = int(max_flops // flops_per_iter)
     if max_iters < 1:
-        raise SystemExit(f"error: max_flops={max_flops:.3g} is less than one iteration ({flops_per_iter:.3g} FLOPs)")
+        die(f"--max_flops={max_flops:.3g}: less than one iteration ({flops_per_iter:.3g} FLOPs)")
 
 iter_num, flops_done = 0, 0.0
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 log_path = os.path.join(out_dir, "log.jsonl")
 if init_from == "resume":
     ckpt = load_checkpoint(ckpt_path, map_location=device)
-    if ckpt["model_args"] != model_args or ckpt["config"]["objective"] != objective:
-        raise SystemExit(f"error: {ckpt_path} was trained with other model settings or objective: "
-                         "resume with its config, or use another --out_dir")
+    # the run must go on as it began: only where it writes, how often it reports and how it runs may change
+    free = ("out_dir", "init_from", "eval_interval", "eval_iters", "log_interval", "data_dir", "device",
+            "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std")
+    for key in config_keys:
+        if key not in free and ckpt["config"].get(key) != config[key]:
+            die(f"--{key}={config[key]!r} differs from {ckpt['config'].get(key)!r} in {ckpt_path}: resume with "
+                "the checkpoint's settings, or start a new run in another --out_dir")
+    if len(ckpt["rng"]["data"]) != world:
+        die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if hybrid:
@@ -205,6 +284,7 @@ else:
 eval_model = model  # evaluation runs on rank 0 alone, outside DDP and its collectives
 if ddp:
     model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+inject_nan = os.environ.get("TRAIN_INJECT_NAN", "")  # tests only: "RANK:ITER" makes that rank's loss NaN there
 
 
 def add_targets(batch):
@@ -229,7 +309,7 @@ def get_lr(it):
 def estimate_val():
     """Mean losses over the same eval_iters val batches every time (fixed generators)."""
     eval_model.eval()
-    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
+    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, micro_batch, mlm_prob, seed)
     spans = torch.Generator().manual_seed(seed + 1)
     totals = {}
     for _ in range(eval_iters):
@@ -263,38 +343,73 @@ def save_checkpoint():
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
 
+def rank_param_sums():
+    """[online, target] parameter sums of every process: the same, bit for bit, while the processes agree."""
+    sums = [sum(p.double().sum().item() for p in raw_model.parameters()),
+            sum(p.double().sum().item() for p in target.parameters()) if hybrid else 0.0]
+    gathered = [None] * world
+    torch.distributed.all_gather_object(gathered, sums)
+    return gathered
+
+
 def log(record):
     with open(log_path, "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
-def check_finite(record):
-    bad = {k: v for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)}
+def stop_reason(record):
+    """Why training must stop after this record, or ''."""
+    bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
-        raise SystemExit(f"error: {', '.join(bad)} not finite at iter {iter_num}: lower learning_rate or raise "
-                         f"warmup_frac, then --init_from=resume from the last checkpoint in {out_dir}")
-    if record.get("tgt_std", 1.0) < collapse_std:
-        raise SystemExit(f"error: target features collapsed at iter {iter_num} (std {record['tgt_std']:.2e} < "
-                         f"collapse_std={collapse_std}): raise ema_start or lower learning_rate")
+        return (f"{', '.join(bad)} not finite at iter {record['iter']}: lower learning_rate or raise warmup_frac, "
+                f"then --init_from=resume from the last checkpoint in {out_dir}")
+    if record.get("tgt_std", 1.0) < collapse_std or record.get("tgt_rankme", math.inf) < rankme_stop:
+        return (f"target features collapsed at iter {record['iter']} (std {record['tgt_std']:.2e}, RankMe "
+                f"{record['tgt_rankme']:.2f}; stops below collapse_std={collapse_std}, rankme_stop={rankme_stop}): "
+                "raise ema_start or lower learning_rate")
+    return ""
+
+
+def stop_if(reason):
+    """Every process decides together: a stop seen by one process stops all, each with the same line
+    (a process that left alone would leave the others waiting in the next all-reduce)."""
+    if ddp:
+        reasons = [None] * world
+        torch.distributed.all_gather_object(reasons, reason)
+        reason = next((r for r in reasons if r), "")
+    if reason:
+        if ddp:
+            destroy_process_group()
+        raise SystemExit(f"error: {reason}")
 
 
 # training loop
-peak = peak_flops(device)
+peak = peak_flops or peak_flops_of(device)
 if master:
     n_params = sum(p.numel() for p in raw_model.parameters())
-    print(f"{objective}: {n_params / 1e6:.1f}M trainable parameters, {tokens_per_iter:,} tokens/iter, "
-          f"{flops_per_iter / tokens_per_iter / 1e6:.1f} MFLOPs/token, {max_iters} iters on {device} ({dtype})")
+    print(f"{objective}: {n_params / 1e6:.1f}M trainable parameters, {flops_per_iter / tokens_per_iter / 1e6:.1f} "
+          f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})")
+    print(f"global batch {batch_size} sequences = {world} processes x {grad_accum} micro-steps x {micro_batch} "
+          f"sequences; {tokens_per_iter:,} tokens/iter")
 batch = next_train_batch()
 t0 = time.time()
 while True:
     last = iter_num == max_iters
     if iter_num % eval_interval == 0 or last:
+        reason = ""
+        sums = rank_param_sums() if ddp else None
         if master:
             val = estimate_val()
             print(f"iter {iter_num}: val mlm {val['mlm']:.4f}" + (f", val jepa {val['jepa']:.4f}" if hybrid else ""))
             record = {"iter": iter_num, **{f"val_{k}": v for k, v in val.items()}}
-            check_finite(record)
-            log(record)
+            reason = stop_reason(record)
+            if sums:
+                record["rank_param_sums"] = sums
+                if any(s != sums[0] for s in sums):
+                    reason = f"the processes' weights differ at iter {iter_num} (parameter sums {sums})"
+            if not reason:
+                log(record)
+        stop_if(reason)
         if iter_num > 0:
             save_checkpoint()
         t0 = time.time()
@@ -303,7 +418,7 @@ while True:
 
     lr = get_lr(iter_num)
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     for micro in range(grad_accum):
         if ddp:  # all-reduce the gradients only once, on the last micro-step
             model.require_backward_grad_sync = micro == grad_accum - 1
@@ -311,11 +426,13 @@ while True:
             add_targets(batch)
         with autocast:
             loss, stats = model(batch)
+        if inject_nan == f"{rank}:{iter_num}":
+            loss = loss * float("nan")
         next_batch = next_train_batch()  # on the CPU while the GPU works
         (loss / grad_accum).backward()
         batch, done = next_batch, batch
     if grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(raw_model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(model_params, grad_clip)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if hybrid:
@@ -324,25 +441,32 @@ while True:
     iter_num += 1
     flops_done += flops_per_iter
 
-    if iter_num % log_interval == 0 and master:
+    if iter_num % log_interval == 0:  # every process checks its own figures; rank 0 writes them
         dt = (time.time() - t0) / log_interval
         t0 = time.time()
-        record = {"iter": iter_num, "lr": lr, **{k: v.item() for k, v in stats.items()}}
+        record = {"iter": iter_num, "lr": lr, "loss": loss.item(), **{k: v.item() for k, v in stats.items()}}
         if hybrid:
             record["lambda"] = record["w_jepa"] / (record["w_mlm"] + record["w_jepa"])
             record["ema"] = momentum
             record["tgt_std"] = jepa.feature_std(done["targets"], done["tgt_valid"]).item()
+            record["tgt_rankme"] = jepa.rankme(done["targets"], done["tgt_valid"]).item()
         record.update(tok_per_s=tokens_per_iter / dt, flops=flops_done)
-        if peak:
-            record["mfu"] = flops_per_iter / dt / peak
-        check_finite(record)
-        log(record)
-        line = f"iter {iter_num}: mlm {record['mlm']:.4f}"
-        if hybrid:
-            line += f", jepa {record['jepa']:.4f}, λ {record['lambda']:.3f}, ema {momentum:.4f}, tgt std {record['tgt_std']:.3f}"
-        line += f", {record['tok_per_s']:,.0f} tok/s"
-        line += f", mfu {100 * record['mfu']:.1f}%" if peak else ""
-        print(line + f", {flops_done:.3g} FLOPs")
+        if peak:  # FLOPs of all processes over the peak of all their devices
+            record["mfu"] = flops_per_iter / dt / (peak * world)
+        stop_if(stop_reason(record))
+        if master:
+            log(record)
+            line = f"iter {iter_num}: mlm {record['mlm']:.4f}"
+            if hybrid:
+                line += (f", jepa {record['jepa']:.4f}, λ {record['lambda']:.3f}, ema {momentum:.4f}, "
+                         f"tgt std {record['tgt_std']:.3f}, RankMe {record['tgt_rankme']:.1f}")
+            line += f", {record['tok_per_s']:,.0f} tok/s"
+            line += f", mfu {100 * record['mfu']:.1f}%" if peak else ""
+            print(line + f", {flops_done:.3g} FLOPs")
+            if hybrid and record["tgt_rankme"] < rankme_warn:
+                print(f"WARNING: the target features are near collapse at iter {iter_num}: RankMe "
+                      f"{record['tgt_rankme']:.2f} < rankme_warn={rankme_warn} (std {record['tgt_std']:.3f})",
+                      file=sys.stderr)
 
 if ddp:
     destroy_process_group()

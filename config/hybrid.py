@@ -6,6 +6,10 @@ dataset = "wikipedia"
 objective = "hybrid"
 jepa_views = "separate"
 balance = "sigmoid"
+# λ = sigmoid(w) climbs by ~w's learning rate every step (jepa.Balance); w's learning rate is train.py's
+# balance_lr (0.1) x the model's. Computed by results/balance/trajectory.py, the MLM weight 1 - λ over this
+# budget: 0.390 at 10k steps, 0.240 at 25k, 0.112 at 50k, 0.072 at 75k, 0.060 at 100k (never below 0.05).
+# At the model's learning rate (--balance_lr=1.0) it would be 0.012 at 10k and ~0 from 25k on.
 
 n_layer = 6
 n_head = 8

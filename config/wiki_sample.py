@@ -13,7 +13,7 @@ dataset = ".carry/enwiki_sample"
 # FLOP-matched alternative: give the MLM run the hybrid's FLOPs, e.g. --max_flops=<hybrid's final
 # "flops" in out-hybrid-wiki/log.jsonl>, which trains it for ~2.3x the steps.
 # 12,000 steps are sized for ~8 minutes of the hybrid at ~35% MFU; adjust after a timing run.
-max_iters = 12000
+max_iters = 12000  # the hybrid's MLM weight 1 - λ: 0.487 at 1.2k, 0.438 at 6k, 0.418 at 12k (results/balance/)
 batch_size = 256
 learning_rate = 5e-4
 min_lr = 5e-5

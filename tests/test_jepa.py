@@ -107,19 +107,39 @@ def test_fixed_balance_has_no_parameters():
 
 
 def test_hybrid_views():
+    """Training: 'separate' takes MLM from the MLM view, 'shared' from the context view. Evaluation: both
+    report the MLM view's loss, so every objective's val_mlm is the same task, equal on the same weights."""
     torch.manual_seed(0)
     tok = data.get_tokenizer()
     cfg = EncoderConfig(vocab_size=tok.vocab_size, block_size=32, n_layer=1, n_head=2, n_embd=16)
     g = torch.Generator().manual_seed(0)
     idx = torch.cat([torch.full((4, 1), tok.cls_id), torch.randint(tok.n_normal, (4, 31), generator=g)], 1)
     batch = jepa.add_context_view(data.mask_tokens(idx, g, tok), g, tok.mask_id)
+    val = {}
     for views in ("separate", "shared"):
         torch.manual_seed(0)
-        model = jepa.Hybrid(cfg, views=views, pred_depth=1, pred_width=8, pred_n_head=2).eval()
+        model = jepa.Hybrid(cfg, views=views, pred_depth=1, pred_width=8, pred_n_head=2)
         target = jepa.make_target_encoder(model.encoder)
         batch["targets"] = jepa.target_features(target, batch["idx"], batch["tgt_pos"])
-        _, stats = model(batch)
+        _, stats = model.train()(batch)
         view = "mlm_input" if views == "separate" else "ctx_input"
         expected = model.mlm_loss(model.encoder(batch[view]), batch["mlm_pos"], batch["mlm_labels"])
         torch.testing.assert_close(stats["mlm"], expected)
         assert stats["w_jepa"].item() == pytest.approx(0.5)  # λ = sigmoid(0) at the start
+        with torch.no_grad():
+            _, stats = model.eval()(batch)
+            val[views] = stats["mlm"]
+            torch.testing.assert_close(stats["mlm"], model.mlm_loss(model.encoder(batch["mlm_input"]),
+                                                                    batch["mlm_pos"], batch["mlm_labels"]))
+    assert val["shared"].item() == val["separate"].item()  # same seed, same weights: the same number
+
+
+def test_rankme_by_hand():
+    valid = torch.ones(1, 6, dtype=torch.bool)
+    one_direction = torch.randn(6, 1) * torch.randn(1, 8)  # every token on one line: collapse
+    assert jepa.rankme(one_direction[None], valid).item() == pytest.approx(1.0, abs=1e-4)
+    q, _ = torch.linalg.qr(torch.randn(8, 8))
+    three = torch.cat([q[:3], -q[:3]]) * 2.0  # 3 orthogonal directions, equal energy: singular values all equal
+    assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)
+    valid[0, 3:] = False  # unused slots don't count
+    assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)

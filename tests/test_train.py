@@ -52,7 +52,7 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
         assert sum(jepa_loss[-10:]) < sum(jepa_loss[:10])
         assert all(0 < r["lambda"] < 1 and r["tgt_std"] > 0 for r in log if "lambda" in r)
         assert "λ" in p.stdout and "tok/s" in p.stdout
-    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=False)
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
     assert ckpt["iter_num"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
 
@@ -71,7 +71,7 @@ def test_kill_and_resume_reproduces_the_losses(data_dir, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    resumed_from = torch.load(ckpt, weights_only=False)["iter_num"]
+    resumed_from = torch.load(ckpt, weights_only=True)["iter_num"]
     assert resumed_from < 60, "the run finished before it could be killed"
     train(*args, f"--out_dir={out}", "--init_from=resume")
 
@@ -82,7 +82,7 @@ def test_kill_and_resume_reproduces_the_losses(data_dir, tmp_path):
 
 def test_unknown_config_key(tmp_path):
     p = train("config/tiny.py", "--lr=1e-3", check=False)
-    assert p.returncode != 0 and p.stderr.strip() == "error: unknown config key 'lr': did you mean 'learning_rate'?"
+    assert p.returncode == 2 and p.stderr.strip() == "error: unknown config key 'lr': did you mean 'learning_rate'?"
     bad = tmp_path / "bad.py"
     bad.write_text("n_layers = 3\n")
     p = train(str(bad), check=False)
@@ -97,7 +97,7 @@ def test_corrupt_checkpoint(data_dir, tmp_path):
     (out / "log.jsonl").write_text("")
     p = train("config/hybrid.py", "config/tiny.py", f"--data_dir={data_dir}", f"--out_dir={out}",
               "--init_from=resume", check=False)
-    assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1
     assert "is corrupt" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -110,18 +110,133 @@ def test_wikipedia_without_network_says_what_to_run(tmp_path):
     assert not os.listdir(tmp_path)  # nothing half-prepared left behind
 
 
-def test_ddp_on_cpu_lowers_the_loss(data_dir, tmp_path):
-    """Two processes under torchrun with gloo: the DDP path (no_sync accumulation, rank streams,
-    gathered RNG states in the checkpoint) runs end to end and trains."""
+def torchrun(*args, nproc=2, env=None, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                           "train.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
+
+
+def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(data_dir, tmp_path):
+    """The README's DDP command on the CPU (gloo): every process starts from and keeps the same online and
+    target weights, the global batch is batch_size, the loss falls, and MFU is per device."""
     out = str(tmp_path / "ddp")
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "train.py", "config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}",
-                        f"--out_dir={out}", "--backend=gloo", "--grad_accum=4", "--max_iters=40",
-                        "--eval_interval=40", "--learning_rate=2e-3"],
-                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    p = torchrun("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+                 "--backend=gloo", "--device=cpu", "--grad_accum=2", "--max_iters=40", "--eval_interval=20",
+                 "--learning_rate=2e-3", "--peak_flops=1e12")
     assert p.returncode == 0, p.stderr
-    val = [r["val_mlm"] for r in read_log(out) if "val_mlm" in r]
+    assert "global batch 8 sequences = 2 processes x 2 micro-steps x 2 sequences" in p.stdout
+    log = read_log(out)
+    sums = [r["rank_param_sums"] for r in log if "rank_param_sums" in r]
+    assert len(sums) == 3  # iters 0 (after init), 20 and 40
+    for per_rank in sums:
+        assert per_rank[0] == per_rank[1]  # [online, target] sums, bit for bit
+    val = [r["val_mlm"] for r in log if "val_mlm" in r]
     assert val[-1] < val[0] - 1.0
-    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=False)
-    assert len(ckpt["rng"]["data"]) == 2  # one data stream per rank, each resumable
-    assert not torch.equal(ckpt["rng"]["data"][0], ckpt["rng"]["data"][1])
+    for r in (r for r in log if "mfu" in r):
+        flops_per_iter = r["flops"] / r["iter"]
+        assert r["mfu"] == pytest.approx(flops_per_iter * r["tok_per_s"] / (8 * 64) / (2 * 1e12), rel=1e-6)
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    assert len(ckpt["rng"]["data"]) == 2 and not torch.equal(ckpt["rng"]["data"][0], ckpt["rng"]["data"][1])
+
+
+def test_ddp_kill_and_resume_equals_the_uninterrupted_run(data_dir, tmp_path):
+    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--backend=gloo",
+            "--max_iters=30", "--eval_interval=10", "--dropout=0.1"]
+    ref = str(tmp_path / "ref")
+    assert torchrun(*args, f"--out_dir={ref}").returncode == 0
+    out = str(tmp_path / "killed")
+    proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                             "train.py", *args, f"--out_dir={out}"], cwd=ROOT, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    ckpt = os.path.join(out, "ckpt.pt")
+    deadline = time.time() + 180
+    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
+    proc.wait()
+    assert torch.load(ckpt, weights_only=True)["iter_num"] < 30, "the run finished before it could be killed"
+    p = torchrun(*args, f"--out_dir={out}", "--init_from=resume")
+    assert p.returncode == 0, p.stderr
+
+    def figures(log):
+        return [(r["iter"], r.get("mlm"), r.get("jepa"), r.get("lambda"), r.get("val_mlm"), r.get("rank_param_sums"))
+                for r in log]
+    assert figures(read_log(out)) == figures(read_log(ref))
+
+
+def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
+    out = str(tmp_path / "nan")
+    p = torchrun("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+                 "--backend=gloo", "--max_iters=30", "--eval_interval=10", env={"TRAIN_INJECT_NAN": "1:3"},
+                 timeout=120)  # a rank left waiting in an all-reduce would hang until the timeout
+    assert p.returncode != 0
+    line = "error: loss not finite at iter 4"
+    assert sum(line in x for x in p.stderr.splitlines()) == 2, p.stderr  # the same line from both ranks
+    assert max(r["iter"] for r in read_log(out)) == 3
+
+
+@pytest.mark.parametrize("arg,key", [("--batch_size=0", "batch_size"), ("--n_head=7", "n_head"),
+                                     ("--jepa_views=both", "jepa_views"), ("--balance=foo", "balance"),
+                                     ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
+                                     ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
+                                     ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate")])
+def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path):
+    out, d = tmp_path / "out", tmp_path / "data"
+    p = train("config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}", f"--out_dir={out}", check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.stderr.startswith(f"error: --{key}=") and "Traceback" not in p.stderr
+    assert not out.exists() and not d.exists()  # nothing written
+
+
+def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path):
+    out = str(tmp_path / "out")
+    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+            "--max_iters=4", "--eval_interval=2"]
+    train(*args)
+    for changed, key in (("--balance=uncertainty", "balance"), ("--n_spans=1", "n_spans"), ("--max_iters=8", "max_iters")):
+        p = train(*args, "--init_from=resume", changed, check=False)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+        assert p.stderr.startswith(f"error: --{key}=") and "differs from" in p.stderr
+    assert train(*args, "--init_from=resume", "--log_interval=2").returncode == 0  # reporting may change
+
+
+def test_the_balance_weight_is_not_clipped_and_has_its_own_learning_rate(data_dir, tmp_path):
+    """A clip of 1e-9 shrinks the model's gradient to nothing; w's first Adam step must still be its full
+    learning rate: balance_lr x the model's (warmup) learning rate at step 0."""
+    out = str(tmp_path / "out")
+    train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+          "--max_iters=1", "--learning_rate=1e-3", "--warmup_frac=0.0", "--grad_clip=1e-9", "--balance_lr=0.2")
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    # one step at the schedule's start (no warmup: the full learning rate); dL/dw < 0, so w rises by one
+    # full Adam step of its own learning rate
+    assert ckpt["model"]["balance.w"].item() == pytest.approx(0.2 * 1e-3, rel=1e-4)
+    bias = ckpt["model"]["encoder.ln_f.bias"]  # a model parameter: clipped, so its Adam step is ~g/eps of 1e-3
+    assert bias.abs().max().item() < 0.5e-3
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(data_dir, tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+    out = tmp_path / "out"
+    out.mkdir()
+    torch.save({"model_args": {}, "model": {}, "payload": Payload()}, out / "ckpt.pt")
+    (out / "log.jsonl").write_text("")
+    p = train("config/hybrid.py", "config/tiny.py", f"--data_dir={data_dir}", f"--out_dir={out}", "--init_from=resume",
+              check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "refused" in p.stderr
+    assert not marker.exists()
+
+
+def test_collapse_watch_warns_then_stops(data_dir, tmp_path):
+    """RankMe of the target tokens is logged; under rankme_warn every line warns, under rankme_stop training
+    stops with one line (thresholds set above any real value here, to trip them)."""
+    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--max_iters=6", "--eval_interval=3"]
+    p = train(*args, f"--out_dir={tmp_path / 'warn'}", "--rankme_warn=1e6")
+    ranks = [r["tgt_rankme"] for r in read_log(str(tmp_path / "warn")) if "tgt_rankme" in r]
+    assert len(ranks) == 6 and all(1.0 <= r <= 64 for r in ranks)  # between 1 and the width, 64
+    assert p.stderr.count("WARNING: the target features are near collapse") == 6
+    p = train(*args, f"--out_dir={tmp_path / 'stop'}", "--rankme_stop=1e6", check=False)
+    assert p.returncode != 0 and p.stderr.strip().splitlines()[-1].startswith("error: target features collapsed at iter 1")
