@@ -327,6 +327,19 @@ class PackedBatches:
         return mask_tokens(idx, self.generator, self.tok, self.mlm_prob)
 
 
+def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, max_tokens=100_000_000):
+    """The MLM loss of a model that ignores the context: the cross-entropy of the masked targets of n_batches
+    val batches (drawn as train.py draws its val batches) under the training split's token frequencies
+    (add-one smoothed; a strided sample of at most max_tokens of a large corpus)."""
+    tok = get_tokenizer()
+    train = np.memmap(os.path.join(folder, "train.bin"), dtype=np.uint16, mode="r")
+    counts = np.bincount(train[::max(1, len(train) // max_tokens)], minlength=tok.n_normal)[:tok.n_normal] + 1.0
+    logp = np.log(counts / counts.sum())
+    batches = PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
+    labels = torch.cat([batches.next()["mlm_labels"].flatten() for _ in range(n_batches)])
+    return float(-logp[labels[labels >= 0].numpy()].mean())
+
+
 # -----------------------------------------------------------------------------
 # GLUE tasks and probing sets (for probe.py and eval_geometry.py)
 

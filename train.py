@@ -309,7 +309,8 @@ def get_lr(it):
 def estimate_val():
     """Mean losses over the same eval_iters val batches every time (fixed generators)."""
     eval_model.eval()
-    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, micro_batch, mlm_prob, seed)
+    # the global batch: the same val sequences however many processes and micro-steps train
+    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
     spans = torch.Generator().manual_seed(seed + 1)
     totals = {}
     for _ in range(eval_iters):
@@ -391,6 +392,9 @@ if master:
           f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})")
     print(f"global batch {batch_size} sequences = {world} processes x {grad_accum} micro-steps x {micro_batch} "
           f"sequences; {tokens_per_iter:,} tokens/iter")
+    # the line every val MLM loss is read against: what ignoring the context scores on the same val targets
+    unigram = data.unigram_xent(folder, block_size, batch_size, mlm_prob, seed, eval_iters)
+    print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")
 batch = next_train_batch()
 t0 = time.time()
 while True:
@@ -400,8 +404,9 @@ while True:
         sums = rank_param_sums() if ddp else None
         if master:
             val = estimate_val()
-            print(f"iter {iter_num}: val mlm {val['mlm']:.4f}" + (f", val jepa {val['jepa']:.4f}" if hybrid else ""))
-            record = {"iter": iter_num, **{f"val_{k}": v for k, v in val.items()}}
+            print(f"iter {iter_num}: val mlm {val['mlm']:.4f}, unigram {unigram:.4f}"
+                  + (f", val jepa {val['jepa']:.4f}" if hybrid else ""))
+            record = {"iter": iter_num, **{f"val_{k}": v for k, v in val.items()}, "val_unigram": unigram}
             reason = stop_reason(record)
             if sums:
                 record["rank_param_sums"] = sums

@@ -2,6 +2,7 @@
 
 import json
 import lzma
+import math
 import os
 
 import numpy as np
@@ -129,3 +130,14 @@ def test_packed_batches(tmp_path):
 def test_unknown_dataset_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="neither 'embedded', 'wikipedia' nor an existing path"):
         data.prepare(str(tmp_path / "nope"), str(tmp_path / "d"))
+
+
+def test_unigram_line_by_hand(tmp_path):
+    """Every val target is token 5, seen 300 times in 1,000 training tokens: the unigram cross-entropy is
+    -log((300 + 1) / (1000 + n_normal)) with add-one smoothing over the text vocabulary, whichever positions
+    the masking picks."""
+    tok = data.get_tokenizer()
+    np.array([5] * 300 + [7] * 700, dtype=np.uint16).tofile(tmp_path / "train.bin")
+    np.full(2000, 5, dtype=np.uint16).tofile(tmp_path / "val.bin")
+    got = data.unigram_xent(str(tmp_path), 32, 4, 0.15, seed=0, n_batches=3)
+    assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
