@@ -523,12 +523,15 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
                      f"{min_class} sentences each")
     names = sorted(set(y for _, y in wc))
     sets["wordcontent"] = {"a": [s for s, _ in wc], "b": None, "y": np.array([names.index(y) for _, y in wc])}
-    # BShift: every other sentence (in a seeded order) gets two adjacent, different words swapped
+    # BShift: every other sentence (in a seeded order) gets two adjacent, different words swapped, inside the
+    # sentence as SentEval does: never the first word (its capital) or the last (its stop), and only plain
+    # lower-case words, so no capital or punctuation mark moves and gives the swap away on the surface
     rng = np.random.default_rng(seed)
     a, y = [], []
     for i, s in enumerate(sentences):
         w = s.split()
-        spots = [j for j in range(len(w) - 1) if w[j] != w[j + 1]]
+        spots = [j for j in range(1, len(w) - 2) if w[j] != w[j + 1] and w[j].isalpha() and w[j + 1].isalpha()
+                 and w[j].islower() and w[j + 1].islower()]
         if i % 2 and spots:
             j = spots[rng.integers(len(spots))]
             w[j], w[j + 1] = w[j + 1], w[j]
@@ -536,7 +539,8 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
         else:
             a.append(" ".join(w)), y.append(0)
     sets["bshift"] = {"a": a, "b": None, "y": np.array(y)}
-    # the paper's lexical probe: each sentence's most frequent text token (ties to the first occurrence)
+    # the paper's lexical probe: each sentence's most frequent text token; sentences where two tokens tie for
+    # the most frequent are dropped (a tie-break would decide the label, not the sentence)
     mf = keep_classes([(s, most_frequent_token(ids, tok)) for s, ids in zip(sentences, tok.encode_batch(sentences))],
                       min_class)
     names = sorted(set(y for _, y in mf))
@@ -548,8 +552,13 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
 
 
 def most_frequent_token(ids, tok):
-    ids = [i for i in ids if i < tok.n_normal]
-    return max(ids, key=lambda i: (ids.count(i), -ids.index(i))) if ids else -1
+    """The text token that occurs most often, or -1 where there is none or two tie for the most."""
+    counts = {}
+    for i in ids:
+        if i < tok.n_normal:
+            counts[i] = counts.get(i, 0) + 1
+    top = sorted(counts.values(), reverse=True)[:2]
+    return max(counts, key=counts.get) if top and (len(top) == 1 or top[0] > top[1]) else -1
 
 
 def keep_classes(pairs, min_class):

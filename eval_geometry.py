@@ -328,8 +328,9 @@ def run(paths):
         notes.append("no GLUE: alignment, the probe gap and the STS-B balance need labelled pairs and are n/a")
     attn_geom = "attention" in pools and tasks is not None
     if "attention" in pools:
-        notes.append("attention pooling: geometry, alignment and STS-B cosines use the query of the attentive probe "
-                     "trained on SST-2 (there is no parameter-free attention pooling)" if attn_geom else
+        notes.append("attention pooling: geometry, alignment and STS-B cosines use the attention weights of the "
+                     "attentive probe trained on SST-2 over the raw token states (there is no parameter-free "
+                     "attention pooling)" if attn_geom else
                      "attention pooling: no geometry without GLUE (its query is trained on SST-2); lexical probes only")
     if tasks is not None:
         sst2_ev = probe.glue_evals({**tasks}, max_train, seed)[0][0]

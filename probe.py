@@ -255,9 +255,12 @@ class AttentiveProbe(nn.Module):
         self.head = nn.Linear(4 * width if pair else width, n_out)
         self.pair = pair
 
+    def weights(self, h, mask):
+        """Where the query looks: (B, T) softmax weights over the real tokens."""
+        return (h @ self.query / math.sqrt(h.size(-1))).masked_fill(~mask, float("-inf")).softmax(1)
+
     def pool(self, h, mask):
-        scores = (h @ self.query / math.sqrt(h.size(-1))).masked_fill(~mask, float("-inf"))
-        return (scores.softmax(1).unsqueeze(-1) * h).sum(1)
+        return (self.weights(h, mask).unsqueeze(-1) * h).sum(1)
 
     def forward(self, a, b=None):
         u = self.pool(*a)
@@ -265,13 +268,14 @@ class AttentiveProbe(nn.Module):
 
 
 def padded(feats, idx, mu, sd):
-    """Token states of sentences idx as a (B, T, C) float batch standardised by (mu, sd), and its mask."""
+    """Token states of sentences idx as a (B, T, C) float batch standardised by (mu, sd), and its mask;
+    with mu = sd = None, the raw states."""
     starts, lens = feats["offsets"][idx], feats["offsets"][idx + 1] - feats["offsets"][idx]
     T = int(lens.max())
     pos = starts[:, None] + torch.arange(T)[None, :]
     mask = torch.arange(T)[None, :] < lens[:, None]
-    h = feats["states"][pos.clamp(max=len(feats["states"]) - 1)].to(mu.device).float()
-    return (h - mu) / sd, mask.to(mu.device)
+    h = feats["states"][pos.clamp(max=len(feats["states"]) - 1)].to(device).float()
+    return (h if mu is None else (h - mu) / sd), mask.to(device)
 
 
 def token_stats(*feats):
@@ -320,13 +324,18 @@ def train_attentive(train, y, kind, n_classes, idx=None, seed=0, lr=1e-2, weight
 
 @torch.no_grad()
 def attentive_apply(probe, norm, feats, idx=None, pooled=False):
-    """Predictions (or, with pooled=True, the pooled vectors of feats[0]) of a trained attentive probe."""
+    """Predictions of a trained attentive probe, or with pooled=True the sentence vectors of feats[0]: its
+    attention weights (computed where it was trained, on standardised states) over the raw token states, a
+    convex combination of them like the other poolings, so geometry compares like with like."""
     n = len(feats[0]["offsets"]) - 1
     idx = np.arange(n) if idx is None else np.asarray(idx)
     outs = []
     for i in np.array_split(idx, max(1, len(idx) // 512)):
-        batch = [padded(f, torch.as_tensor(i), *norm) for f in feats if f is not None]
-        outs.append(probe.pool(*batch[0]) if pooled else probe(*batch))
+        if pooled:
+            h, mask = padded(feats[0], torch.as_tensor(i), None, None)
+            outs.append((probe.weights((h - norm[0]) / norm[1], mask).unsqueeze(-1) * h).sum(1))
+            continue
+        outs.append(probe(*[padded(f, torch.as_tensor(i), *norm) for f in feats if f is not None]))
     out = torch.cat(outs)
     return out.cpu() if pooled else (out.squeeze(1) if out.size(1) == 1 else out.argmax(1)).cpu()
 

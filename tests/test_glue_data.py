@@ -71,6 +71,10 @@ def test_probing_sets_are_what_they_claim():
     for s, orig, y in zip(swapped["a"], sents, swapped["y"]):
         diff = [i for i, (a, b) in enumerate(zip(s.split(), orig.split())) if a != b]
         assert (diff == []) == (y == 0) and (y == 0 or (len(diff) == 2 and diff[1] == diff[0] + 1))
+        # inside the sentence: the first word (capital) and the last (stop) stay; plain lower-case words move
+        w = s.split()
+        assert w[0] == orig.split()[0] and w[-1] == orig.split()[-1]
+        assert all(w[i].isalpha() and w[i].islower() for i in diff)
     tok = data.get_tokenizer()
     mft = sets["mft"]
     assert np.bincount(mft["y"]).min() >= 5
@@ -79,6 +83,9 @@ def test_probing_sets_are_what_they_claim():
     again = data.probing_sets(sents, n_words=1000)[0]
     assert all(again[k]["a"] == sets[k]["a"] and (again[k]["y"] == sets[k]["y"]).all() for k in sets)
     assert data.most_frequent_token(tok.encode("the cat the dog the"), tok) == tok.encode(" the")[0]
+    assert data.most_frequent_token(tok.encode("The cat saw the dog."), tok) == -1  # every token once: a tie
+    assert data.most_frequent_token(tok.encode(" a b a b c"), tok) == -1  # ' a' and ' b' tie: dropped, not tie-broken
+    assert all(data.most_frequent_token(ids, tok) != -1 for ids in tok.encode_batch(mft["a"]))
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GLUE), reason="../shared/data/glue not present")

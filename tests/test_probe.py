@@ -125,6 +125,23 @@ def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
     torch.testing.assert_close(again["mean"], f["mean"])
 
 
+def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
+    """For geometry, attention pooling must be a convex combination of the raw token states, as the other
+    poolings are: a zero query (uniform weights) gives exactly mean pooling, and any query stays inside the
+    states' per-dimension range. Standardised states ((h - mu) / sd) would give neither."""
+    feats = probe.Embedder(tiny_ckpts[0])("t-attn", ["a short one.", "mid length sentence here, a bit longer.", "x"])
+    mu, sd = probe.token_stats(feats)
+    att = probe.AttentiveProbe(feats["states"].size(1), 2, pair=False).to(probe.device)
+    pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
+    torch.testing.assert_close(pooled, feats["mean"].float(), atol=1e-3, rtol=1e-3)  # states are stored in fp16
+    with torch.no_grad():
+        att.query.normal_(std=3.0)
+    pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
+    for i in range(3):
+        h = feats["states"][feats["offsets"][i]:feats["offsets"][i + 1]].float()
+        assert (pooled[i] >= h.min(0).values - 1e-4).all() and (pooled[i] <= h.max(0).values + 1e-4).all()
+
+
 def run_cli(script, *args, env=None):
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
