@@ -37,7 +37,8 @@ n_boot = 1000
 seed = 0
 batch_size = 256
 device = "cuda" if torch.cuda.is_available() else "cpu"
-geom_n = 1000  # sentences per set for uniformity, anisotropy and the spectrum (seeded sample; pairs grow as n^2)
+geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the width
+# (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer, said in the notes
 report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
 threads = 1  # torch CPU threads, as probe.py
@@ -264,8 +265,8 @@ def write_report(report, labels, files, curves):
           "", f"uniformity: log E exp(-2||x-y||²) (0 = collapsed, about -4 = uniform); anisotropy: mean cosine; "
           "spectrum of the centred covariance: effective rank, RankMe (uncentred), stable rank, rank@90% variance, "
           "normalised spectral entropy, power-law exponent α (fit over 2 ≤ i ≤ r/2). "
-          f"Each set is a seeded sample of at most {geom_n} sentences; L2-normalised embeddings for uniformity and "
-          "anisotropy, raw ones for the spectrum.", ""]
+          f"Each set is a seeded sample of {'at most ' + str(geom_n) if geom_n else '5·d (or all)'} sentences "
+          "(n in geometry.json); L2-normalised embeddings for uniformity and anisotropy, raw ones for the spectrum.", ""]
     L += [markdown_table(report["geometry"], report["geometry_diffs"], labels, ("set", "pooling", "stat"), "{:.3f}")]
     L += ["", "![spectra](spectra.png)", ""]
     L += ["## Alignment of real positive pairs", ""]
@@ -368,7 +369,8 @@ def run(paths):
                 X = torch.cat([vecs(n, t) for n, t in parts])
                 if sname not in set_idx:
                     rng = np.random.default_rng(seed)
-                    pick = np.sort(rng.permutation(len(X))[:geom_n])
+                    want = geom_n or 5 * X.size(1)
+                    pick = np.sort(rng.permutation(len(X))[:want])  # the notes say where a set has fewer
                     set_idx[sname] = (pick, boot_indices(len(pick), n_boot, seed))
                 pick, idx = set_idx[sname]
                 geo[label, pooling, sname], lam = set_geometry(X[pick], idx)
