@@ -57,7 +57,7 @@ embed = True  # also time embedding extraction
 embed_sentences = 0  # 0: 16384 on CUDA, 128 on the CPU
 embed_batch_size = 0  # 0: 256 on CUDA, 32 on the CPU
 threads = 0  # torch CPU threads; 0: 1 on the CPU (see below), torch's default on CUDA
-matmul_ceiling = 0.0  # bf16 FLOP/s that an 8192^3 matmul reaches here; 0: measured at start (CUDA)
+matmul_ceiling = 0.0  # FLOP/s that a large matmul in the rows' dtype reaches here; 0: measured at start
 profile = True  # on CUDA: profile a few steps of each row after timing and keep its top kernels
 out = ""  # the JSON file; '': results/bench/<device name>.json
 seed = 0
@@ -111,29 +111,32 @@ peak = peak_flops(device)
 device_name = torch.cuda.get_device_name() if on_cuda else "cpu"
 
 
-def measure_matmul_ceiling(n=8192, reps=20):
-    """Median bf16 FLOP/s of an n^3 matmul on random data (zeros run faster than real data)."""
-    a, b = (torch.randn(n, n, device=device, dtype=torch.bfloat16) for _ in range(2))
+def sync():
+    if on_cuda:
+        torch.cuda.synchronize()
+
+
+def measure_matmul_ceiling(dtype, n, reps):
+    """Median FLOP/s of an n^3 matmul on random data (zeros run faster than real data), with this process's
+    threads on the CPU: the most a training step of the same dtype can hope for here."""
+    a, b = (torch.randn(n, n, device=device).to(dtype) for _ in range(2))
     for _ in range(3):
         a @ b
     times = []
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
+        sync()
+        t0 = time.perf_counter()
         a @ b
-        end.record()
-        times.append((start, end))
-    torch.cuda.synchronize()
-    return 2 * n ** 3 / statistics.median(s.elapsed_time(e) / 1e3 for s, e in times)
+        sync()
+        times.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(times)
 
 
-# the achievable ceiling of this very GPU, beside the datasheet peak
-ceiling = (matmul_ceiling or measure_matmul_ceiling()) if on_cuda else None
-
-
-def sync():
-    if on_cuda:
-        torch.cuda.synchronize()
+# the achievable ceiling of this very machine, beside the datasheet peak: bf16 on the GPU, fp32 on the CPU
+# (and bf16 there too, for the record: CPUs with AVX512-BF16 or AMX run it faster)
+ceiling = matmul_ceiling or (measure_matmul_ceiling(torch.bfloat16, 8192, 20) if on_cuda else
+                             measure_matmul_ceiling(torch.float32, 1024, 10))
+cpu_bf16_ceiling = None if on_cuda else measure_matmul_ceiling(torch.bfloat16, 1024, 10)
 
 
 def to_device(batch):
@@ -439,7 +442,8 @@ embeds = [bench_embed(s) for s in size_names] if embed else []
 M = 1e6
 print(f"{device_name}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
       + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)")
-      + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if ceiling else ""))
+      + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if on_cuda else
+         f", measured matmul ceiling fp32 {ceiling / 1e9:.0f} GFLOP/s (bf16 {cpu_bf16_ceiling / 1e9:.0f})"))
 head = (f"{'row':<28} {'B x T':>9} {'tok/s':>10} {'ms/step':>8} {'1st s':>6} {'MFU':>6} {'ofCeil':>6} {'mem GB':>7} "
         f"{'enc':>8} {'xv':>2} {'head':>8} {'target':>8} {'pred':>8} {'total':>8}  (MFLOP/token)")
 print(head)
@@ -468,7 +472,7 @@ for e in embeds:
 out = out or os.path.join("results", "bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 data.save_json({"device": device_name, "torch": torch.__version__, "command": "python " + " ".join(sys.argv),
-                "peak_flops": peak, "matmul_ceiling": ceiling, "settings": config, "rows": rows, "embed": embeds,
+                "peak_flops": peak, "matmul_ceiling": ceiling, "cpu_bf16_matmul_ceiling": cpu_bf16_ceiling, "settings": config, "rows": rows, "embed": embeds,
                 "analysis_wall_time": "not measured by bench.py: time probe.py and eval_geometry.py on one checkpoint"},
                out)
 print(f"wrote {out}")
