@@ -58,8 +58,11 @@ class Tokenizer:
 
 
 @functools.lru_cache(maxsize=None)
-def get_tokenizer():
-    return Tokenizer()
+def get_tokenizer(n_ranks=N_RANKS):
+    """cl100k's first n_ranks ranks (a valid smaller BPE: ranks are merge order) plus the specials."""
+    if not 256 <= n_ranks <= 100_000:
+        raise SystemExit(f"error: vocab_ranks={n_ranks}: use 256 (bytes only) to 100000 (cl100k's ranks)")
+    return Tokenizer(n_ranks)
 
 
 # -----------------------------------------------------------------------------
@@ -222,13 +225,14 @@ VAL_EVERY = {"embedded": 10}
 CHUNK_DOCS = 2000  # documents tokenized and appended between two progress saves
 
 
-def prepare(dataset, data_dir="data"):
-    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once; returns that folder.
-    An interrupted run resumes from its last saved chunk; a finished one is re-used as it is."""
-    out = os.path.join(data_dir, corpus_name(dataset))
+def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
+    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
+    vocabulary); returns that folder. An interrupted run resumes from its last saved chunk; a finished one
+    is re-used as it is."""
+    out = os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
     meta_path = os.path.join(out, "meta.json")
     source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
-    tok = get_tokenizer()
+    tok = get_tokenizer(n_ranks)
     meta = {"source": source, "tokenizer": tok.enc.name, "vocab_size": tok.vocab_size,
             "val_every": VAL_EVERY.get(dataset, 100),
             "docs": 0, "train_tokens": 0, "val_tokens": 0, "complete": False}
@@ -311,12 +315,12 @@ class PackedBatches:
     """Random windows of a prepared split: [CLS] + block_size - 1 tokens of the document stream,
     documents separated by [SEP], so no sequence has padding."""
 
-    def __init__(self, path, block_size, batch_size, mlm_prob, seed):
+    def __init__(self, path, block_size, batch_size, mlm_prob, seed, tok=None):
         self.data = np.memmap(path, dtype=np.uint16, mode="r")
         if len(self.data) <= block_size:
             raise SystemExit(f"error: {path} holds {len(self.data)} tokens, fewer than one block of {block_size}")
         self.block_size, self.batch_size, self.mlm_prob = block_size, batch_size, mlm_prob
-        self.tok = get_tokenizer()
+        self.tok = tok or get_tokenizer()
         self.generator = torch.Generator().manual_seed(seed)
 
     def next(self):
@@ -327,15 +331,15 @@ class PackedBatches:
         return mask_tokens(idx, self.generator, self.tok, self.mlm_prob)
 
 
-def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, max_tokens=100_000_000):
+def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, tok=None, max_tokens=100_000_000):
     """The MLM loss of a model that ignores the context: the cross-entropy of the masked targets of n_batches
     val batches (drawn as train.py draws its val batches) under the training split's token frequencies
     (add-one smoothed; a strided sample of at most max_tokens of a large corpus)."""
-    tok = get_tokenizer()
+    tok = tok or get_tokenizer()
     train = np.memmap(os.path.join(folder, "train.bin"), dtype=np.uint16, mode="r")
     counts = np.bincount(train[::max(1, len(train) // max_tokens)], minlength=tok.n_normal)[:tok.n_normal] + 1.0
     logp = np.log(counts / counts.sum())
-    batches = PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
+    batches = PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed, tok)
     labels = torch.cat([batches.next()["mlm_labels"].flatten() for _ in range(n_batches)])
     return float(-logp[labels[labels >= 0].numpy()].mean())
 

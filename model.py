@@ -26,6 +26,7 @@ class EncoderConfig:
     dropout: float = 0.0
     bias: bool = True
     tie_mlm_head: bool = False  # tie the MLM output matrix to the token embeddings
+    rope: bool = False  # rotary positions (Su et al. 2021) in attention instead of sin-cos added to the input
 
 
 def sincos_positions(n_pos, dim):
@@ -38,11 +39,24 @@ def sincos_positions(n_pos, dim):
     return pe
 
 
+def rotate(x):
+    """Rotary positions: each pair of channels of q or k (B, nh, T, hd) turned by an angle proportional to its
+    position, so q·k depends on the offset between two tokens: 'look at my neighbour' is one direction to
+    learn, where absolute positions make the model learn it for every position pair."""
+    T, hd = x.size(-2), x.size(-1)
+    freq = 10000.0 ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)
+    angle = torch.arange(T, device=x.device, dtype=torch.float32)[:, None] * freq
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).flatten(-2)
+
+
 class SelfAttention(nn.Module):
 
     def __init__(self, config):
         super().__init__()
         assert config.n_embd % config.n_head == 0
+        self.rope = config.rope
         self.n_head = config.n_head
         self.qkv = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
@@ -53,6 +67,8 @@ class SelfAttention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        if self.rope:
+            q, k = rotate(q), rotate(k)
         # attn_mask is None in packed pre-training, which lets SDPA pick the flash kernel;
         # with padding it is a (B, 1, 1, T) boolean key mask (True = attend).
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
@@ -119,7 +135,8 @@ class Encoder(nn.Module):
         T = idx.size(1)
         assert T <= self.config.block_size, f"sequence of {T} tokens, block_size is {self.config.block_size}"
         attn_mask = key_padding_mask(pad_mask)
-        x = self.drop(self.wte(idx) + self.wpe[:T])
+        x = self.wte(idx) if self.config.rope else self.wte(idx) + self.wpe[:T]
+        x = self.drop(x)
         for block in self.blocks:
             x = block(x, attn_mask)
         return self.ln_f(x)

@@ -360,6 +360,7 @@ class Embedder:
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
         self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
+        self.tok = data.get_tokenizer(cfg.get("vocab_ranks", data.N_RANKS))  # the vocabulary it was trained with
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
@@ -388,7 +389,7 @@ class Embedder:
     @torch.no_grad()
     def embed(self, name, texts):
         """[CLS] tokens [SEP], truncated to block_size, in length-sorted batches to cut padding."""
-        tok = data.get_tokenizer()
+        tok = self.tok
         T = self.encoder.config.block_size
         ids = [[tok.cls_id] + t[:T - 2] + [tok.sep_id] for t in tok.encode_batch(list(texts))]
         order = np.argsort([len(i) for i in ids], kind="stable")

@@ -38,6 +38,7 @@ log_interval = 10
 # data
 dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.parquet files
 data_dir = "data"
+vocab_ranks = 32000  # cl100k's first vocab_ranks BPE ranks (a smaller prefix is a valid, cheaper BPE)
 batch_size = 256  # sequences per optimizer step, all processes together (the paper's batch)
 grad_accum = 1  # micro-steps per optimizer step in each process: each takes batch_size / (processes * grad_accum)
 mlm_prob = 0.15
@@ -49,6 +50,7 @@ block_size = 128
 dropout = 0.0
 bias = True
 tie_mlm_head = False
+rope = False  # rotary positions in attention instead of fixed sin-cos added to the embeddings
 # objective
 objective = "hybrid"  # 'hybrid' (JEPA + MLM) or 'mlm'
 jepa_views = "separate"  # 'separate' (the paper's) or 'shared'
@@ -153,6 +155,8 @@ fraction("warmup_frac", hi_open=True)
 fraction("beta1", hi_open=True)
 fraction("beta2", hi_open=True)
 check("seed", isinstance(seed, int) and not isinstance(seed, bool), "must be a whole number")
+check("vocab_ranks", isinstance(vocab_ranks, int) and 256 <= vocab_ranks <= 100_000,
+      "must be a whole number from 256 (bytes only) to 100000 (cl100k's ranks)")
 hybrid = objective == "hybrid"
 
 # DDP: one process per device under torchrun. Every process holds the same model and sees its own data
@@ -173,11 +177,12 @@ master = rank == 0
 
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
+tok = data.get_tokenizer(vocab_ranks)
 if master:
-    data.prepare(dataset, data_dir)
+    data.prepare(dataset, data_dir, vocab_ranks)
 if ddp:
     torch.distributed.barrier()
-folder = data.prepare(dataset, data_dir)  # prepared by now: returns the folder at once
+folder = data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns the folder at once
 
 if device.startswith("cuda") and not torch.cuda.is_available():
     raise SystemExit("error: no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
@@ -188,8 +193,8 @@ torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
 tokens_per_iter = batch_size * block_size
-tok = data.get_tokenizer()
-train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, micro_batch, mlm_prob, seed + rank)
+train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, micro_batch, mlm_prob, seed + rank,
+                                   tok)
 span_gen = torch.Generator().manual_seed(seed + rank + 10_000)
 
 
@@ -212,7 +217,7 @@ def next_train_batch():
 # model: the same seed on every process, so all start from identical online and target weights
 torch.manual_seed(seed)
 model_args = dict(vocab_size=tok.vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                  n_embd=n_embd, dropout=dropout, bias=bias, tie_mlm_head=tie_mlm_head)
+                  n_embd=n_embd, dropout=dropout, bias=bias, tie_mlm_head=tie_mlm_head, rope=rope)
 enc_config = EncoderConfig(**model_args)
 if hybrid:
     model = jepa.Hybrid(enc_config, jepa_views, jepa_loss, balance, fixed_lambda, pred_depth, pred_width, pred_n_head)
@@ -310,7 +315,7 @@ def estimate_val():
     """Mean losses over the same eval_iters val batches every time (fixed generators)."""
     eval_model.eval()
     # the global batch: the same val sequences however many processes and micro-steps train
-    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed)
+    batches = data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed, tok)
     spans = torch.Generator().manual_seed(seed + 1)
     totals = {}
     for _ in range(eval_iters):
@@ -393,7 +398,7 @@ if master:
     print(f"global batch {batch_size} sequences = {world} processes x {grad_accum} micro-steps x {micro_batch} "
           f"sequences; {tokens_per_iter:,} tokens/iter")
     # the line every val MLM loss is read against: what ignoring the context scores on the same val targets
-    unigram = data.unigram_xent(folder, block_size, batch_size, mlm_prob, seed, eval_iters)
+    unigram = data.unigram_xent(folder, block_size, batch_size, mlm_prob, seed, eval_iters, tok)
     print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")
 batch = next_train_batch()
 t0 = time.time()

@@ -84,3 +84,27 @@ def test_tied_head_shares_the_embedding_matrix():
     m = make(MaskedLM, tie_mlm_head=True)
     assert m.head.decoder.weight is m.encoder.wte.weight
     assert make(MaskedLM).head.decoder.weight is not make(MaskedLM).encoder.wte.weight
+
+
+def test_rotary_positions_make_attention_depend_on_the_offset_only():
+    from model import rotate
+    torch.manual_seed(0)
+    q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
+    rq, rk = rotate(q.expand(1, 1, 12, 16)), rotate(k.expand(1, 1, 12, 16))  # the same q and k at every position
+    scores = (rq[0, 0] @ rk[0, 0].T)  # (12, 12): q at position i against k at position j
+    for off in (-3, 0, 2):
+        d = torch.diagonal(scores, offset=off)
+        torch.testing.assert_close(d, d[:1].expand_as(d), atol=1e-5, rtol=1e-5)  # i - j fixed: one value
+    torch.testing.assert_close(rq.norm(dim=-1), q.norm(dim=-1).expand(1, 1, 12), atol=1e-5, rtol=1e-5)  # a rotation
+    assert scores[0, 1] != scores[0, 2]
+
+
+def test_rotary_encoder_keeps_padding_invariance_and_ignores_the_sincos_table():
+    enc = make(rope=True)
+    idx = torch.randint(200, (3, 10))
+    ref = enc(idx)
+    padded = torch.cat([idx, torch.full((3, 6), 5)], 1)
+    mask = torch.cat([torch.ones(3, 10, dtype=torch.bool), torch.zeros(3, 6, dtype=torch.bool)], 1)
+    torch.testing.assert_close(enc(padded, mask)[:, :10], ref, atol=1e-5, rtol=1e-5)
+    shifted = enc(torch.cat([idx[:, :1], idx], 1))[:, 1:]  # positions matter: one token more in front
+    assert not torch.allclose(shifted, ref, atol=1e-3)
