@@ -96,7 +96,7 @@ seed = 1337
 config_keys = list(settings(globals()))
 extra = configure(globals(), sys.argv[1:])
 if extra:
-    raise SystemExit(f"error: unexpected argument {extra[0]!r}: pass config files (*.py) and --key=value")
+    die(f"unexpected argument {extra[0]!r}: pass config files (*.py) and --key=value")
 config = {k: globals()[k] for k in config_keys}  # saved in the checkpoint
 
 
