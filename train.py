@@ -483,5 +483,6 @@ while True:
                       f"{record['tgt_rankme']:.2f} < rankme_warn={rankme_warn} (std {record['tgt_std']:.3f})",
                       file=sys.stderr)
 
-if ddp:
+if ddp:  # leave together: a process that closes its connections while another still works can abort it
+    torch.distributed.barrier()
     destroy_process_group()
