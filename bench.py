@@ -179,7 +179,7 @@ def padded_batch(B, T, gen):
 
 
 def build(size, objective):
-    """The model, target encoder and optimizer exactly as train.py builds them."""
+    """The model, target encoder, optimizer and the parameters to clip, exactly as train.py builds them."""
     s = SIZES[size]
     enc_config = EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
                                n_head=s["n_head"], n_embd=s["n_embd"])
@@ -190,17 +190,12 @@ def build(size, objective):
         model = jepa.Hybrid(enc_config, views, "cosine", "sigmoid", 0.5, s["pred_depth"], s["pred_width"], s["pred_n_head"])
     model.to(device)
     target = jepa.make_target_encoder(model.encoder) if objective != "mlm" else None
-    balance = [p for n, p in model.named_parameters() if n.startswith("balance.")]
-    params = [p for n, p in model.named_parameters() if not n.startswith("balance.")]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.01},
-                                   {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-                                   {"params": balance, "weight_decay": 0.0, "lr_scale": 0.1}],
-                                  lr=5e-4, betas=(0.9, 0.98), fused=on_cuda)
-    optimizer.clipped = params  # train.py clips the model's gradient without the balance's
-    return model, target, optimizer
+    groups, clipped = jepa.param_groups(model, 0.01, 0.1, 0.0)  # train.py's defaults
+    optimizer = torch.optim.AdamW(groups, lr=5e-4, betas=(0.9, 0.98), fused=on_cuda)
+    return model, target, optimizer, clipped
 
 
-def make_train_step(model, target, optimizer, use_compile):
+def make_train_step(model, target, optimizer, clipped, use_compile):
     """One iteration of train.py's loop (grad_accum=1, no DDP). train.py is a script, so its loop cannot
     be imported: these lines mirror it and must follow it when it changes."""
     opts = dict(fullgraph=fullgraph, dynamic=False, mode=compile_mode or None)
@@ -216,7 +211,7 @@ def make_train_step(model, target, optimizer, use_compile):
         with autocast:
             loss, _ = compiled(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(optimizer.clipped, 1.0)
+        torch.nn.utils.clip_grad_norm_(clipped, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if target is not None:
@@ -350,7 +345,7 @@ def bench_row(size, objective):
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model, target, optimizer = build(size, objective)
+    model, target, optimizer, clipped = build(size, objective)
     gen = torch.Generator().manual_seed(seed)
     official = objective == "official"
     make = (lambda: padded_batch(B, T, gen)) if official else (lambda: packed_batch(B, T, gen, objective != "mlm"))
@@ -360,7 +355,7 @@ def bench_row(size, objective):
     batches = [to_device(b) for b in cpu_batches]
     use_compile = compile and not official
     step = make_official_step(model, target, optimizer) if official else \
-        make_train_step(model, target, optimizer, use_compile)
+        make_train_step(model, target, optimizer, clipped, use_compile)
     first, med, best, wall, recompiles, loss = median_step_seconds(step, batches, warmup_iters, iters)
     assert math.isfinite(loss), f"{size}/{objective}: loss {loss}"
     kernels = top_kernels(step, batches) if on_cuda and profile else None
@@ -385,7 +380,7 @@ def bench_row(size, objective):
            "of_matmul_ceiling": flops["total"] * real / med / ceiling if ceiling else None,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
            "kernels": kernels}
-    del model, target, optimizer, step, batches
+    del model, target, optimizer, clipped, step, batches
     return row
 
 # -----------------------------------------------------------------------------

@@ -188,6 +188,18 @@ class Balance(nn.Module):
         return lam * l_jepa + (1 - lam) * l_mlm, ((1 - lam).detach(), lam.detach())
 
 
+def param_groups(model, weight_decay, balance_lr, balance_wd):
+    """AdamW groups for a MaskedLM or a Hybrid, and the parameters to clip: weights decay, biases and
+    LayerNorms don't, and the balance (w or the log-variances) has its own learning rate (a fraction
+    'lr_scale' of the model's) and decay, and stays out of gradient clipping (|dL/dw| = 2.3 at init would
+    rescale the whole model's gradient)."""
+    balance = [p for n, p in model.named_parameters() if n.startswith("balance.")]
+    params = [p for n, p in model.named_parameters() if not n.startswith("balance.")]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+            {"params": balance, "weight_decay": balance_wd, "lr_scale": balance_lr}], params
+
+
 # -----------------------------------------------------------------------------
 # the hybrid objective: MLM + JEPA over one shared encoder
 

@@ -227,14 +227,8 @@ model.to(device)
 target = jepa.make_target_encoder(model.encoder) if hybrid else None  # before compile: a plain module
 torch.manual_seed(seed + rank)  # from here on (dropout), each process draws its own stream
 
-# three groups: weights decay; biases and LayerNorms don't; the balance (w or the log-variances) has its own
-# learning rate and decay, and stays out of gradient clipping (|dL/dw| = 2.3 at init would rescale the model's)
-balance_params = [p for n, p in model.named_parameters() if n.startswith("balance.")]
-model_params = [p for n, p in model.named_parameters() if not n.startswith("balance.")]
-optimizer = torch.optim.AdamW([{"params": [p for p in model_params if p.dim() >= 2], "weight_decay": weight_decay},
-                               {"params": [p for p in model_params if p.dim() < 2], "weight_decay": 0.0},
-                               {"params": balance_params, "weight_decay": balance_wd, "lr_scale": balance_lr}],
-                              lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
+groups, model_params = jepa.param_groups(model, weight_decay, balance_lr, balance_wd)  # model_params: clipped
+optimizer = torch.optim.AdamW(groups, lr=learning_rate, betas=(beta1, beta2), fused=device_type == "cuda")
 
 n_masked = math.ceil(mlm_prob * block_size)
 flops_per_iter = model.flops_per_token(n_masked) * tokens_per_iter
