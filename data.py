@@ -287,6 +287,19 @@ def save_json(obj, path):
     os.replace(path + ".tmp", path)
 
 
+def read_log(path):
+    """The records of a train.py log.jsonl. A line cut by a kill mid-write is skipped: it is the last one,
+    written after the last checkpoint."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                pass
+    return records
+
+
 # -----------------------------------------------------------------------------
 # pre-training batches: packed windows + MLM corruption, all randomness from one CPU generator
 

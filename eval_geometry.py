@@ -10,7 +10,6 @@ $ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data
 Statistics, probes and the (cached) embedding extraction are probe.py's; nothing is embedded twice.
 """
 
-import json
 import math
 import os
 import sys
@@ -181,17 +180,8 @@ def lambda_curve(path):
     log = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), "log.jsonl")
     if not os.path.exists(log):
         return None
-    its, lams = [], []
-    with open(log) as f:
-        for line in f:
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            if "lambda" in r and "iter" in r:
-                its.append(r["iter"])
-                lams.append(r["lambda"])
-    return (its, lams) if its else None
+    records = [r for r in data.read_log(log) if "lambda" in r and "iter" in r]
+    return ([r["iter"] for r in records], [r["lambda"] for r in records]) if records else None
 
 
 def plots(report, labels, spectra_main, main_set, curves):

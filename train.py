@@ -262,13 +262,7 @@ if init_from == "resume":
     if device_type == "cuda":
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank])
     if master:  # drop what a killed run logged after its last checkpoint, and the val record the loop redoes
-        records = []
-        with open(log_path) as f:
-            for line in f:
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:  # a line cut by the kill: written after the checkpoint anyway
-                    pass
+        records = data.read_log(log_path)
         with open(log_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records
                          if r["iter"] < iter_num or (r["iter"] == iter_num and "val_mlm" not in r))
