@@ -24,6 +24,8 @@ import time
 import numpy as np
 import torch
 
+from configurator import die
+
 # -----------------------------------------------------------------------------
 # tokenizer: cl100k's BPE truncated to its first 32k ranks, plus BERT's special tokens on top
 
@@ -60,8 +62,8 @@ class Tokenizer:
 @functools.lru_cache(maxsize=None)
 def get_tokenizer(n_ranks=N_RANKS):
     """cl100k's first n_ranks ranks (a valid smaller BPE: ranks are merge order) plus the specials."""
-    if not 256 <= n_ranks <= 100_000:
-        raise SystemExit(f"error: vocab_ranks={n_ranks}: use 256 (bytes only) to 100000 (cl100k's ranks)")
+    if not (isinstance(n_ranks, int) and 256 <= n_ranks <= 100_000):
+        die(f"--vocab_ranks={n_ranks!r}: must be a whole number from 256 (bytes only) to 100000 (cl100k's ranks)")
     return Tokenizer(n_ranks)
 
 

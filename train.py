@@ -155,8 +155,7 @@ fraction("warmup_frac", hi_open=True)
 fraction("beta1", hi_open=True)
 fraction("beta2", hi_open=True)
 check("seed", isinstance(seed, int) and not isinstance(seed, bool), "must be a whole number")
-check("vocab_ranks", isinstance(vocab_ranks, int) and 256 <= vocab_ranks <= 100_000,
-      "must be a whole number from 256 (bytes only) to 100000 (cl100k's ranks)")
+tok = data.get_tokenizer(vocab_ranks)  # checks vocab_ranks
 hybrid = objective == "hybrid"
 
 # DDP: one process per device under torchrun. Every process holds the same model and sees its own data
@@ -177,7 +176,6 @@ master = rank == 0
 
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
-tok = data.get_tokenizer(vocab_ranks)
 if master:
     data.prepare(dataset, data_dir, vocab_ranks)
 if ddp:
