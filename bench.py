@@ -9,6 +9,7 @@ embedding extraction. Prints one table and writes it as JSON.
 $ python bench.py                       # on a GPU: paper 6L/512 at T=128, BERT-base at T=128 and 512
 $ python bench.py --sizes=paper --objectives=hybrid-shared,official
 $ python bench.py --device=cpu          # a tiny model in a few seconds (what the test suite runs)
+$ python bench.py --device=cpu --sizes=cpu --threads=2 --objectives=mlm,hybrid-separate   # config/cpu.py's model
 
 FLOPs per token follow model.transformer_flops: 6 per matmul weight (forward + backward) + 12 L d T for
 attention, the MLM head counted at the K masked positions only, the target encoder forward only.
@@ -57,6 +58,7 @@ embed = True  # also time embedding extraction
 embed_sentences = 0  # 0: 16384 on CUDA, 128 on the CPU
 embed_batch_size = 0  # 0: 256 on CUDA, 32 on the CPU
 threads = 0  # torch CPU threads; 0: 1 on the CPU (see below), torch's default on CUDA
+optimizer_impl = ""  # AdamW's implementation: '' as train.py (fused on CUDA, torch's default on the CPU), 'fused', 'foreach', 'for-loop'
 matmul_ceiling = 0.0  # FLOP/s that a large matmul in the rows' dtype reaches here; 0: measured at start
 profile = True  # on CUDA: profile a few steps of each row after timing and keep its top kernels
 out = ""  # the JSON file; '': results/bench/<device name>.json
@@ -80,14 +82,20 @@ embed_batch_size = embed_batch_size or (256 if on_cuda else 32)
 # on a shared machine cost 7x (a whole CPU bench: 6 s on one thread, 42 s on two, on a loaded 2-core box)
 threads = threads or (torch.get_num_threads() if on_cuda else 1)
 torch.set_num_threads(threads)
-if not on_cuda and dtype != "float32":
-    raise SystemExit(f"error: dtype={dtype} is for CUDA; on the CPU leave it out or pass --dtype=float32")
+if dtype not in ("float32", "bfloat16"):
+    raise SystemExit(f"error: dtype={dtype}: use float32 or bfloat16 (autocast)")
+if optimizer_impl not in ("", "fused", "foreach", "for-loop"):
+    raise SystemExit(f"error: optimizer_impl={optimizer_impl}: use '', fused, foreach or for-loop")
 config = {k: v for k, v in settings(globals()).items() if k not in ("extra", "on_cuda", "device_type")}  # as resolved
 
-# model sizes: encoder, sequence length, default batch, predictor (train.py's default predictor throughout)
+# model sizes: encoder, sequence length, default batch, predictor (train.py's default predictor throughout
+# the GPU sizes); the CPU configs with their own vocabulary (vocab_ranks) and rotary positions
 PRED = dict(pred_depth=6, pred_width=192, pred_n_head=6)
+CPU_RECIPE = dict(vocab_ranks=8192, rope=True, pred_depth=2, pred_width=64, pred_n_head=4)
 SIZES = {
     "tiny": dict(n_layer=2, n_embd=64, n_head=2, block_size=64, batch_size=4, pred_depth=1, pred_width=32, pred_n_head=2),
+    "quickstart": dict(n_layer=2, n_embd=128, n_head=4, block_size=128, batch_size=16, **CPU_RECIPE),  # config/tiny.py
+    "cpu": dict(n_layer=4, n_embd=128, n_head=4, block_size=128, batch_size=32, **CPU_RECIPE),  # config/cpu.py
     "paper": dict(n_layer=6, n_embd=512, n_head=8, block_size=128, batch_size=256, **PRED),
     "bert-base-128": dict(n_layer=12, n_embd=768, n_head=12, block_size=128, batch_size=256, **PRED),
     "bert-base-512": dict(n_layer=12, n_embd=768, n_head=12, block_size=512, batch_size=64, **PRED),
@@ -104,7 +112,7 @@ for o in objective_names:
 torch.manual_seed(seed)
 torch.backends.cuda.matmul.allow_tf32 = True  # as train.py
 torch.backends.cudnn.allow_tf32 = True
-tok = data.get_tokenizer()
+tok = data.get_tokenizer()  # each row switches to its size's vocabulary (bench_row, bench_embed)
 ptdtype = getattr(torch, dtype)
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
 peak = peak_flops(device)
@@ -182,7 +190,7 @@ def build(size, objective):
     """The model, target encoder, optimizer and the parameters to clip, exactly as train.py builds them."""
     s = SIZES[size]
     enc_config = EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
-                               n_head=s["n_head"], n_embd=s["n_embd"])
+                               n_head=s["n_head"], n_embd=s["n_embd"], rope=s.get("rope", False))
     if objective == "mlm":
         model = MaskedLM(enc_config)
     else:  # the official recipe is the paper's hybrid (separate views), run differently
@@ -191,7 +199,9 @@ def build(size, objective):
     model.to(device)
     target = jepa.make_target_encoder(model.encoder) if objective != "mlm" else None
     groups, clipped = jepa.param_groups(model, 0.01, 0.1, 0.0)  # train.py's defaults
-    optimizer = torch.optim.AdamW(groups, lr=5e-4, betas=(0.9, 0.98), fused=on_cuda)
+    impl = optimizer_impl or ("fused" if on_cuda else "")
+    optimizer = torch.optim.AdamW(groups, lr=5e-4, betas=(0.9, 0.98), fused=impl == "fused" or None,
+                                  foreach=True if impl == "foreach" else False if impl == "for-loop" else None)
     return model, target, optimizer, clipped
 
 
@@ -337,8 +347,14 @@ def top_kernels(step, batches, n=3, top=12):
                      "share": e.device_time_total / total} for e in events[:top]]}
 
 
+def use_vocabulary(size):
+    global tok
+    tok = data.get_tokenizer(SIZES[size].get("vocab_ranks", data.N_RANKS))
+
+
 def bench_row(size, objective):
     s = SIZES[size]
+    use_vocabulary(size)
     B, T = batch_size or s["batch_size"], s["block_size"]
     torch._dynamo.reset()  # fresh compile caches: rows must not share (or exhaust) each other's
     gc.collect()
@@ -368,6 +384,7 @@ def bench_row(size, objective):
            "compile": use_compile, "fullgraph": fullgraph and use_compile,
            "compile_mode": (compile_mode or "default") if use_compile else None,
            "dtype": ("float16+GradScaler" if on_cuda else "float32") if official else dtype,
+           "optimizer_impl": optimizer_impl or ("fused" if on_cuda else "default"),
            "tokens_per_step": slots, "real_tokens_per_step": real, "pad_frac": 1 - real / slots,
            "first_step_s": first, "ms_per_step": med * 1e3, "ms_per_step_min": best * 1e3,
            "ms_per_step_wall": wall * 1e3, "tok_per_s": real / med, "slot_tok_per_s": slots / med,
@@ -378,6 +395,7 @@ def bench_row(size, objective):
            "mfu": flops["total"] * real / med / peak if peak else None,
            "hfu": flops["executed"] * slots / med / peak if peak else None,
            "of_matmul_ceiling": flops["total"] * real / med / ceiling if ceiling else None,
+           "of_bf16_ceiling": flops["total"] * real / med / cpu_bf16_ceiling if cpu_bf16_ceiling else None,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if on_cuda else None,
            "kernels": kernels}
     del model, target, optimizer, clipped, step, batches
@@ -390,8 +408,9 @@ def bench_row(size, objective):
 
 def bench_embed(size):
     s = SIZES[size]
+    use_vocabulary(size)
     config = EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
-                           n_head=s["n_head"], n_embd=s["n_embd"])
+                           n_head=s["n_head"], n_embd=s["n_embd"], rope=s.get("rope", False))
     encoder = MaskedLM(config).encoder.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     # sentence lengths in tokens, [CLS] included: lognormal around 24 (a GLUE / SentEval sentence), 5 to 60
