@@ -40,6 +40,8 @@ seed = 0
 batch_size = 256  # sentences per forward pass when embedding
 device = "cuda" if torch.cuda.is_available() else "cpu"
 report_dir = "report"  # probe.json, probe.md and probe_scores.png go here
+random_init = True  # also run a randomly initialised encoder of the first checkpoint's config through the
+# same pipeline (column 'random-init'): what pre-training added over the architecture alone
 threads = 1  # torch CPU threads (0 = torch's default): the probes' small matrices gain little from more, and
 # slow down many times over when another process shares the cores
 # -----------------------------------------------------------------------------
@@ -354,12 +356,18 @@ class Embedder:
     checkpoint's iteration and mtime and the sentences themselves, so a retrained checkpoint or another
     subsample never reads stale features."""
 
-    def __init__(self, path, which="online", device="cpu", batch_size=256):
+    def __init__(self, path, which="online", device="cpu", batch_size=256, random_init=False, seed=0):
+        """random_init: the encoder of path's config as training starts (seeded), instead of its weights."""
         self.path = path
         self.encoder, ckpt = model.load_encoder(path, which, device)
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
         self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
+        if random_init:
+            with torch.random.fork_rng():  # leaves the probes' own seeding untouched
+                torch.manual_seed(seed)
+                self.encoder = model.Encoder(self.encoder.config).to(device).eval()
+            self.which, self.objective, self.iter_num = f"random-init-s{seed}", "none", 0
         self.tok = data.get_tokenizer(cfg.get("vocab_ranks", data.N_RANKS))  # the vocabulary it was trained with
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
@@ -379,7 +387,7 @@ class Embedder:
             feats = self.embed(name, texts)
             os.makedirs(self.cache_dir, exist_ok=True)
             for old in os.listdir(self.cache_dir):  # an older version of the same set is stale now
-                if old.startswith(f"{self.which}-{name}-") and old.count("-") == name.count("-") + 2:
+                if old.startswith(f"{self.which}-{name}-") and old.count("-") == self.which.count("-") + name.count("-") + 2:
                     os.remove(os.path.join(self.cache_dir, old))
             torch.save(feats, path + ".tmp")
             os.replace(path + ".tmp", path)
@@ -425,6 +433,56 @@ def checkpoint_labels(paths):
     names = [os.path.basename(os.path.normpath(p if os.path.isdir(p) else os.path.dirname(os.path.abspath(p))))
              for p in paths]
     return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+RANDOM = "random-init"
+
+
+def embedders(paths, which, device, batch_size, random_init, seed):
+    """(labels, Embedders) for the checkpoints, and last the random-init encoder of the first one's config."""
+    labels = checkpoint_labels(paths)
+    embs = [Embedder(p, which, device, batch_size) for p in paths]
+    if random_init:
+        labels.append(RANDOM)
+        embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed))
+    return labels, embs
+
+
+# -----------------------------------------------------------------------------
+# trivial baselines: what a score is without a model, so that a reader sees whether one learned anything
+
+
+def bag_of_tokens_cosine(a, b, tok):
+    """Cosine of the two sentences' token-count vectors (the checkpoint's tokenizer, no weighting)."""
+    out = np.zeros(len(a))
+    for i, (x, y) in enumerate(zip(tok.encode_batch(list(a)), tok.encode_batch(list(b)))):
+        cx, cy = np.bincount(x), np.bincount(y)
+        n = min(len(cx), len(cy))
+        den = np.sqrt((cx ** 2).sum() * (cy ** 2).sum())
+        out[i] = (cx[:n] * cy[:n]).sum() / den if den else 0.0
+    return out
+
+
+def constant_prediction(train_y, dev_y):
+    """The train split's majority class, predicted for every dev example."""
+    return np.full(len(dev_y), np.bincount(np.asarray(train_y)).argmax())
+
+
+def glue_baselines(evals, tok):
+    """results-shaped {'y', 'p'} per eval for the baseline column: the train majority class for classification
+    (CoLA's MCC is then 0), all-positive for MRPC (its majority; the constant that maximises F1, which is far
+    from 0), and the bag-of-tokens cosine for STS-B (both the probe row and the cosine row: a model-free
+    similarity, not a probe)."""
+    out = {}
+    for name, task, train, dev, _, _ in evals:
+        if task == "stsb":
+            cos = bag_of_tokens_cosine(dev["a"], dev["b"], tok)
+            out[name] = out["stsb-cos"] = {"y": dev["y"], "p": cos}
+        elif task == "mrpc":
+            out[name] = {"y": dev["y"], "p": np.ones_like(dev["y"])}
+        else:
+            out[name] = {"y": dev["y"], "p": constant_prediction(train["y"], dev["y"])}
+    return out
 
 
 # -----------------------------------------------------------------------------
@@ -559,15 +617,31 @@ def score_all(results, labels, n_boot, seed):
     return scores, diffs
 
 
-def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
-    """One row per key, a 'score [CI]' column per checkpoint, then each difference against the first."""
-    head = list(keys) + labels + [f"{b} − {labels[0]} [95% CI], p" for b in labels[1:]]
+def score_baselines(baseline, n_boot, seed):
+    """The baseline's score with a bootstrap CI per (eval, metric): baseline[eval] = {'y', 'p'}."""
+    out = []
+    for ev, r in baseline.items():
+        for mname, fn in METRICS[ev]:
+            est, lo, hi = bootstrap_ci(fn, r["y"], r["p"], n_boot=n_boot, seed=seed)
+            out.append({"eval": ev, "metric": mname, "score": 100 * est, "lo": 100 * lo, "hi": 100 * hi})
+    return out
+
+
+def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}", baselines=None):
+    """One row per key, a baseline column when given (baselines: {key prefix: {'score', 'lo'?, 'hi'?}}, e.g.
+    by (eval, metric) whatever the pooling), a 'score [CI]' column per checkpoint, then each difference
+    against the first."""
+    head = list(keys) + (["baseline"] if baselines else []) + labels + [f"{b} − {labels[0]} [95% CI], p" for b in labels[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_score = {tuple(s[k] for k in keys) + (s["ckpt"],): s for s in scores}
     by_diff = {tuple(d[k] for k in keys) + (d["a"],): d for d in diffs}
     f, fd = fmt.format, fmt.replace("{:", "{:+").format
     for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
         row = [str(k) for k in key]
+        if baselines:
+            b = next((baselines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in baselines), None)
+            row.append("n/a" if b is None else f"{f(b['score'])} [{f(b['lo'])}, {f(b['hi'])}]" if "lo" in b
+                       else f(b["score"]))
         for label in labels:
             s = by_score.get(key + (label,))
             row.append(f"{f(s['score'])} [{f(s['lo'])}, {f(s['hi'])}]" if s else "n/a")
@@ -614,14 +688,16 @@ def run(paths):
     if threads > 0:
         torch.set_num_threads(threads)
     t0 = time.time()
-    labels = checkpoint_labels(paths)
-    embedders = [Embedder(p, encoder, device, batch_size) for p in paths]
+    labels, embs = embedders(paths, encoder, device, batch_size, random_init, seed)
     tasks = glue_or_probing(glue_dir, dataset, data_dir)
     results = {label: {} for label in labels}
     if tasks is not None:
         mode = "glue"
         evals, notes = glue_evals(tasks, max_train, seed)
-        for label, emb in zip(labels, embedders):
+        baseline = glue_baselines(evals, embs[0].tok)
+        notes.append("baseline: the train split's majority class for every dev example (MRPC: all-positive; CoLA: "
+                     "MCC 0), and for STS-B the cosine of bag-of-tokens count vectors (no model)")
+        for label, emb in zip(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
                 results[label][pooling] = {}
@@ -632,18 +708,25 @@ def run(paths):
     else:
         mode = "probing"
         sets, notes = probing_sets(dataset, data_dir)
-        for label, emb in zip(labels, embedders):
+        baseline = {name: {"y": s["y"], "p": constant_prediction(s["y"], s["y"])} for name, s in sets.items()}
+        notes.append("baseline: the majority class")
+        for label, emb in zip(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
                 results[label][pooling] = {name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()}
         notes.append(f"probing-set scores are {n_folds}-fold CV accuracies; the L2 strength is picked by the same CV")
     scores, diffs = score_all(results, labels, n_boot, seed)
-    table = markdown_table(scores, diffs, labels)
+    baselines = score_baselines(baseline, n_boot, seed)
+    table = markdown_table(scores, diffs, labels, baselines={(b["eval"], b["metric"]): b for b in baselines})
+    if random_init:
+        notes.append(f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), through "
+                     "the same pipeline: what pre-training added")
     os.makedirs(report_dir, exist_ok=True)
     ckpts = [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num, "encoder": e.which}
-             for l, e in zip(labels, embedders)]
+             for l, e in zip(labels, embs)]
     out = {"mode": mode, "checkpoints": ckpts, "notes": notes, "n_boot": n_boot, "seed": seed,
-           "max_train": max_train, "scores": scores, "diffs": diffs, "seconds": time.time() - t0}
+           "max_train": max_train, "scores": scores, "diffs": diffs, "baselines": baselines,
+           "seconds": time.time() - t0}
     data.save_json(out, os.path.join(report_dir, "probe.json"))
     header = "\n".join([f"Probes ({mode}), encoder={encoder}; scores x100 with bootstrap 95% CIs over dev examples "
                         f"(B={n_boot}); differences are paired bootstrap CIs with two-sided p."] +

@@ -142,6 +142,46 @@ def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
         assert (pooled[i] >= h.min(0).values - 1e-4).all() and (pooled[i] <= h.max(0).values + 1e-4).all()
 
 
+class ListTokenizer:
+    """Token ids given directly: 'texts' are already lists of ids."""
+    def encode_batch(self, texts):
+        return [list(t) for t in texts]
+
+
+def test_trivial_baselines_against_hand_computed_values():
+    # bag-of-tokens: counts [0, 2, 1] and [0, 1, 0, 1]: dot 2, norms sqrt(5) and sqrt(2)
+    cos = probe.bag_of_tokens_cosine([[1, 1, 2], [5]], [[1, 3], [5, 5]], ListTokenizer())
+    np.testing.assert_allclose(cos, [2 / np.sqrt(10), 1.0])
+    # the train split's majority class for every dev example; on MRPC (positive majority) that is
+    # all-positive, whose F1 is 2p / (1 + p) for a positive rate p, far from 0
+    train_y, dev_y = np.array([1, 1, 0]), np.array([1, 0, 0, 1, 1])
+    p = probe.constant_prediction(train_y, dev_y)
+    assert (p == 1).all() and probe.f1(dev_y, p) == pytest.approx(2 * 0.6 / 1.6)
+    assert probe.matthews(dev_y, p) == 0
+
+
+def test_random_init_encoder_is_the_config_freshly_initialised_and_cached_apart(tiny_ckpts):
+    texts = ["a short one.", "mid length sentence here."]
+    trained = probe.Embedder(tiny_ckpts[0])
+    rand = probe.Embedder(tiny_ckpts[0], random_init=True, seed=3)
+    assert rand.encoder.config == trained.encoder.config and rand.which == "random-init-s3"
+    again = probe.Embedder(tiny_ckpts[0], random_init=True, seed=3)
+    for a, b in zip(rand.encoder.parameters(), again.encoder.parameters()):
+        assert torch.equal(a, b)  # seeded: the same encoder each run
+    # fixture 0 is seed 0's init, so the random-init encoder of seed 0 is that checkpoint itself
+    zero = probe.Embedder(tiny_ckpts[0], random_init=True, seed=0)
+    for a, b in zip(zero.encoder.state_dict().values(), trained.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    f_t, f_r = trained("t-rand", texts), rand("t-rand", texts)
+    assert not torch.allclose(f_t["mean"], f_r["mean"])  # its own cache entry, not the checkpoint's
+    state = torch.get_rng_state()
+    probe.Embedder(tiny_ckpts[0])
+    after_load = torch.get_rng_state()
+    torch.set_rng_state(state)
+    probe.Embedder(tiny_ckpts[0], random_init=True, seed=5)
+    assert torch.equal(after_load, torch.get_rng_state())  # the global generator moves as for a plain load
+
+
 def run_cli(script, *args, env=None):
     return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
                           env={**os.environ, **(env or {})})
@@ -156,8 +196,14 @@ def test_probe_cli_on_glue_fixture(tiny_ckpts, glue_dir, tmp_path):
     assert {("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("mnli-mm", "acc"), ("cola", "mcc"),
             ("stsb", "spearman"), ("stsb-cos", "pearson")} <= evals
     assert all(s["lo"] <= s["score"] <= s["hi"] for s in out["scores"])
-    assert len(out["diffs"]) == len(out["scores"]) // 2
+    assert len(out["diffs"]) == len(out["scores"]) * 2 // 3  # two checkpoints and random-init, each against the first
     assert (tmp_path / "probe_scores.png").exists() and "| sst2 | acc | mean |" in (tmp_path / "probe.md").read_text()
+    # the random-init encoder is the last column, and every score has its trivial baseline beside it
+    assert [c["label"] for c in out["checkpoints"]][-1] == "random-init"
+    base = {(b["eval"], b["metric"]): b["score"] for b in out["baselines"]}
+    assert base[("sst2", "acc")] == pytest.approx(50.0) and base[("cola", "mcc")] == 0  # the fixture's balanced dev
+    assert base[("mrpc", "f1")] == pytest.approx(100 * 2 * 0.5 / 1.5)  # all-positive on a half-positive dev
+    assert base[("stsb-cos", "spearman")] == base[("stsb", "spearman")]
 
 
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
