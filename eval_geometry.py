@@ -21,7 +21,7 @@ import torch
 import configurator
 import data
 import probe
-from probe import Embedder, bootstrap_ci, boot_indices, ci, diff_summary, markdown_table, paired_bootstrap, spearman
+from probe import bootstrap_ci, boot_indices, ci, diff_summary, markdown_table, paired_bootstrap, spearman
 
 # -----------------------------------------------------------------------------
 # settings (override with --key=value)
@@ -36,27 +36,43 @@ n_boot = 1000
 seed = 0
 batch_size = 256
 device = "cuda" if torch.cuda.is_available() else "cpu"
+n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals and tests
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the width
 # (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer, said in the notes
 report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
 threads = 1  # torch CPU threads, as probe.py
+random_init = True  # as probe.py: a randomly initialised encoder of the first checkpoint's config, last column
 # -----------------------------------------------------------------------------
 
 SET_STATS = ["uniformity", "anisotropy", "eff_rank", "rankme", "stable_rank", "rank90", "spectral_entropy", "alpha"]
 
 # -----------------------------------------------------------------------------
-# statistics of a set of embeddings, for the data and for B bootstrap resamples at once. A resample is a
-# row of counts c (how often each sentence was drawn), so the n x n kernels and the d x d Gram matrices
-# are built once and every resample is a weighted sum of them.
+# statistics of a set of embeddings, for the data and for B subsamples at once. A subsample is a row of
+# weights c (1 for each sentence drawn, else 0), so the n x n kernels are built once and every subsample is a
+# weighted sum of them.
+#
+# Why subsamples and not the bootstrap: a with-replacement resample holds ~63% distinct sentences, and rank-type
+# statistics (effective rank, RankMe, rank@90, α) count distinct directions, so every resample shifts them
+# (synthetic n = 1000, d = 512: effective rank 376, bootstrap CI [337, 344]). Half-samples without replacement,
+# m = n/2, are all the same kind of sample, so the statistic is reported at m (the mean over the subsamples) with
+# the subsamples' percentile interval, which contains it. Their spread is about that of the statistic at n: the
+# variance of a smooth statistic over m-of-n subsamples is (1 - m/n) / m = 1/n in units of one sentence's
+# (Politis, Romano & Wolf 1999 on subsampling; m = n/2 is the half-sampling case).
 
 
 def normalize(X):
     return X / X.norm(dim=-1, keepdim=True).clamp(min=1e-12)
 
 
+def half_samples(n, n_sub, seed=0):
+    """(n_sub, n // 2) sorted indices: subsamples of half the set, each without replacement."""
+    rng = np.random.default_rng(seed)
+    return np.stack([np.sort(rng.permutation(n)[:n // 2]) for _ in range(n_sub)])
+
+
 def counts_of(idx, n):
-    """Bootstrap indices (B, n) -> counts (B, n); the data itself is the all-ones row."""
+    """Sample indices (B, m) -> counts (B, n); the data itself is the all-ones row."""
     c = np.zeros((len(idx), n))
     np.add.at(c, (np.arange(len(idx))[:, None], idx), 1)
     return c
@@ -94,13 +110,14 @@ def spectra(X, c=None, chunk=100):
     n, d = X.shape
     c = torch.ones(1, n, dtype=torch.float64) if c is None else c
     X = X.double()  # float32 products leave ~1e-8 eigenvalues where there are none: sqrt makes them count
-    r = min(n - 1, d)
+    r = min(int(c.sum(1).min()) - 1, d)
     lam, sv_unc = [], []
     for s in range(0, len(c), chunk):
         w = c[s:s + chunk]
+        m = w.sum(1)[:, None, None]  # sentences in each sample
         G = (X.T[None] * w[:, None, :]) @ X  # X^T diag(c) X
-        mu = w @ X / n
-        cov = (G - n * mu[:, :, None] * mu[:, None, :]) / (n - 1)
+        mu = (w @ X)[:, :, None] / m
+        cov = (G - m * mu * mu.transpose(1, 2)) / (m - 1)
         lam.append(torch.linalg.eigvalsh(cov).flip(-1)[:, :r].clamp(min=0))
         sv_unc.append(torch.linalg.eigvalsh(G).flip(-1).clamp(min=0).sqrt())
     return torch.cat(lam), torch.cat(sv_unc)
@@ -130,13 +147,22 @@ def spectral_stats(lam, sv_unc, n):
     }
 
 
-def set_geometry(X, idx):
-    """Every set statistic on X (the point estimate) and on the resamples idx (B, n): {stat: (est, reps)}."""
-    c = torch.as_tensor(np.concatenate([np.ones((1, len(X))), counts_of(idx, len(X))]))
+def set_stats(X, c):
+    """Every set statistic of each weighted sample c (B, n) of X: {stat: (B,)}."""
     out = {"uniformity": uniformity(X, c), "anisotropy": anisotropy(X, c)}
     lam, sv = spectra(X, c)
-    out.update(spectral_stats(lam, sv, len(X)))
-    return {k: (float(v[0]), v[1:].numpy()) for k, v in out.items()}, lam[0].numpy()
+    out.update(spectral_stats(lam, sv, int(c[0].sum())))
+    return out
+
+
+def set_geometry(X, idx):
+    """Every set statistic at the subsample size m of idx (B, m): {stat: (est, reps, at_n)}: the mean over the
+    subsamples, the subsamples' values, and the statistic of all n sentences (for reference); and X's full
+    spectrum (for the plot)."""
+    reps = set_stats(X, torch.as_tensor(counts_of(idx, len(X))))
+    full = set_stats(X, torch.ones(1, len(X), dtype=torch.float64))
+    lam, _ = spectra(X)
+    return {k: (float(v.mean()), v.numpy(), float(full[k][0])) for k, v in reps.items()}, lam[0].numpy()
 
 
 def jaccard(a, b):
@@ -256,7 +282,11 @@ def write_report(report, labels, files, curves):
           "spectrum of the centred covariance: effective rank, RankMe (uncentred), stable rank, rank@90% variance, "
           "normalised spectral entropy, power-law exponent α (fit over 2 ≤ i ≤ r/2). "
           f"Each set is a seeded sample of {'at most ' + str(geom_n) if geom_n else '5·d (or all)'} sentences "
-          "(n in geometry.json); L2-normalised embeddings for uniformity and anisotropy, raw ones for the spectrum.", ""]
+          "(n in geometry.json); L2-normalised embeddings for uniformity and anisotropy, raw ones for the spectrum. "
+          f"Every figure here is the statistic at m = n/2: its mean over {n_sub} half-samples drawn without "
+          "replacement, with their 95% percentile interval; differences use the same half-samples for both "
+          "checkpoints (the bootstrap is invalid for rank-type statistics; the value on all n is `at_n` in "
+          "geometry.json).", ""]
     L += [markdown_table(report["geometry"], report["geometry_diffs"], labels, ("set", "pooling", "stat"), "{:.3f}")]
     L += ["", "![spectra](spectra.png)", ""]
     L += ["## Alignment of real positive pairs", ""]
@@ -270,13 +300,18 @@ def write_report(report, labels, files, curves):
     L += ["", "## Lexical information (probing sets, k-fold CV accuracy x100)", "",
           "mft = the paper's probe (each sentence's most frequent non-special token); sentlen, wordcontent, "
           "bshift as SentEval. Majority-class rates: " + ", ".join(f"{k} {v:.1f}" for k, v in report["majority"].items()),
-          "", markdown_table(report["lexical"], report["lexical_diffs"], labels), "", "![lexical probes](lexical_probes.png)"]
+          "", markdown_table(report["lexical"], report["lexical_diffs"], labels,
+                             baselines={(k, "acc"): {"score": v} for k, v in report["majority"].items()}),
+          "", "![lexical probes](lexical_probes.png)"]
     L += ["", "## Semantic-to-lexical balance", ""]
     if report["balance"]:
         L += ["gap = SST-2 dev accuracy of the probe − most-frequent-token probe accuracy (x100; the paper's gap). "
               "On STS-B dev: ρ_sem = Spearman(cos, gold), ρ_lex = Spearman(cos, Jaccard of the token sets), and "
-              f"ρ_sem − ρ_lex (x100). For reference, Spearman(Jaccard, gold) = {report['jaccard_gold']:.1f}.", ""]
-        L += [markdown_table(report["balance"], report["balance_diffs"], labels, ("figure", "pooling"))]
+              f"ρ_sem − ρ_lex (x100). For reference, Spearman(Jaccard, gold) = {report['jaccard_gold']:.1f}. "
+              "Baseline: the gap of an encoder with no information (the majority class on both probes; its ρ are 0), "
+              "and the ρ of the bag-of-tokens cosine (surface overlap alone).", ""]
+        L += [markdown_table(report["balance"], report["balance_diffs"], labels, ("figure", "pooling"),
+                             baselines={(k,): v for k, v in report["balance_baselines"].items()})]
     else:
         L += ["n/a: needs GLUE (SST-2 for the gap, STS-B for the Spearman pair)."]
     L += ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
@@ -305,8 +340,7 @@ def run(paths):
     for k in ("dataset", "data_dir", "max_train", "n_folds", "seed", "device"):  # probe.py's helpers read its globals
         setattr(probe, k, globals()[k])
     t0 = time.time()
-    labels = probe.checkpoint_labels(paths)
-    embs = [Embedder(p, encoder, device, batch_size) for p in paths]
+    labels, embs = probe.embedders(paths, encoder, device, batch_size, random_init, seed)
     tasks = probe.glue_or_probing(glue_dir, dataset, data_dir)
     sentences = data.corpus_sentences(dataset, data_dir)
     psets, notes = data.probing_sets(sentences)
@@ -333,6 +367,9 @@ def run(paths):
                                "encoder": e.which} for l, e in zip(labels, embs)]}
     y_major = {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}
     report["majority"] = y_major
+    if random_init:
+        notes.append(f"{probe.RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), "
+                     "through the same pipeline: what pre-training added")
     sem, lex = {}, {}  # per (label, pooling): SST-2 dev (gold, pred) and the mft CV (gold, pred)
     geo, spec_main, align, sts = {}, {}, {}, {}
     main_set = "stsb" if tasks is not None else "corpus"
@@ -361,7 +398,7 @@ def run(paths):
                     rng = np.random.default_rng(seed)
                     want = geom_n or 5 * X.size(1)
                     pick = np.sort(rng.permutation(len(X))[:want])  # the notes say where a set has fewer
-                    set_idx[sname] = (pick, boot_indices(len(pick), n_boot, seed))
+                    set_idx[sname] = (pick, half_samples(len(pick), n_sub, seed))
                 pick, idx = set_idx[sname]
                 geo[label, pooling, sname], lam = set_geometry(X[pick], idx)
                 if sname == main_set:
@@ -374,13 +411,15 @@ def run(paths):
                 U, V = vecs("stsb-dev-a", dev["a"]), vecs("stsb-dev-b", dev["b"])
                 sts[label, pooling] = torch.nn.functional.cosine_similarity(U, V, dim=-1).double().numpy()
 
-    # set statistics: CI from the resamples, paired differences from the same resamples
+    # set statistics at m = n/2: interval from the half-samples, paired differences from the same half-samples
     for (label, pooling, sname), stats in geo.items():
-        for stat, (est, reps) in stats.items():
+        for stat, (est, reps, at_n) in stats.items():
+            n = len(set_idx[sname][0])
             report["geometry"].append({"set": sname, "pooling": pooling, "stat": stat, "ckpt": label,
-                                       "score": est, "lo": ci(reps)[0], "hi": ci(reps)[1], "n": len(set_idx[sname][0])})
+                                       "score": est, "lo": ci(reps)[0], "hi": ci(reps)[1], "n": n, "m": n // 2,
+                                       "at_n": at_n})
             if label != labels[0] and (labels[0], pooling, sname) in geo:
-                e0, r0 = geo[labels[0], pooling, sname][stat]
+                e0, r0, _ = geo[labels[0], pooling, sname][stat]
                 report["geometry_diffs"].append({"set": sname, "pooling": pooling, "stat": stat, "a": label,
                                                  "b": labels[0], **diff_summary(est - e0, reps - r0)})
     mean = lambda v: v.mean(-1)  # noqa: E731
@@ -396,11 +435,23 @@ def run(paths):
 
     if tasks is not None:
         # the probe gap: SST-2 dev and the mft probe are different examples, resampled independently
-        tok = data.get_tokenizer()
+        tok = embs[0].tok  # the checkpoints' vocabulary
         dev = tasks["stsb"]["dev"]
         jac = np.array([jaccard(a, b) for a, b in zip(tok.encode_batch(dev["a"]), tok.encode_batch(dev["b"]))])
         gold = dev["y"].astype(np.float64)
         report["jaccard_gold"] = 100 * float(spearman(jac, gold))
+        # what the balance figures are without a model: an encoder that carries no information scores the
+        # majority class on both probes (its gap) and a constant cosine (ρ 0); a purely lexical one, the cosine
+        # of bag-of-tokens counts, sets the balance of surface overlap alone
+        sst2_dev, mft = tasks["sst2"]["dev"]["y"], psets["mft"]["y"]
+        bot = probe.bag_of_tokens_cosine(dev["a"], dev["b"], tok)
+        rs, rl = spearman(bot, gold), spearman(bot, jac)
+        report["balance_baselines"] = {
+            "gap": {"score": 100 * (probe.accuracy(sst2_dev, probe.constant_prediction(tasks["sst2"]["train"]["y"], sst2_dev))
+                                    - np.bincount(mft).max() / len(mft)), "what": "no information: majority classes"},
+            "rho_sem": {"score": 100 * float(rs), "what": "bag-of-tokens cosine"},
+            "rho_lex": {"score": 100 * float(rl), "what": "bag-of-tokens cosine"},
+            "rho_sem-rho_lex": {"score": 100 * float(rs - rl), "what": "bag-of-tokens cosine"}}
         i_sem = boot_indices(len(next(iter(sem.values()))["y"]), n_boot, seed)
         i_lex = boot_indices(len(next(iter(lex.values()))["y"]), n_boot, seed + 1)
         i_sts = boot_indices(len(gold), n_boot, seed)

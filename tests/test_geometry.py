@@ -1,4 +1,4 @@
-"""eval_geometry.py: geometry statistics against closed-form values, resampled statistics, the CLI."""
+"""eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the CLI."""
 
 import json
 import math
@@ -64,21 +64,59 @@ def test_power_law_exponent_is_recovered():
     assert eg.spectral_stats(lam, sv, len(X))["alpha"].item() == pytest.approx(1.5, abs=1e-3)
 
 
-def test_resampled_statistics_match_direct_computation():
+def test_subsampled_statistics_match_direct_computation():
     X = torch.randn(60, 8, dtype=torch.float64)
-    idx = np.random.default_rng(0).integers(0, 60, (3, 60))
+    idx = eg.half_samples(60, 3)
+    assert idx.shape == (3, 30) and all(len(set(row)) == 30 for row in idx)  # without replacement
     stats, _ = eg.set_geometry(X, idx)
     for b in range(3):
-        # a resample with duplicates: the counts formula equals recomputing on the resampled rows
-        # (duplicate rows are distinct draws, so they do form pairs)
+        # the weights formula equals recomputing on the subsample's rows
         Xb = X[idx[b]]
         assert stats["uniformity"][1][b] == pytest.approx(eg.uniformity(Xb).item(), rel=1e-6)
         assert stats["anisotropy"][1][b] == pytest.approx(eg.anisotropy(Xb).item(), rel=1e-6)
         lam, sv = eg.spectra(Xb)
         ref = eg.spectral_stats(lam, sv, len(Xb))
-        assert stats["eff_rank"][1][b] == pytest.approx(ref["eff_rank"].item(), rel=1e-4)
-    # the point estimate is the plain computation
-    assert stats["uniformity"][0] == pytest.approx(eg.uniformity(X).item())
+        for k in ("eff_rank", "rankme", "rank90", "alpha"):
+            assert stats[k][1][b] == pytest.approx(ref[k].item(), rel=1e-4)
+    # the estimate is the statistic at m = n/2 (the subsamples' mean); at_n the plain computation on all n
+    assert stats["eff_rank"][0] == pytest.approx(stats["eff_rank"][1].mean())
+    assert stats["uniformity"][2] == pytest.approx(eg.uniformity(X).item())
+
+
+def power_law_embeddings(Z, alpha, seed):
+    """Rows of Z mapped through a fixed random basis with per-direction scales i^(-alpha/2): a power-law spectrum."""
+    d = Z.size(1)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    return (Z * torch.arange(1, d + 1, dtype=torch.float64) ** (-alpha / 2)) @ Q.T
+
+
+def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_difference():
+    """The review's case: n = 1000, d = 512, power-law spectra. The bootstrap gave an effective rank of 376 with
+    a CI of [337, 344]; half-samples must give an interval around their own estimate, and a paired difference
+    whose interval covers the true difference at the same m (the mean over fresh samples of m)."""
+    n, d = 1000, 512
+    gen = torch.Generator().manual_seed(0)
+    Z = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    A, B = power_law_embeddings(Z, 1.0, 1), power_law_embeddings(Z, 1.2, 2)  # same sentences, two encoders
+    idx = eg.half_samples(n, 60, seed=0)
+    sa, _ = eg.set_geometry(A, idx)
+    sb, _ = eg.set_geometry(B, idx)
+    for k in ("eff_rank", "rankme", "rank90", "alpha", "uniformity"):
+        lo, hi = eg.ci(sa[k][1])
+        assert lo <= sa[k][0] <= hi, k
+    m = n // 2
+    truth = {k: [] for k in ("eff_rank", "alpha")}
+    for s in range(8):
+        Zm = torch.randn(m, d, generator=torch.Generator().manual_seed(100 + s), dtype=torch.float64)
+        ta = eg.set_stats(power_law_embeddings(Zm, 1.0, 1), torch.ones(1, m, dtype=torch.float64))
+        tb = eg.set_stats(power_law_embeddings(Zm, 1.2, 2), torch.ones(1, m, dtype=torch.float64))
+        for k in truth:
+            truth[k].append(float(tb[k][0] - ta[k][0]))
+    for k, diffs in truth.items():
+        d_est = eg.diff_summary(sb[k][0] - sa[k][0], sb[k][1] - sa[k][1])
+        assert d_est["lo"] <= d_est["diff"] <= d_est["hi"], k
+        assert d_est["lo"] <= np.mean(diffs) <= d_est["hi"], (k, d_est, np.mean(diffs))
+        assert d_est["p"] < 0.05, k  # and the difference is found
 
 
 def test_lambda_curve_reads_hybrid_logs_only(tmp_path):
