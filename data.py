@@ -6,6 +6,7 @@ Prepare a corpus by hand (train.py also does it on first use):
 $ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
 $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
 $ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+$ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
 """
 
 import ast
@@ -593,6 +594,10 @@ def keep_classes(pairs, min_class):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1].startswith("-"):
-        raise SystemExit("usage: python data.py embedded|wikipedia|PATH")
-    prepare(sys.argv[1])
+    args = sys.argv[1:]
+    ranks = [a for a in args if a.startswith("--vocab_ranks=")]
+    rest = [a for a in args if a not in ranks]
+    if len(rest) != 1 or rest[0].startswith("-"):
+        raise SystemExit("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N]")
+    n = ranks[-1].split("=", 1)[1] if ranks else N_RANKS
+    prepare(rest[0], n_ranks=int(n) if str(n).isdigit() else n)  # get_tokenizer refuses a bad value in one line
