@@ -481,6 +481,90 @@ def load_glue(glue_dir=""):
     return tasks
 
 
+# SentEval's transfer data (data/downstream as its get_transfer_data.bash lays it out): the STS12-16
+# benchmarks and SICK, read from local files only (SentEval is not on the HF hub in this form)
+SENTEVAL_STS = ("STS12", "STS13", "STS14", "STS15", "STS16")
+SICK_FILES = {"train": "SICK_train.txt", "dev": "SICK_trial.txt", "test": "SICK_test_annotated.txt"}
+SICK_LABELS = {"NEUTRAL": 0, "ENTAILMENT": 1, "CONTRADICTION": 2}
+
+
+def read_lines(path):
+    """Lines without their endings, LF or CRLF (SICK's test file), and nothing else split: unlike
+    str.splitlines, form feeds or U+2028 inside a sentence stay in it."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        lines = f.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+def senteval_sts(root):
+    """{'STS12': {file: {'a', 'b', 'y'}}, ...} from root/STS/STSnn-en-test/STS.input.<file>.txt (two sentences,
+    tab-separated; STS16 adds source columns) and STS.gs.<file>.txt (one score per line; an empty line marks
+    a pair left unscored, which is dropped, as SentEval does). Datasets absent from root are left out."""
+    out = {}
+    for name in SENTEVAL_STS:
+        folder = os.path.join(root, "STS", f"{name}-en-test")
+        if not os.path.isdir(folder):
+            continue
+        files = {}
+        for fn in sorted(os.listdir(folder)):
+            m = re.fullmatch(r"STS\.input\.(.+)\.txt", fn)
+            if not m:
+                continue
+            gs_path = os.path.join(folder, f"STS.gs.{m.group(1)}.txt")
+            if not os.path.exists(gs_path):
+                raise SystemExit(f"error: {gs_path} not found beside {fn}: re-fetch SentEval's STS data")
+            pairs = [line.split("\t") for line in read_lines(os.path.join(folder, fn))]
+            gold = read_lines(gs_path)
+            if len(pairs) != len(gold) or any(len(p) < 2 for p in pairs):
+                raise SystemExit(f"error: {folder}/{fn} and its gold file should have one line per pair (two "
+                                 f"tab-separated sentences first): {len(pairs)} pairs, {len(gold)} scores")
+            keep = [i for i, g in enumerate(gold) if g.strip()]
+            files[m.group(1)] = {"a": [pairs[i][0] for i in keep], "b": [pairs[i][1] for i in keep],
+                                 "y": np.array([float(gold[i]) for i in keep])}
+        if files:
+            out[name] = files
+    return out
+
+
+def sick(root):
+    """SICK's splits {train, dev (trial), test}: {'a', 'b', 'y' (relatedness 1-5), 'label' (entailment)},
+    or None when root has no SICK folder."""
+    folder = os.path.join(root, "SICK")
+    if not os.path.isdir(folder):
+        return None
+    out = {}
+    for split, fn in SICK_FILES.items():
+        path = os.path.join(folder, fn)
+        if not os.path.exists(path):
+            raise SystemExit(f"error: {path} not found: SICK needs {', '.join(SICK_FILES.values())}")
+        rows = [line.split("\t") for line in read_lines(path) if line.strip()]
+        head = rows[0]
+        try:
+            ia, ib, ir, ie = (head.index(c) for c in ("sentence_A", "sentence_B", "relatedness_score",
+                                                       "entailment_judgment"))
+        except ValueError:
+            raise SystemExit(f"error: {path} lacks SICK's header (sentence_A, sentence_B, relatedness_score, "
+                             "entailment_judgment)")
+        rows = rows[1:]
+        out[split] = {"a": [r[ia] for r in rows], "b": [r[ib] for r in rows],
+                      "y": np.array([float(r[ir]) for r in rows]),
+                      "label": np.array([SICK_LABELS[r[ie].strip()] for r in rows])}
+    return out
+
+
+def load_senteval(root):
+    """(STS datasets, SICK or None) from SentEval's data/downstream folder; a one-line error if it holds neither."""
+    if not os.path.isdir(root):
+        raise SystemExit(f"error: --senteval_dir={root} is not a folder: point it at SentEval's data/downstream")
+    sts, sk = senteval_sts(root), sick(root)
+    if not sts and sk is None:
+        raise SystemExit(f"error: --senteval_dir={root} has neither STS/STS12-en-test ... STS16-en-test nor SICK/: "
+                         "point it at SentEval's data/downstream (as its get_transfer_data.bash lays it out)")
+    return sts, sk
+
+
 def subsample(split, n, seed=0):
     """A deterministic random subset of at most n examples (order kept), for capping probe train sets."""
     m = len(split["a"])

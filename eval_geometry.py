@@ -314,6 +314,14 @@ def write_report(report, labels, files, curves):
                              baselines={(k,): v for k, v in report["balance_baselines"].items()})]
     else:
         L += ["n/a: needs GLUE (SST-2 for the gap, STS-B for the Spearman pair)."]
+    seeds = report.get("across_seeds", {})
+    if any(probe.seed_table(rows) for rows in seeds.values()):
+        L += ["", "## Across training seeds", "", "Checkpoints named <group>-s<seed>: mean ± sd over the seeds, and "
+              "Welch's t over seeds of each group against the first where both have ≥ 3.", ""]
+        for name, keys, fmt in (("geometry", ("set", "pooling", "stat"), "{:.3f}"), ("lexical", ("eval", "metric", "pooling"), "{:.1f}"),
+                                ("balance", ("figure", "pooling"), "{:.1f}")):
+            if probe.seed_table(seeds[name]):
+                L += [f"### {name}", "", probe.seed_table(seeds[name], keys, fmt), ""]
     L += ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
     if curves:
         L += ["| checkpoint | first logged | last logged | min | max |", "|---|---|---|---|---|"]
@@ -473,6 +481,14 @@ def run(paths):
                     e0, r0 = reps[labels[0], pooling][fig]
                     d = diff_summary(100 * (est - e0), 100 * (r - r0))
                     report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": labels[0], **d})
+    probe.control_fdr(report["geometry_diffs"] + report["alignment_diffs"] + report["lexical_diffs"]
+                      + report["balance_diffs"])
+    notes.append("multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
+                 "in this report (geometry, alignment, lexical, balance; the differences to random-init are a family "
+                 "of their own); * marks q < 0.05")
+    report["across_seeds"] = {"geometry": probe.across_seeds(report["geometry"], labels, ("set", "pooling", "stat")),
+                              "lexical": probe.across_seeds(report["lexical"], labels),
+                              "balance": probe.across_seeds(report["balance"], labels, ("figure", "pooling"))}
     n_d = [(s, len(set_idx[s][0])) for s in set_idx]
     d = embs[0].encoder.config.n_embd
     thin = [s for s, n in n_d if n < 5 * d]

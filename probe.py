@@ -4,6 +4,12 @@ bootstrap 95% CI and every difference with a paired test. Definitions: ../shared
 
 $ python probe.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue
 $ python probe.py out-hybrid-tiny --encoder=target       # the EMA target encoder instead of the online one
+$ python probe.py out-hybrid-cpu out-mlm-cpu --glue_dir=../shared/data/glue --senteval_dir=SentEval/data/downstream
+
+Beside every score: a trivial baseline (majority class, all-positive MRPC, bag-of-tokens cosine) and, as the
+last column, a randomly initialised encoder of the first checkpoint's config (--random_init=False drops it).
+Differences carry Benjamini-Hochberg q-values; checkpoints named <group>-s<seed> are also summarised across
+seeds. From your own code: `from probe import encode; X = encode("out-mlm-cpu", sentences)`.
 
 With no --glue_dir it tries the HF hub (nyu-mll/glue); without network it probes the SentEval-style
 probing sets of the embedded corpus instead. This file also holds what eval_geometry.py shares with it:
@@ -14,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import sys
 import time
 
@@ -40,6 +47,7 @@ seed = 0
 batch_size = 256  # sentences per forward pass when embedding
 device = "cuda" if torch.cuda.is_available() else "cpu"
 report_dir = "report"  # probe.json, probe.md and probe_scores.png go here
+senteval_dir = ""  # SentEval's data/downstream folder: adds STS12-16, SICK-R (cosine) and SICK-E (probe)
 random_init = True  # also run a randomly initialised encoder of the first checkpoint's config through the
 # same pipeline (column 'random-init'): what pre-training added over the architecture alone
 threads = 1  # torch CPU threads (0 = torch's default): the probes' small matrices gain little from more, and
@@ -138,6 +146,60 @@ def paired_bootstrap(metric, arrays_a, arrays_b, n_boot=1000, seed=0):
     return diff_summary(d, ds)
 
 
+def bh_adjust(p):
+    """Benjamini-Hochberg adjusted p-values (q): the smallest false discovery rate at which each test is a
+    discovery. Controls the FDR under independence or positive dependence (Benjamini & Yekutieli 2001)."""
+    p = np.asarray(p, dtype=np.float64)
+    order = np.argsort(p)
+    q = p[order] * len(p) / np.arange(1, len(p) + 1)
+    q = np.minimum.accumulate(q[::-1])[::-1]
+    out = np.empty(len(p))
+    out[order] = np.minimum(q, 1.0)
+    return out
+
+
+def control_fdr(diffs, alpha=0.05):
+    """Adds q (BH over this family: every difference given) and 'survives' (q < alpha) to each difference.
+    Differences to the random-init encoder ask another question (did pre-training add anything) and form a
+    family of their own, so that their many tiny p-values do not loosen the thresholds of the others."""
+    for family in ([d for d in diffs if d["a"] != RANDOM], [d for d in diffs if d["a"] == RANDOM]):
+        for d, q in zip(family, bh_adjust([d["p"] for d in family]) if family else []):
+            d["q"], d["survives"] = float(q), bool(q < alpha)
+
+
+def betainc(a, b, x):
+    """Regularised incomplete beta I_x(a, b) by its continued fraction (Lentz; Numerical Recipes 6.4)."""
+    if x <= 0 or x >= 1:
+        return float(x >= 1)
+    if x > (a + 1) / (a + b + 2):
+        return 1 - betainc(b, a, 1 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)) / a
+    f, c, d = 1.0, 1.0, 0.0
+    for i in range(400):
+        m = i // 2
+        num = 1.0 if i == 0 else (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)) if i % 2 == 0 else
+                                  -((a + m) * (a + b + m) * x) / ((a + 2 * m) * (a + 2 * m + 1)))
+        d = 1 + num * d
+        d = 1 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1 + num / (c if abs(c) > 1e-300 else 1e-300)
+        f *= c * d
+        if abs(1 - c * d) < 1e-14:
+            break
+    return front * (f - 1)
+
+
+def welch_t(a, b):
+    """Welch's two-sample t-test of mean(a) - mean(b) (seeds of two objectives): (diff, t, df, two-sided p)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    diff = a.mean() - b.mean()
+    if va + vb == 0:
+        return float(diff), math.inf, math.nan, float(diff == 0)
+    t = diff / math.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    return float(diff), float(t), float(df), float(betainc(df / 2, 0.5, df / (df + t * t)))
+
+
 def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
     """Paired permutation test of metric(y, pa) - metric(y, pb): under 'no difference' each example's two
     predictions are exchangeable, so swap them at random. Two-sided p, (count + 1) / (n_perm + 1)."""
@@ -162,27 +224,38 @@ def pair_features(u, v):
     return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
 
 
-def fit_logreg(X, y, n_classes, l2, weight=None, max_iter=300):
+def fit_logreg(X, y, n_classes, l2, weight=None, scale=None, max_iter=300, rounds=10, tol=1e-5):
     """Multinomial logistic regression, full-batch L-BFGS, for P problems on the same rows at once (the
     k folds x L2 grid of a CV share one X, so one fit does them all): problem p minimises
-    sum_i weight[i, p] * CE_i + l2[p] * ||W_p||^2 (bias free). weight defaults to 1/n, i.e. mean CE.
+    sum_i weight[i, p] * CE_i + l2[p] * sum_j scale[p, j] * ||W_pj||^2 (bias free). weight defaults to 1/n,
+    i.e. mean CE; scale (P, d) to 1. The problems are independent, so the joint gradient is theirs side by
+    side: L-BFGS runs until every problem's gradient is below tol (a weak-L2 problem converges slowly, and
+    a joint stop on the summed loss would leave it short), for at most rounds x max_iter iterations.
     Returns weights (P, d + 1, n_classes), bias last."""
     n, d = X.shape
     l2 = torch.as_tensor(l2, dtype=X.dtype, device=X.device).reshape(-1)
     P = len(l2)
     weight = torch.full((n, P), 1 / n, device=X.device) if weight is None else weight
+    penalty = l2[:, None, None] * (torch.ones(P, d, device=X.device) if scale is None else scale)[:, :, None]
     W = torch.zeros(P, d + 1, n_classes, device=X.device, requires_grad=True)
-    opt = torch.optim.LBFGS([W], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=1e-6,
-                            tolerance_change=1e-9, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([W], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=tol,
+                            tolerance_change=0, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
         logits = (X @ W[:, :-1].permute(1, 0, 2).reshape(d, P * n_classes)).view(n, P, n_classes) + W[:, -1]
         nll = -logits.log_softmax(-1).gather(2, y[:, None, None].expand(n, P, 1)).squeeze(2)
-        loss = (nll * weight).sum() + (l2 * W[:, :-1].pow(2).sum((1, 2))).sum()
+        loss = (nll * weight).sum() + (penalty * W[:, :-1].pow(2)).sum()
         loss.backward()
         return loss
-    opt.step(closure)
+    for _ in range(rounds):
+        opt.step(closure)
+        if W.grad.abs().amax() <= tol:
+            break
+    else:
+        worst = W.grad.abs().flatten(1).amax(1)
+        print(f"warning: logistic probe not converged after {rounds * max_iter} L-BFGS iterations "
+              f"(largest gradient {worst.max().item():.1e} at L2 {l2[worst.argmax()].item():g})", file=sys.stderr)
     return W.detach()
 
 
@@ -209,38 +282,51 @@ def folds(n, k, seed=0):
     return np.array_split(np.random.default_rng(seed).permutation(n), k)
 
 
-def cv_select(X, y, kind, n_classes=2, k=5, seed=0):
-    """Pick the L2 strength from L2_GRID by k-fold CV (accuracy, or MSE for ridge); also returns each
-    example's out-of-fold prediction at the chosen strength. The folds share the standardisation of all
-    rows given (unsupervised, and it lets one L-BFGS run fit every fold and strength together)."""
+def cv_select(X, y, kind, n_classes=2, k=5, seed=0, metric=None):
+    """Pick the L2 strength from L2_GRID by k-fold CV on metric(gold, prediction) (higher is better; default
+    accuracy, or Spearman for ridge): each task's own metric, since on CoLA the accuracy-best penalty can
+    predict one class (MCC 0). Also returns each example's out-of-fold prediction at the chosen strength.
+    Each fold is standardised with its training rows' statistics only. For the logistic probe this is one
+    joint L-BFGS fit of every fold and strength: on globally standardised X, a fold's own standardisation
+    is a per-feature rescaling, which the bias absorbs up to the penalty, so the penalty of fold f is
+    weighted per feature by (sd_f / sd)^2, and the predictions are those of a fit on the fold's scaling."""
+    metric = metric or (spearman if kind == "reg" else accuracy)
     X, = standardize(X)
     test_folds = [torch.as_tensor(t, device=X.device) for t in folds(len(X), k, seed)]
+    train_masks = []
+    for test in test_folds:
+        train = torch.ones(len(X), dtype=torch.bool, device=X.device)
+        train[test] = False
+        train_masks.append(train)
     oof = torch.zeros(len(L2_GRID), len(X), device=X.device, dtype=X.dtype if kind == "reg" else torch.long)
     if kind == "reg":
-        for test in test_folds:
-            train = torch.ones(len(X), dtype=torch.bool, device=X.device)
-            train[test] = False
+        for test, train in zip(test_folds, train_masks):
+            Xtr, Xte = standardize(X[train], X[test])
             for j, l2 in enumerate(L2_GRID):
-                oof[j, test] = ridge_predict(fit_ridge(X[train], y[train], l2), X[test])
-        score = -((oof - y) ** 2).mean(1)
+                oof[j, test] = ridge_predict(fit_ridge(Xtr, y[train], l2), Xte)
     else:
         weight = torch.zeros(len(X), k, len(L2_GRID), device=X.device)
-        for f, test in enumerate(test_folds):
+        scale = torch.zeros(k, len(L2_GRID), X.size(1), device=X.device)
+        for f, (test, train) in enumerate(zip(test_folds, train_masks)):
             weight[:, f] = 1 / (len(X) - len(test))
             weight[test, f] = 0
-        W = fit_logreg(X, y, n_classes, torch.tensor(L2_GRID).repeat(k), weight.view(len(X), -1))
+            scale[f] = X[train].std(0).clamp(min=1e-6).pow(2)
+        W = fit_logreg(X, y, n_classes, torch.tensor(L2_GRID).repeat(k), weight.view(len(X), -1),
+                       scale.view(-1, X.size(1)))
         W = W.view(k, len(L2_GRID), *W.shape[1:])
         for f, test in enumerate(test_folds):
             for j in range(len(L2_GRID)):
                 oof[j, test] = logreg_predict(W[f, j], X[test])
-        score = (oof == y).float().mean(1)
-    j = max(range(len(L2_GRID)), key=lambda j: (score[j].item(), L2_GRID[j]))  # ties: the stronger penalty
+    yy = y.cpu().numpy()
+    score = [float(metric(yy, oof[j].cpu().numpy())) for j in range(len(L2_GRID))]
+    score = [s if math.isfinite(s) else -math.inf for s in score]  # e.g. a constant prediction's correlation
+    j = max(range(len(L2_GRID)), key=lambda j: (score[j], L2_GRID[j]))  # ties: the stronger penalty
     return L2_GRID[j], oof[j]
 
 
-def fit_linear(Xtr, ytr, Xdev, kind, n_classes=2, k=5, seed=0):
-    """CV the L2 strength on train, refit on all of train, predict dev (ANALYSIS.md's protocol)."""
-    l2, _ = cv_select(Xtr, ytr, kind, n_classes, k, seed)
+def fit_linear(Xtr, ytr, Xdev, kind, n_classes=2, k=5, seed=0, metric=None):
+    """CV the L2 strength on train by metric, refit on all of train, predict dev (ANALYSIS.md's protocol)."""
+    l2, _ = cv_select(Xtr, ytr, kind, n_classes, k, seed, metric)
     Xtr, Xdev = standardize(Xtr, Xdev)
     if kind == "reg":
         return ridge_predict(fit_ridge(Xtr, ytr, l2), Xdev), l2
@@ -280,8 +366,16 @@ def padded(feats, idx, mu, sd):
     return (h if mu is None else (h - mu) / sd), mask.to(device)
 
 
-def token_stats(*feats):
-    h = torch.cat([f["states"] for f in feats]).float()
+def token_stats(*feats, idx=None):
+    """Mean and std of the token states of sentences idx (all when None) of each feats: the training rows'
+    only, so that a CV test fold never informs its own standardisation."""
+    hs = []
+    for f in feats:
+        lens = f["offsets"][1:] - f["offsets"][:-1]
+        keep = slice(None) if idx is None else \
+            torch.isin(torch.repeat_interleave(torch.arange(len(lens)), lens), torch.as_tensor(idx))
+        hs.append(f["states"][keep])
+    h = torch.cat(hs).float()
     return h.mean(0).to(device), h.std(0).clamp(min=1e-6).to(device)
 
 
@@ -291,7 +385,7 @@ def train_attentive(train, y, kind, n_classes, idx=None, seed=0, lr=1e-2, weight
     with AdamW and early stopping on a seeded 10% of them. Returns the probe and the standardisation."""
     idx = np.arange(len(y)) if idx is None else np.asarray(idx)
     pair = train[1] is not None
-    mu, sd = token_stats(*[f for f in train if f is not None])
+    mu, sd = token_stats(*[f for f in train if f is not None], idx=idx)
     g = torch.Generator().manual_seed(seed)
     perm = idx[torch.randperm(len(idx), generator=g).numpy()]
     n_val = max(1, len(perm) // 10)
@@ -394,38 +488,93 @@ class Embedder:
         self.memo[key] = feats
         return feats
 
-    @torch.no_grad()
     def embed(self, name, texts):
-        """[CLS] tokens [SEP], truncated to block_size, in length-sorted batches to cut padding."""
-        tok = self.tok
-        T = self.encoder.config.block_size
-        ids = [[tok.cls_id] + t[:T - 2] + [tok.sep_id] for t in tok.encode_batch(list(texts))]
-        order = np.argsort([len(i) for i in ids], kind="stable")
-        pooled = {p: [None] * len(ids) for p in ("mean", "max", "first")}
-        states = [None] * len(ids)
-        cuda = str(self.device).startswith("cuda")
-        for s in range(0, len(ids), self.batch_size):
-            batch = order[s:s + self.batch_size]
-            L = max(len(ids[i]) for i in batch)
-            idx = torch.full((len(batch), L), tok.pad_id, dtype=torch.long)
+        """Every pooling and the token states (for the attentive probe) of texts, in one pass."""
+        pooled, states, lens, truncated = forward_sentences(self.encoder, self.tok, texts, ("mean", "max", "first"),
+                                                            True, self.batch_size, self.device,
+                                                            f"embedding {name} ({os.path.basename(self.out_dir)}, {self.which})")
+        return {**pooled, "states": torch.cat(states),
+                "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]), "truncated": truncated}
+
+
+@torch.no_grad()
+def forward_sentences(encoder, tok, texts, poolings=("mean",), states=False, batch_size=256, device="cpu", name=None):
+    """The one way sentences become vectors here (encode() and the analysis both): [CLS] tokens [SEP] in tok's
+    vocabulary, truncated to the encoder's block size, run in length-sorted batches to cut padding, back in
+    input order. Returns ({pooling: (n, d) float32}, each sentence's token states in fp16 or None, token
+    counts, how many sentences were truncated)."""
+    T = encoder.config.block_size
+    encoded = tok.encode_batch(list(texts))
+    ids = [[tok.cls_id] + t[:T - 2] + [tok.sep_id] for t in encoded]
+    order = np.argsort([len(i) for i in ids], kind="stable")
+    pooled = {p: [None] * len(ids) for p in poolings}
+    token_states = [None] * len(ids) if states else None
+    cuda = str(device).startswith("cuda")
+    for s in range(0, len(ids), batch_size):
+        batch = order[s:s + batch_size]
+        L = max(len(ids[i]) for i in batch)
+        idx = torch.full((len(batch), L), tok.pad_id, dtype=torch.long)
+        for r, i in enumerate(batch):
+            idx[r, :len(ids[i])] = torch.tensor(ids[i])
+        idx = idx.to(device)
+        mask = idx != tok.pad_id
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+            h = encoder(idx, mask)
+        h = h.float()
+        for p in pooled:
+            for r, v in zip(batch, model.pool(h, mask, p).cpu()):
+                pooled[p][r] = v
+        if states:
             for r, i in enumerate(batch):
-                idx[r, :len(ids[i])] = torch.tensor(ids[i])
-            idx = idx.to(self.device)
-            mask = idx != tok.pad_id
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                h = self.encoder(idx, mask)
-            h = h.float()
-            for p in pooled:
-                for r, v in zip(batch, model.pool(h, mask, p).cpu()):
-                    pooled[p][r] = v
-            for r, i in enumerate(batch):
-                states[i] = h[r, :len(ids[i])].half().cpu()
-            progress(f"embedding {name} ({os.path.basename(self.out_dir)}, {self.which})",
-                     min(s + self.batch_size, len(ids)), len(ids))
-        lens = torch.tensor([len(i) for i in ids])
-        return {**{p: torch.stack(v) for p, v in pooled.items()}, "states": torch.cat(states),
-                "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]),
-                "truncated": sum(len(t) > T - 2 for t in tok.encode_batch(list(texts)))}
+                token_states[i] = h[r, :len(ids[i])].half().cpu()
+        if name:
+            progress(name, min(s + batch_size, len(ids)), len(ids))
+    lens = torch.tensor([len(i) for i in ids])
+    empty = torch.zeros(0, encoder.config.n_embd)
+    return ({p: torch.stack(v) if v else empty for p, v in pooled.items()}, token_states, lens,
+            sum(len(t) > T - 2 for t in encoded))
+
+
+ENCODE_IGNORES = ("show_progress_bar", "convert_to_numpy", "task_name", "prompt_name", "prompt_type", "prompt")
+
+
+def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, normalize_embeddings=False,
+           which="online", tok=None, **kwargs):
+    """Sentence embeddings (n, d) as a float32 NumPy array, in input order, for your own code:
+
+        from probe import encode
+        X = encode("out-mlm-cpu", ["A man plays a guitar.", "Someone is making music."], normalize_embeddings=True)
+        print(X @ X.T)  # cosine similarities
+
+    encoder: an out_dir or ckpt.pt path (its own vocabulary is used), or a loaded model.Encoder with its
+    tokenizer as tok (data.get_tokenizer(vocab_ranks); the default vocabulary if left out). pooling: 'mean',
+    'max' or 'first' (attention pooling is a trained probe); which: 'online' or 'target' (a hybrid's EMA
+    encoder) for a path; device: where it runs (default: the encoder's, or CUDA when there is one).
+    Sentences are [CLS] tokens [SEP], truncated to the block size, batched by length: the path probe.py and
+    eval_geometry.py take. The keywords that sentence-transformers- and MTEB-style callers pass beside these
+    (show_progress_bar, convert_to_numpy, task_name, prompt_name, ...) are accepted and change nothing."""
+    unknown = set(kwargs) - set(ENCODE_IGNORES)
+    if unknown:
+        raise TypeError(f"encode() got unexpected keyword arguments {sorted(unknown)}")
+    if pooling not in ("mean", "max", "first"):
+        raise ValueError(f"pooling={pooling!r}: use 'mean', 'max' or 'first' (attention pooling is a trained probe)")
+    if isinstance(sentences, str):
+        raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
+    if isinstance(encoder, (str, os.PathLike)):
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        encoder, ckpt = model.load_encoder(encoder, which, device)
+        tok = tok or data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+    else:
+        tok = tok or data.get_tokenizer()
+        if tok.vocab_size != encoder.config.vocab_size:
+            raise ValueError(f"the encoder's vocabulary has {encoder.config.vocab_size} entries, the tokenizer's "
+                             f"{tok.vocab_size}: pass tok=data.get_tokenizer(vocab_ranks) of its training run")
+        device = device or next(encoder.parameters()).device
+        encoder = encoder.to(device).eval()
+    X = forward_sentences(encoder, tok, sentences, (pooling,), False, batch_size, device)[0][pooling]
+    if normalize_embeddings:
+        X = F.normalize(X, dim=-1)
+    return X.numpy().astype(np.float32)
 
 
 def checkpoint_labels(paths):
@@ -496,7 +645,15 @@ METRICS = {  # eval -> [(metric name, function of (gold, prediction))], scores r
     "sentlen": [("acc", accuracy)], "wordcontent": [("acc", accuracy)], "bshift": [("acc", accuracy)],
     "mft": [("acc", accuracy)],
 }
-N_CLASSES = {"sst2": 2, "mrpc": 2, "mnli": 3, "cola": 2}
+N_CLASSES = {"sst2": 2, "mrpc": 2, "mnli": 3, "cola": 2, "sicke": 3}
+METRICS["sicke"] = [("acc", accuracy)]
+STS_METRICS = [("spearman", spearman), ("pearson", pearson)]  # SentEval's STS files and SICK-R: cosine vs gold
+SELECT_BY = {"mrpc": f1, "cola": matthews, "stsb": spearman}  # the L2 strength's CV criterion; else accuracy
+
+
+def metrics_of(ev):
+    """The metrics of an eval: METRICS, or those of a SentEval STS file ('STS12.MSRpar', 'STS12.all') / SICK-R."""
+    return METRICS.get(ev) or (STS_METRICS if ev.startswith(("STS1", "sickr")) else METRICS[ev])
 
 
 def glue_evals(tasks, max_train, seed=0):
@@ -555,7 +712,7 @@ def run_glue_eval(emb, ev, pooling, attentive=None):
     pair = train["b"] is not None
     Xtr = pair_features(vectors(ftr[0], pooling), vectors(ftr[1], pooling)) if pair else vectors(ftr[0], pooling)
     Xdev = pair_features(vectors(fdev[0], pooling), vectors(fdev[1], pooling)) if pair else vectors(fdev[0], pooling)
-    pred, _ = fit_linear(Xtr, ytr, Xdev, kind, N_CLASSES.get(task, 1), n_folds, seed)
+    pred, _ = fit_linear(Xtr, ytr, Xdev, kind, N_CLASSES.get(task, 1), n_folds, seed, SELECT_BY.get(task))
     out[name] = {"y": dev["y"], "p": pred.cpu().numpy()}
     if task == "stsb":
         cos = F.cosine_similarity(vectors(fdev[0], pooling), vectors(fdev[1], pooling), dim=-1)
@@ -580,6 +737,71 @@ def run_cv_eval(emb, name, split, pooling, k=5):
     return {"y": y, "p": oof.cpu().numpy()}
 
 
+def run_senteval(emb, sts, sick, pooling):
+    """SentEval's unsupervised STS (cosine of the two embeddings against gold, per file and over all pairs of a
+    dataset, as SimCSE's 'all') and SICK-R, and SICK-E: a probe on SICK train, scored on SICK test. Cosine rows
+    are left out for attention pooling, whose query is trained."""
+    out = {}
+    if pooling != "attention":
+        for ds, files in sts.items():
+            for fname, split in files.items():
+                fa, fb = feats_of(emb, f"senteval-{ds}-{fname}", split)
+                cos = F.cosine_similarity(vectors(fa, pooling), vectors(fb, pooling), dim=-1).cpu().numpy()
+                out[f"{ds}.{fname}"] = {"y": split["y"], "p": cos}
+            out[f"{ds}.all"] = {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+        if sick is not None:
+            fa, fb = feats_of(emb, "sick-test", sick["test"])
+            out["sickr-cos"] = {"y": sick["test"]["y"],
+                                "p": F.cosine_similarity(vectors(fa, pooling), vectors(fb, pooling), dim=-1).cpu().numpy()}
+    if sick is not None:
+        relabel = lambda sp: {"a": sp["a"], "b": sp["b"], "y": sp["label"]}  # noqa: E731
+        out.update(run_glue_eval(emb, ("sicke", "sicke", relabel(sick["train"]), relabel(sick["test"]),
+                                       "sick-train", "sick-test"), pooling))
+    return out
+
+
+def senteval_baselines(sts, sick, tok):
+    """The bag-of-tokens cosine for every STS file, each dataset's 'all' and SICK-R; SICK-E's majority class."""
+    out = {}
+    for ds, files in sts.items():
+        for fname, split in files.items():
+            out[f"{ds}.{fname}"] = {"y": split["y"], "p": bag_of_tokens_cosine(split["a"], split["b"], tok)}
+        out[f"{ds}.all"] = {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+    if sick is not None:
+        out["sickr-cos"] = {"y": sick["test"]["y"], "p": bag_of_tokens_cosine(sick["test"]["a"], sick["test"]["b"], tok)}
+        out["sicke"] = {"y": sick["test"]["label"], "p": constant_prediction(sick["train"]["label"], sick["test"]["label"])}
+    return out
+
+
+def senteval_summary(results, sts):
+    """Per checkpoint, pooling and STS dataset: SentEval's mean and size-weighted mean of the per-file cosine
+    Spearman, and SimCSE's 'all' (one Spearman over the concatenated pairs), x100. results[label][pooling][eval]."""
+    rows = []
+    for label, by_pool in results.items():
+        for pooling, res in by_pool.items():
+            for ds, files in sts.items():
+                if f"{ds}.all" not in res:
+                    continue
+                rho = np.array([spearman(res[f"{ds}.{f}"]["y"], res[f"{ds}.{f}"]["p"]) for f in files])
+                n = np.array([len(files[f]["y"]) for f in files])
+                rows.append({"dataset": ds, "pooling": pooling, "ckpt": label, "files": len(files), "pairs": int(n.sum()),
+                             "mean": 100 * float(rho.mean()), "wmean": 100 * float((rho * n).sum() / n.sum()),
+                             "all": 100 * float(spearman(res[f"{ds}.all"]["y"], res[f"{ds}.all"]["p"]))})
+    return rows
+
+
+def senteval_table(rows, labels):
+    """Markdown: one row per (dataset, pooling), 'mean / wmean / all' per checkpoint."""
+    head = ["dataset", "pooling"] + [f"{label}: mean / wmean / all" for label in labels]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    by = {(r["dataset"], r["pooling"], r["ckpt"]): r for r in rows}
+    for key in dict.fromkeys((r["dataset"], r["pooling"]) for r in rows):
+        cells = [f"{by[key + (l,)]['mean']:.1f} / {by[key + (l,)]['wmean']:.1f} / {by[key + (l,)]['all']:.1f}"
+                 if key + (l,) in by else "n/a" for l in labels]
+        lines.append("| " + " | ".join(list(key) + cells) + " |")
+    return "\n".join(lines)
+
+
 def glue_or_probing(glue_dir, dataset, data_dir):
     """GLUE if it can be had, else the corpus probing sets; the fallback is said in one line."""
     tasks = data.load_glue(glue_dir)
@@ -602,7 +824,7 @@ def score_all(results, labels, n_boot, seed):
     scores, diffs = [], []
     for pooling in results[labels[0]]:
         for ev, r0 in results[labels[0]][pooling].items():
-            for mname, fn in METRICS[ev]:
+            for mname, fn in metrics_of(ev):
                 for label in labels:
                     r = results[label][pooling][ev]
                     est, lo, hi = bootstrap_ci(fn, r["y"], r["p"], n_boot=n_boot, seed=seed)
@@ -621,7 +843,7 @@ def score_baselines(baseline, n_boot, seed):
     """The baseline's score with a bootstrap CI per (eval, metric): baseline[eval] = {'y', 'p'}."""
     out = []
     for ev, r in baseline.items():
-        for mname, fn in METRICS[ev]:
+        for mname, fn in metrics_of(ev):
             est, lo, hi = bootstrap_ci(fn, r["y"], r["p"], n_boot=n_boot, seed=seed)
             out.append({"eval": ev, "metric": mname, "score": 100 * est, "lo": 100 * lo, "hi": 100 * hi})
     return out
@@ -647,8 +869,56 @@ def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fm
             row.append(f"{f(s['score'])} [{f(s['lo'])}, {f(s['hi'])}]" if s else "n/a")
         for label in labels[1:]:
             d = by_diff.get(key + (label,))
-            row.append(f"{fd(d['diff'])} [{fd(d['lo'])}, {fd(d['hi'])}], p={d['p']:.3f}" if d else "n/a")
+            row.append(f"{fd(d['diff'])} [{fd(d['lo'])}, {fd(d['hi'])}], p={d['p']:.3f}"
+                       + (f", q={d['q']:.3f}{' *' if d['survives'] else ''}" if "q" in d else "") if d else "n/a")
         lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def seed_groups(labels):
+    """{group: labels} for checkpoints named <group>-s<seed> (e.g. out-hybrid-cpu-s1, -s2, -s3), in order."""
+    groups = {}
+    for label in labels:
+        m = re.fullmatch(r"(.+)-s\d+", label)
+        if m:
+            groups.setdefault(m.group(1), []).append(label)
+    return {g: ls for g, ls in groups.items() if len(ls) >= 2}
+
+
+def across_seeds(scores, labels, keys=("eval", "metric", "pooling")):
+    """Mean ± sd over the seeds of each group (>= 2 checkpoints), and each group against the first with
+    Welch's t over seeds where both have >= 3: the variation of training, beside the per-checkpoint CIs
+    (which see only the variation of the evaluation data)."""
+    groups = seed_groups(labels)
+    by = {tuple(s[k] for k in keys) + (s["ckpt"],): s["score"] for s in scores}
+    rows, names = [], list(groups)
+    for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
+        vals = {g: [by[key + (l,)] for l in ls if key + (l,) in by] for g, ls in groups.items()}
+        row = {**dict(zip(keys, key)), "groups": {g: {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))}
+                                                  for g, v in vals.items() if len(v) >= 2}}
+        for g in names[1:]:
+            if len(vals[g]) >= 3 and len(vals[names[0]]) >= 3:
+                diff, t, df, p = welch_t(vals[g], vals[names[0]])
+                row.setdefault("tests", []).append({"a": g, "b": names[0], "diff": diff, "t": t, "df": df, "p": p})
+        rows.append(row)
+    return rows
+
+
+def seed_table(rows, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
+    """Markdown of across_seeds: 'mean ± sd (n)' per group, then Welch's test of each group against the first."""
+    if not rows or not rows[0]["groups"]:
+        return ""
+    groups = list(rows[0]["groups"])
+    tests = [t["a"] for t in rows[0].get("tests", [])]
+    head = list(keys) + [f"{g} mean ± sd (n)" for g in groups] + [f"{a} − {groups[0]} (Welch t over seeds), p" for a in tests]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    f, fd = fmt.format, fmt.replace("{:", "{:+").format
+    for r in rows:
+        cells = [str(r[k]) for k in keys]
+        cells += [f"{f(r['groups'][g]['mean'])} ± {f(r['groups'][g]['sd'])} ({r['groups'][g]['n']})" if g in r["groups"]
+                  else "n/a" for g in groups]
+        cells += [f"{fd(t['diff'])}, t={t['t']:.2f}, df={t['df']:.1f}, p={t['p']:.3f}" for t in r.get("tests", [])]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -689,6 +959,7 @@ def run(paths):
         torch.set_num_threads(threads)
     t0 = time.time()
     labels, embs = embedders(paths, encoder, device, batch_size, random_init, seed)
+    sts, sick = data.load_senteval(senteval_dir) if senteval_dir else ({}, None)  # fails here, before any work
     tasks = glue_or_probing(glue_dir, dataset, data_dir)
     results = {label: {} for label in labels}
     if tasks is not None:
@@ -715,9 +986,34 @@ def run(paths):
                 print(f"probing {label} / {pooling}", file=sys.stderr)
                 results[label][pooling] = {name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()}
         notes.append(f"probing-set scores are {n_folds}-fold CV accuracies; the L2 strength is picked by the same CV")
+    if senteval_dir:
+        for label, emb in zip(labels, embs):
+            for pooling in pools:
+                print(f"SentEval {label} / {pooling}", file=sys.stderr)
+                results[label][pooling].update(run_senteval(emb, sts, sick, pooling))
+        baseline.update(senteval_baselines(sts, sick, embs[0].tok))
+        notes.append(f"SentEval ({senteval_dir}): {', '.join(f'{d} ({len(f)} files)' for d, f in sts.items()) or 'no STS'}"
+                     f"{'; SICK' if sick is not None else '; no SICK'}. STS: cosine Spearman per file, their mean and "
+                     "size-weighted mean (SentEval) and 'all', one Spearman over a dataset's pairs (SimCSE); SICK-R: "
+                     "cosine on SICK test; SICK-E: the probe trained on SICK train (L2 by CV on it), accuracy on test")
     scores, diffs = score_all(results, labels, n_boot, seed)
+    control_fdr(diffs)
+    notes.append("multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
+                 "in this report (the differences to random-init are a family of their own); * marks q < 0.05")
+    seeds = across_seeds(scores, labels)
     baselines = score_baselines(baseline, n_boot, seed)
-    table = markdown_table(scores, diffs, labels, baselines={(b["eval"], b["metric"]): b for b in baselines})
+    is_senteval = lambda ev: ev.startswith(("STS1", "sick"))  # noqa: E731
+    base = {(b["eval"], b["metric"]): b for b in baselines}
+    table = markdown_table([s for s in scores if not is_senteval(s["eval"])], diffs, labels, baselines=base)
+    senteval = senteval_summary(results, sts) if sts else []
+    if senteval_dir:  # per-file rows are in probe.json; the table shows each dataset's 'all' and SICK
+        keep = [s for s in scores if is_senteval(s["eval"]) and (s["eval"].endswith(".all") or s["eval"].startswith("sick"))]
+        table += "\n\nSentEval:\n\n" + markdown_table(keep, diffs, labels, baselines=base)
+        if senteval:
+            table += ("\n\nSentEval STS, cosine Spearman x100 (mean and weighted mean over files as SentEval, 'all' "
+                      "as SimCSE):\n\n" + senteval_table(senteval, labels))
+    if seed_table(seeds):
+        table += "\n\nAcross training seeds (checkpoints named <group>-s<seed>):\n\n" + seed_table(seeds)
     if random_init:
         notes.append(f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), through "
                      "the same pipeline: what pre-training added")
@@ -725,7 +1021,8 @@ def run(paths):
     ckpts = [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num, "encoder": e.which}
              for l, e in zip(labels, embs)]
     out = {"mode": mode, "checkpoints": ckpts, "notes": notes, "n_boot": n_boot, "seed": seed,
-           "max_train": max_train, "scores": scores, "diffs": diffs, "baselines": baselines,
+           "max_train": max_train, "scores": scores, "diffs": diffs, "baselines": baselines, "across_seeds": seeds,
+           "senteval": senteval,
            "seconds": time.time() - t0}
     data.save_json(out, os.path.join(report_dir, "probe.json"))
     header = "\n".join([f"Probes ({mode}), encoder={encoder}; scores x100 with bootstrap 95% CIs over dev examples "

@@ -86,3 +86,28 @@ def corpus(tmp_path_factory):
         docs.append(" ".join(sentence(rng).capitalize() + "." for _ in range(15)))
     path.write_text("\n\n".join(docs) + "\n")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def senteval_dir(tmp_path_factory):
+    """SentEval's data/downstream layout, small, with the real files' quirks: gold files whose empty lines mark
+    unscored pairs, STS16 inputs with extra source columns, SICK's test file with CRLF line endings."""
+    root = tmp_path_factory.mktemp("senteval")
+    rng = random.Random(2)
+    for ds, files, extra in (("STS12", ("MSRpar", "surprise.OnWN"), False), ("STS16", ("headlines",), True)):
+        folder = root / "STS" / f"{ds}-en-test"
+        os.makedirs(folder)
+        for i, name in enumerate(files):
+            n = 24 + 6 * i
+            rows = [f"{sentence(rng)}\t{sentence(rng)}" + ("\tsource-a\tsource-b" if extra else "") for _ in range(n)]
+            gold = [f"{(j % 6):.2f}" if j % 7 != 3 else "" for j in range(n)]  # every 7th pair unscored
+            (folder / f"STS.input.{name}.txt").write_text("\n".join(rows) + "\n")
+            (folder / f"STS.gs.{name}.txt").write_text("\n".join(gold) + "\n")
+    os.makedirs(root / "SICK")
+    labels = ["NEUTRAL", "ENTAILMENT", "CONTRADICTION"]
+    for fn, n, eol in (("SICK_train.txt", 60, "\n"), ("SICK_trial.txt", 15, "\n"), ("SICK_test_annotated.txt", 30, "\r\n")):
+        lines = ["pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment"]
+        lines += [f"{i}\t{sentence(rng)}\t{sentence(rng)}\t{1 + (i % 5) * 0.9:.1f}\t{labels[i % 3]}" for i in range(n)]
+        with open(root / "SICK" / fn, "w", newline="") as f:
+            f.write(eol.join(lines) + eol)
+    return str(root)

@@ -97,3 +97,21 @@ def test_shared_glue_files_load_with_official_sizes():
     assert sizes["cola"] == {"train": 8551, "dev": 1043}
     assert sizes["stsb"] == {"train": 5749, "dev": 1500}
     assert sizes["mnli"] == {"dev_matched": 1000, "dev_mismatched": 1000}
+
+
+def test_senteval_layout_with_the_real_files_quirks(senteval_dir, tmp_path):
+    sts, sick = data.load_senteval(senteval_dir)
+    assert list(sts) == ["STS12", "STS16"] and list(sts["STS12"]) == ["MSRpar", "surprise.OnWN"]
+    # 24 pairs, every 7th unscored (3, 10, 17) -> 21 kept, their gold in order
+    msr = sts["STS12"]["MSRpar"]
+    assert len(msr["a"]) == len(msr["b"]) == len(msr["y"]) == 21
+    assert msr["y"][:4].tolist() == [0.0, 1.0, 2.0, 4.0]
+    head = sts["STS16"]["headlines"]
+    assert len(head["y"]) == 21 and not any("\t" in s or "source" in s for s in head["a"] + head["b"])
+    assert len(sick["test"]["a"]) == 30 and not any(s.endswith("\r") for s in sick["test"]["b"])
+    assert sick["test"]["label"][:3].tolist() == [data.SICK_LABELS[k] for k in ("NEUTRAL", "ENTAILMENT", "CONTRADICTION")]
+    assert sick["train"]["y"][1] == 1.9
+    with pytest.raises(SystemExit, match="neither"):
+        data.load_senteval(str(tmp_path))
+    with pytest.raises(SystemExit, match="not a folder"):
+        data.load_senteval(str(tmp_path / "nope"))

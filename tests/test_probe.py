@@ -28,6 +28,36 @@ def test_metrics_against_hand_computed_values():
     assert probe.pearson(np.array([1.0, 2.0, 3.0]), np.array([2.0, 4.0, 7.0])) == pytest.approx(0.99339927)
 
 
+def test_benjamini_hochberg_and_welch_against_hand_computed_values():
+    # sorted p 0.01, 0.03, 0.04, 0.2 -> p * 4 / rank = 0.04, 0.06, 0.0533, 0.2 -> running min from the end
+    np.testing.assert_allclose(probe.bh_adjust([0.01, 0.04, 0.03, 0.2]), [0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    diffs = [{"a": "x", "p": 0.01}, {"a": "x", "p": 0.04}, {"a": probe.RANDOM, "p": 0.001}]
+    probe.control_fdr(diffs)
+    assert diffs[0]["q"] == pytest.approx(0.02) and diffs[1]["q"] == pytest.approx(0.04)  # random-init apart
+    assert diffs[2]["q"] == pytest.approx(0.001) and all(d["survives"] for d in diffs)
+    # Welch: a = (1, 2, 3), b = (4, 5, 6, 7): diff -3.5, var/n 1/3 and (5/3)/4, df by Welch-Satterthwaite;
+    # p from the t distribution: for df = 1 the Cauchy CDF, 2 atan(1/|t|) / pi
+    diff, t, df, p = probe.welch_t([1, 2, 3], [4, 5, 6, 7])
+    va, vb = 1 / 3, 5 / 12
+    assert diff == -3.5 and t == pytest.approx(-3.5 / np.sqrt(va + vb))
+    assert df == pytest.approx((va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3))
+    assert probe.betainc(0.5, 0.5, 1 / (1 + 2.0 ** 2)) == pytest.approx(2 * np.arctan(1 / 2.0) / np.pi)  # t=2, df=1
+    assert probe.betainc(1.0, 0.5, 2 / (2 + 3.0 ** 2)) == pytest.approx(1 - 3 / np.sqrt(2 + 3.0 ** 2))  # t=3, df=2
+    assert p == pytest.approx(probe.betainc(df / 2, 0.5, df / (df + t * t))) and 0.005 < p < 0.015  # t 4.04, df 5
+
+
+def test_seed_groups_and_their_mean_and_sd():
+    labels = ["out-hybrid-s1", "out-hybrid-s2", "out-hybrid-s3", "out-mlm-s1", "out-mlm-s2", "out-mlm-s3", "other"]
+    assert probe.seed_groups(labels) == {"out-hybrid": labels[:3], "out-mlm": labels[3:6]}
+    scores = [{"eval": "sst2", "metric": "acc", "pooling": "mean", "ckpt": l, "score": v}
+              for l, v in zip(labels, [60, 62, 64, 50, 51, 52, 0])]
+    row, = probe.across_seeds(scores, labels)
+    assert row["groups"]["out-hybrid"] == {"n": 3, "mean": 62.0, "sd": 2.0}
+    assert row["groups"]["out-mlm"]["sd"] == pytest.approx(1.0)
+    test, = row["tests"]
+    assert test["a"] == "out-mlm" and test["diff"] == pytest.approx(-11.0) and test["p"] < 0.01
+
+
 def test_metrics_vectorise_over_resamples():
     rng = np.random.default_rng(0)
     y, p = rng.integers(0, 2, (5, 50)), rng.integers(0, 2, (5, 50))
@@ -79,6 +109,52 @@ def test_joint_fit_equals_separate_fits():
         torch.testing.assert_close(W[j], probe.fit_logreg(X, y, 3, l2)[0], atol=1e-3, rtol=1e-3)
 
 
+def test_joint_fit_converges_at_weak_l2_like_a_separate_fit():
+    """The review's case: 3000 x 512, L2 1e-5 fitted jointly with stronger penalties stopped 15% away from the
+    separate fit. Each problem must reach its own optimum: the same objective and the same predictions."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(3000, 512, generator=g)
+    y = (X[:, :8].sum(1) + 0.5 * torch.randn(3000, generator=g) > 0).long()  # nearly separable: slow at weak L2
+    grid = probe.L2_GRID  # 1e-5 first; the old joint stop (on the summed loss) left it 26% above its optimum
+    W = probe.fit_logreg(X, y, 2, grid)
+    alone = probe.fit_logreg(X, y, 2, 1e-5)[0]
+
+    def objective(w, l2):
+        logits = X @ w[:-1] + w[-1]
+        return (torch.nn.functional.cross_entropy(logits, y) + l2 * w[:-1].pow(2).sum()).item()
+    assert objective(W[0], 1e-5) == pytest.approx(objective(alone, 1e-5), rel=1e-2)
+    assert (probe.logreg_predict(W[0], X) == probe.logreg_predict(alone, X)).float().mean() > 0.99
+
+
+def test_cv_folds_standardise_with_their_training_rows_only():
+    """One fold of the joint CV fit (globally standardised X, the fold's penalty weighted by its variances)
+    predicts as a fit on the fold's own standardisation does."""
+    g = torch.Generator().manual_seed(0)
+    X = 3 + torch.randn(300, 6, generator=g) * torch.tensor([1.0, 5.0, 0.2, 1.0, 2.0, 1.0])
+    y = (X[:, 0] - X[:, 2] * 4 + torch.randn(300, generator=g) > -9).long()  # both classes
+    Xg, = probe.standardize(X)
+    train = torch.ones(300, dtype=torch.bool)
+    train[:60] = False
+    weight = (train.float() / train.sum())[:, None]
+    W = probe.fit_logreg(Xg, y, 2, [0.1], weight, Xg[train].std(0).pow(2)[None])[0]
+    Xtr, Xte = probe.standardize(X[train], X[~train])
+    ref = probe.fit_logreg(Xtr, y[train], 2, 0.1)[0]
+    torch.testing.assert_close(Xg[~train] @ W[:-1] + W[-1], Xte @ ref[:-1] + ref[-1], atol=1e-3, rtol=1e-3)
+
+
+def test_cv_picks_the_penalty_by_the_tasks_metric():
+    """CoLA's trap: on imbalanced labels with a weak signal, accuracy prefers the penalty that predicts the
+    majority class everywhere (MCC 0); selection by MCC keeps a probe that says something."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(400, 30, generator=g)
+    y = (X[:, 0] + 1.5 * torch.randn(400, generator=g) > 1.9).long()  # ~15% positive
+    l2_acc, oof_acc = probe.cv_select(X, y, "cls", 2, k=5)
+    l2_mcc, oof_mcc = probe.cv_select(X, y, "cls", 2, k=5, metric=probe.matthews)
+    assert probe.matthews(y.numpy(), oof_mcc.numpy()) > 0.1
+    assert probe.matthews(y.numpy(), oof_mcc.numpy()) > probe.matthews(y.numpy(), oof_acc.numpy())
+    assert l2_mcc < l2_acc
+
+
 def test_ridge_recovers_a_linear_map():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(500, 8, generator=g)
@@ -125,12 +201,35 @@ def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
     torch.testing.assert_close(again["mean"], f["mean"])
 
 
+def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
+    texts = ["a short one.", "a much longer sentence that needs more padding than the rest of its batch.", "x"]
+    X = probe.encode(tiny_ckpts[0], texts, pooling="max", batch_size=2, device="cpu")
+    assert isinstance(X, np.ndarray) and X.shape == (3, 32) and X.dtype == np.float32
+    np.testing.assert_allclose(X, probe.Embedder(tiny_ckpts[0]).embed("ref", texts)["max"].numpy(), atol=1e-6)
+    for i, t in enumerate(texts):  # input order kept through the length-sorted batches; padding changes nothing
+        np.testing.assert_allclose(probe.encode(tiny_ckpts[0], [t], pooling="max")[0], X[i], atol=1e-5, rtol=1e-5)
+    U = probe.encode(tiny_ckpts[0], texts, normalize_embeddings=True, show_progress_bar=False, task_name="STS12")
+    np.testing.assert_allclose(np.linalg.norm(U, axis=1), 1.0, atol=1e-5)  # MTEB-style keywords accepted
+    enc, _ = model.load_encoder(tiny_ckpts[0])  # a loaded encoder with its tokenizer gives the same vectors
+    np.testing.assert_allclose(probe.encode(enc, texts, pooling="max", tok=probe.data.get_tokenizer()), X, atol=1e-6)
+    with pytest.raises(ValueError, match="tokenizer"):
+        probe.encode(enc, texts, tok=probe.data.get_tokenizer(8192))
+    with pytest.raises(ValueError, match="pooling"):
+        probe.encode(tiny_ckpts[0], texts, pooling="attention")
+    with pytest.raises(TypeError):
+        probe.encode(tiny_ckpts[0], "one string")
+    with pytest.raises(TypeError, match="poolng"):
+        probe.encode(tiny_ckpts[0], texts, poolng="max")
+
+
 def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
     """For geometry, attention pooling must be a convex combination of the raw token states, as the other
     poolings are: a zero query (uniform weights) gives exactly mean pooling, and any query stays inside the
     states' per-dimension range. Standardised states ((h - mu) / sd) would give neither."""
     feats = probe.Embedder(tiny_ckpts[0])("t-attn", ["a short one.", "mid length sentence here, a bit longer.", "x"])
     mu, sd = probe.token_stats(feats)
+    mu0, _ = probe.token_stats(feats, idx=[0])  # the training rows' statistics only: here sentence 0's
+    torch.testing.assert_close(mu0.cpu(), feats["states"][:feats["offsets"][1]].float().mean(0))
     att = probe.AttentiveProbe(feats["states"].size(1), 2, pair=False).to(probe.device)
     pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
     torch.testing.assert_close(pooled, feats["mean"].float(), atol=1e-3, rtol=1e-3)  # states are stored in fp16
@@ -223,3 +322,34 @@ def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
     assert sum("GLUE is unavailable" in line for line in r.stderr.splitlines()) == 1
     out = json.load(open(tmp_path / "probe.json"))
     assert out["mode"] == "probing" and {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
+
+
+def test_senteval_summary_mean_weighted_mean_and_all():
+    rng = np.random.default_rng(0)
+    y1, y2 = rng.normal(size=10), rng.normal(size=30)
+    p1, p2 = y1 + rng.normal(size=10), -y2 + 0.1 * rng.normal(size=30)
+    sts = {"STS12": {"f1": {"y": y1}, "f2": {"y": y2}}}
+    res = {"ck": {"mean": {"STS12.f1": {"y": y1, "p": p1}, "STS12.f2": {"y": y2, "p": p2},
+                           "STS12.all": {"y": np.concatenate([y1, y2]), "p": np.concatenate([p1, p2])}}}}
+    row, = probe.senteval_summary(res, sts)
+    r1, r2 = probe.spearman(y1, p1), probe.spearman(y2, p2)
+    assert row["mean"] == pytest.approx(100 * (r1 + r2) / 2)
+    assert row["wmean"] == pytest.approx(100 * (10 * r1 + 30 * r2) / 40)
+    assert row["all"] == pytest.approx(100 * probe.spearman(np.concatenate([y1, y2]), np.concatenate([p1, p2])))
+
+
+def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    r = run_cli("probe.py", tiny_ckpts[0], f"--senteval_dir={senteval_dir}", f"--dataset={corpus}",
+                f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100", "--poolings=mean",
+                "--n_folds=3", "--random_init=False", env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.load(open(tmp_path / "probe.json"))
+    evals = {s["eval"] for s in out["scores"]}
+    assert {"STS12.MSRpar", "STS12.surprise.OnWN", "STS12.all", "STS16.headlines", "STS16.all", "sickr-cos", "sicke"} <= evals
+    assert {(r["dataset"], r["files"], r["pairs"]) for r in out["senteval"]} == {("STS12", 2, 21 + 26), ("STS16", 1, 21)}
+    base = {(b["eval"], b["metric"]) for b in out["baselines"]}
+    assert ("STS16.headlines", "spearman") in base and ("sicke", "acc") in base
+    assert "SentEval STS" in (tmp_path / "probe.md").read_text()
+    r = run_cli("probe.py", tiny_ckpts[0], f"--senteval_dir={tmp_path}/none")
+    assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
