@@ -226,18 +226,19 @@ def pair_features(u, v):
 
 def fit_logreg(X, y, n_classes, l2, weight=None, scale=None, max_iter=300, rounds=10, tol=1e-5):
     """Multinomial logistic regression, full-batch L-BFGS, for P problems on the same rows at once (the
-    k folds x L2 grid of a CV share one X, so one fit does them all): problem p minimises
+    k folds of a CV share one X, so one fit does them all): problem p minimises
     sum_i weight[i, p] * CE_i + l2[p] * sum_j scale[p, j] * ||W_pj||^2 (bias free). weight defaults to 1/n,
     i.e. mean CE; scale (P, d) to 1. The problems are independent, so the joint gradient is theirs side by
     side: L-BFGS runs until every problem's gradient is below tol (a weak-L2 problem converges slowly, and
     a joint stop on the summed loss would leave it short), for at most rounds x max_iter iterations.
     Returns weights (P, d + 1, n_classes), bias last."""
     n, d = X.shape
+    X = X.double()  # float32 losses stall L-BFGS's line search at gradients ~1e-4, short of the optimum
     l2 = torch.as_tensor(l2, dtype=X.dtype, device=X.device).reshape(-1)
     P = len(l2)
-    weight = torch.full((n, P), 1 / n, device=X.device) if weight is None else weight
-    penalty = l2[:, None, None] * (torch.ones(P, d, device=X.device) if scale is None else scale)[:, :, None]
-    W = torch.zeros(P, d + 1, n_classes, device=X.device, requires_grad=True)
+    weight = (torch.full((n, P), 1 / n, device=X.device) if weight is None else weight).double()
+    penalty = l2[:, None, None] * (torch.ones(P, d, device=X.device) if scale is None else scale).double()[:, :, None]
+    W = torch.zeros(P, d + 1, n_classes, device=X.device, dtype=X.dtype, requires_grad=True)
     opt = torch.optim.LBFGS([W], lr=1, max_iter=max_iter, history_size=20, tolerance_grad=tol,
                             tolerance_change=0, line_search_fn="strong_wolfe")
 
@@ -256,7 +257,7 @@ def fit_logreg(X, y, n_classes, l2, weight=None, scale=None, max_iter=300, round
         worst = W.grad.abs().flatten(1).amax(1)
         print(f"warning: logistic probe not converged after {rounds * max_iter} L-BFGS iterations "
               f"(largest gradient {worst.max().item():.1e} at L2 {l2[worst.argmax()].item():g})", file=sys.stderr)
-    return W.detach()
+    return W.detach().float()
 
 
 def logreg_predict(W, X):
@@ -286,10 +287,10 @@ def cv_select(X, y, kind, n_classes=2, k=5, seed=0, metric=None):
     """Pick the L2 strength from L2_GRID by k-fold CV on metric(gold, prediction) (higher is better; default
     accuracy, or Spearman for ridge): each task's own metric, since on CoLA the accuracy-best penalty can
     predict one class (MCC 0). Also returns each example's out-of-fold prediction at the chosen strength.
-    Each fold is standardised with its training rows' statistics only. For the logistic probe this is one
-    joint L-BFGS fit of every fold and strength: on globally standardised X, a fold's own standardisation
-    is a per-feature rescaling, which the bias absorbs up to the penalty, so the penalty of fold f is
-    weighted per feature by (sd_f / sd)^2, and the predictions are those of a fit on the fold's scaling."""
+    Each fold is standardised with its training rows' statistics only. For the logistic probe the k folds of
+    one strength are one joint L-BFGS fit: on globally standardised X, a fold's own standardisation is a
+    per-feature rescaling, which the bias absorbs up to the penalty, so the penalty of fold f is weighted per
+    feature by (sd_f / sd)^2, and the predictions are those of a fit on the fold's scaling."""
     metric = metric or (spearman if kind == "reg" else accuracy)
     X, = standardize(X)
     test_folds = [torch.as_tensor(t, device=X.device) for t in folds(len(X), k, seed)]
@@ -305,18 +306,16 @@ def cv_select(X, y, kind, n_classes=2, k=5, seed=0, metric=None):
             for j, l2 in enumerate(L2_GRID):
                 oof[j, test] = ridge_predict(fit_ridge(Xtr, y[train], l2), Xte)
     else:
-        weight = torch.zeros(len(X), k, len(L2_GRID), device=X.device)
-        scale = torch.zeros(k, len(L2_GRID), X.size(1), device=X.device)
+        weight = torch.zeros(len(X), k, device=X.device)
+        scale = torch.zeros(k, X.size(1), device=X.device)
         for f, (test, train) in enumerate(zip(test_folds, train_masks)):
             weight[:, f] = 1 / (len(X) - len(test))
             weight[test, f] = 0
             scale[f] = X[train].std(0).clamp(min=1e-6).pow(2)
-        W = fit_logreg(X, y, n_classes, torch.tensor(L2_GRID).repeat(k), weight.view(len(X), -1),
-                       scale.view(-1, X.size(1)))
-        W = W.view(k, len(L2_GRID), *W.shape[1:])
-        for f, test in enumerate(test_folds):
-            for j in range(len(L2_GRID)):
-                oof[j, test] = logreg_predict(W[f, j], X[test])
+        for j, l2 in enumerate(L2_GRID):  # one joint fit of the k folds per strength: alike, so they converge alike
+            W = fit_logreg(X, y, n_classes, [l2] * k, weight, scale)
+            for f, test in enumerate(test_folds):
+                oof[j, test] = logreg_predict(W[f], X[test])
     yy = y.cpu().numpy()
     score = [float(metric(yy, oof[j].cpu().numpy())) for j in range(len(L2_GRID))]
     score = [s if math.isfinite(s) else -math.inf for s in score]  # e.g. a constant prediction's correlation
