@@ -267,8 +267,9 @@ def write_report(report, labels, files, curves):
     L += ["| checkpoint | objective | iter | encoder | path |", "|---|---|---|---|---|"]
     L += [f"| {c['label']} | {c['objective']} | {c['iter_num']} | {c['encoder']} | {c['path']} |"
           for c in report["checkpoints"]]
-    L += ["", f"Every figure: estimate [bootstrap 95% CI] (B={n_boot}, seed {seed}); differences against "
-          f"{labels[0]} are paired bootstraps (same resampled examples for both checkpoints) with a two-sided p.", ""]
+    L += ["", f"Every figure: estimate [95% interval]: a bootstrap over examples (B={n_boot}, seed {seed}), except the "
+          f"set statistics (uniformity, anisotropy, spectrum: {n_sub} half-samples, see their section); differences "
+          f"against {labels[0]} resample the same examples for both checkpoints, with a two-sided p and a BH q.", ""]
     L += [f"- {n}" for n in report["notes"]]
     probe_md = os.path.join(report_dir, "probe.md")
     L += ["", "## GLUE / probing-set probes (probe.py)", ""]
