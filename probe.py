@@ -443,6 +443,12 @@ def progress(msg, done, total):
     print(f"\r  {msg} {done:,}/{total:,}", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
 
+def load(path, which="online", device="cpu"):
+    """A checkpoint's frozen encoder, the checkpoint, and the tokenizer of the vocabulary it was trained with."""
+    encoder, ckpt = model.load_encoder(path, which, device)
+    return encoder, ckpt, data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+
+
 class Embedder:
     """A checkpoint's frozen encoder. Embeds a named sentence set once: mean/max/first pooled vectors and
     the token states (for the attentive probe), cached in <out_dir>/analysis_cache, keyed by the
@@ -452,7 +458,7 @@ class Embedder:
     def __init__(self, path, which="online", device="cpu", batch_size=256, random_init=False, seed=0):
         """random_init: the encoder of path's config as training starts (seeded), instead of its weights."""
         self.path = path
-        self.encoder, ckpt = model.load_encoder(path, which, device)
+        self.encoder, ckpt, self.tok = load(path, which, device)
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
         self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
@@ -461,7 +467,6 @@ class Embedder:
                 torch.manual_seed(seed)
                 self.encoder = model.Encoder(self.encoder.config).to(device).eval()
             self.which, self.objective, self.iter_num = f"random-init-s{seed}", "none", 0
-        self.tok = data.get_tokenizer(cfg.get("vocab_ranks", data.N_RANKS))  # the vocabulary it was trained with
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
@@ -561,8 +566,8 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
         raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
     if isinstance(encoder, (str, os.PathLike)):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        encoder, ckpt = model.load_encoder(encoder, which, device)
-        tok = tok or data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+        encoder, _, own_tok = load(encoder, which, device)
+        tok = tok or own_tok
     else:
         tok = tok or data.get_tokenizer()
         if tok.vocab_size != encoder.config.vocab_size:
