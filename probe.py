@@ -741,6 +741,11 @@ def run_cv_eval(emb, name, split, pooling, k=5):
     return {"y": y, "p": oof.cpu().numpy()}
 
 
+def all_pairs(out, ds, files):
+    """SimCSE's 'all' of an STS dataset: its files' gold scores and predictions concatenated."""
+    return {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+
+
 def run_senteval(emb, sts, sick, pooling):
     """SentEval's unsupervised STS (cosine of the two embeddings against gold, per file and over all pairs of a
     dataset, as SimCSE's 'all') and SICK-R, and SICK-E: a probe on SICK train, scored on SICK test. Cosine rows
@@ -752,7 +757,7 @@ def run_senteval(emb, sts, sick, pooling):
                 fa, fb = feats_of(emb, f"senteval-{ds}-{fname}", split)
                 cos = F.cosine_similarity(vectors(fa, pooling), vectors(fb, pooling), dim=-1).cpu().numpy()
                 out[f"{ds}.{fname}"] = {"y": split["y"], "p": cos}
-            out[f"{ds}.all"] = {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+            out[f"{ds}.all"] = all_pairs(out, ds, files)
         if sick is not None:
             fa, fb = feats_of(emb, "sick-test", sick["test"])
             out["sickr-cos"] = {"y": sick["test"]["y"],
@@ -770,7 +775,7 @@ def senteval_baselines(sts, sick, tok):
     for ds, files in sts.items():
         for fname, split in files.items():
             out[f"{ds}.{fname}"] = {"y": split["y"], "p": bag_of_tokens_cosine(split["a"], split["b"], tok)}
-        out[f"{ds}.all"] = {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+        out[f"{ds}.all"] = all_pairs(out, ds, files)
     if sick is not None:
         out["sickr-cos"] = {"y": sick["test"]["y"], "p": bag_of_tokens_cosine(sick["test"]["a"], sick["test"]["b"], tok)}
         out["sicke"] = {"y": sick["test"]["label"], "p": constant_prediction(sick["train"]["label"], sick["test"]["label"])}
