@@ -21,6 +21,7 @@ import re
 import sys
 import sysconfig
 import time
+from collections import Counter
 
 import numpy as np
 import torch
@@ -396,7 +397,7 @@ def glue_columns(rows, path, *cols):
     try:
         return [[r[c] for r in rows] for c in cols]
     except KeyError as e:
-        raise SystemExit(f"error: {path} has no column {e} in its header: is it a GLUE file of the right task?")
+        raise SystemExit(f"error: {path} has no column {e} in its header: is it the right task's file?")
 
 
 def local_glue_split(task, split, glue_dir):
@@ -539,18 +540,10 @@ def sick(root):
         path = os.path.join(folder, fn)
         if not os.path.exists(path):
             raise SystemExit(f"error: {path} not found: SICK needs {', '.join(SICK_FILES.values())}")
-        rows = [line.split("\t") for line in read_lines(path) if line.strip()]
-        head = rows[0]
-        try:
-            ia, ib, ir, ie = (head.index(c) for c in ("sentence_A", "sentence_B", "relatedness_score",
-                                                       "entailment_judgment"))
-        except ValueError:
-            raise SystemExit(f"error: {path} lacks SICK's header (sentence_A, sentence_B, relatedness_score, "
-                             "entailment_judgment)")
-        rows = rows[1:]
-        out[split] = {"a": [r[ia] for r in rows], "b": [r[ib] for r in rows],
-                      "y": np.array([float(r[ir]) for r in rows]),
-                      "label": np.array([SICK_LABELS[r[ie].strip()] for r in rows])}
+        a, b, r, e = glue_columns(read_tsv(path), path, "sentence_A", "sentence_B", "relatedness_score",
+                                  "entailment_judgment")  # tab-separated with a header, as GLUE's files
+        out[split] = {"a": a, "b": b, "y": np.array([float(v) for v in r]),
+                      "label": np.array([SICK_LABELS[v.strip()] for v in e])}
     return out
 
 
@@ -661,12 +654,8 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
 
 def most_frequent_token(ids, tok):
     """The text token that occurs most often, or -1 where there is none or two tie for the most."""
-    counts = {}
-    for i in ids:
-        if i < tok.n_normal:
-            counts[i] = counts.get(i, 0) + 1
-    top = sorted(counts.values(), reverse=True)[:2]
-    return max(counts, key=counts.get) if top and (len(top) == 1 or top[0] > top[1]) else -1
+    top = Counter(i for i in ids if i < tok.n_normal).most_common(2)
+    return top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else -1
 
 
 def keep_classes(pairs, min_class):
