@@ -108,8 +108,8 @@ def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_diffe
     truth = {k: [] for k in ("eff_rank", "alpha")}
     for s in range(8):
         Zm = torch.randn(m, d, generator=torch.Generator().manual_seed(100 + s), dtype=torch.float64)
-        ta = eg.set_stats(power_law_embeddings(Zm, 1.0, 1), torch.ones(1, m, dtype=torch.float64))
-        tb = eg.set_stats(power_law_embeddings(Zm, 1.2, 2), torch.ones(1, m, dtype=torch.float64))
+        ta, _ = eg.set_stats(power_law_embeddings(Zm, 1.0, 1), torch.ones(1, m, dtype=torch.float64))
+        tb, _ = eg.set_stats(power_law_embeddings(Zm, 1.2, 2), torch.ones(1, m, dtype=torch.float64))
         for k in truth:
             truth[k].append(float(tb[k][0] - ta[k][0]))
     for k, diffs in truth.items():
