@@ -112,7 +112,7 @@ for o in objective_names:
 torch.manual_seed(seed)
 torch.backends.cuda.matmul.allow_tf32 = True  # as train.py
 torch.backends.cudnn.allow_tf32 = True
-tok = data.get_tokenizer()  # each row switches to its size's vocabulary (bench_row, bench_embed)
+tok = data.get_tokenizer()  # each row switches to its size's vocabulary (size_config)
 ptdtype = getattr(torch, dtype)
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
 peak = peak_flops(device)
@@ -186,11 +186,18 @@ def padded_batch(B, T, gen):
 # models and steps
 
 
-def build(size, objective):
+def size_config(size):
+    """The size's EncoderConfig; switches tok to the size's vocabulary, which its batches are then drawn from."""
+    global tok
+    s = SIZES[size]
+    tok = data.get_tokenizer(s.get("vocab_ranks", data.N_RANKS))
+    return EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
+                         n_head=s["n_head"], n_embd=s["n_embd"], rope=s.get("rope", False))
+
+
+def build(size, enc_config, objective):
     """The model, target encoder, optimizer and the parameters to clip, exactly as train.py builds them."""
     s = SIZES[size]
-    enc_config = EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
-                               n_head=s["n_head"], n_embd=s["n_embd"], rope=s.get("rope", False))
     if objective == "mlm":
         model = MaskedLM(enc_config)
     else:  # the official recipe is the paper's hybrid (separate views), run differently
@@ -347,21 +354,16 @@ def top_kernels(step, batches, n=3, top=12):
                      "share": e.device_time_total / total} for e in events[:top]]}
 
 
-def use_vocabulary(size):
-    global tok
-    tok = data.get_tokenizer(SIZES[size].get("vocab_ranks", data.N_RANKS))
-
-
 def bench_row(size, objective):
     s = SIZES[size]
-    use_vocabulary(size)
+    enc_config = size_config(size)
     B, T = batch_size or s["batch_size"], s["block_size"]
     torch._dynamo.reset()  # fresh compile caches: rows must not share (or exhaust) each other's
     gc.collect()
     if on_cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model, target, optimizer, clipped = build(size, objective)
+    model, target, optimizer, clipped = build(size, enc_config, objective)
     gen = torch.Generator().manual_seed(seed)
     official = objective == "official"
     make = (lambda: padded_batch(B, T, gen)) if official else (lambda: packed_batch(B, T, gen, objective != "mlm"))
@@ -408,9 +410,7 @@ def bench_row(size, objective):
 
 def bench_embed(size):
     s = SIZES[size]
-    use_vocabulary(size)
-    config = EncoderConfig(vocab_size=tok.vocab_size, block_size=s["block_size"], n_layer=s["n_layer"],
-                           n_head=s["n_head"], n_embd=s["n_embd"], rope=s.get("rope", False))
+    config = size_config(size)
     encoder = MaskedLM(config).encoder.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     # sentence lengths in tokens, [CLS] included: lognormal around 24 (a GLUE / SentEval sentence), 5 to 60
