@@ -315,13 +315,15 @@ def write_report(report, labels, files, curves):
     else:
         L += ["n/a: needs GLUE (SST-2 for the gap, STS-B for the Spearman pair)."]
     seeds = report.get("across_seeds", {})
-    if any(probe.seed_table(rows) for rows in seeds.values()):
+    tables = {name: probe.seed_table(seeds[name], keys, fmt) for name, keys, fmt in
+              (("geometry", ("set", "pooling", "stat"), "{:.3f}"), ("lexical", ("eval", "metric", "pooling"), "{:.1f}"),
+               ("balance", ("figure", "pooling"), "{:.1f}")) if name in seeds}
+    if any(tables.values()):
         L += ["", "## Across training seeds", "", "Checkpoints named <group>-s<seed>: mean ± sd over the seeds, and "
               "Welch's t over seeds of each group against the first where both have ≥ 3.", ""]
-        for name, keys, fmt in (("geometry", ("set", "pooling", "stat"), "{:.3f}"), ("lexical", ("eval", "metric", "pooling"), "{:.1f}"),
-                                ("balance", ("figure", "pooling"), "{:.1f}")):
-            if probe.seed_table(seeds[name]):
-                L += [f"### {name}", "", probe.seed_table(seeds[name], keys, fmt), ""]
+        for name, table in tables.items():
+            if table:
+                L += [f"### {name}", "", table, ""]
     L += ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
     if curves:
         L += ["| checkpoint | first logged | last logged | min | max |", "|---|---|---|---|---|"]
@@ -376,8 +378,7 @@ def run(paths):
     y_major = {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}
     report["majority"] = y_major
     if random_init:
-        notes.append(f"{probe.RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), "
-                     "through the same pipeline: what pre-training added")
+        notes.append(probe.random_init_note(seed))
     sem, lex = {}, {}  # per (label, pooling): SST-2 dev (gold, pred) and the mft CV (gold, pred)
     geo, spec_main, align, sts = {}, {}, {}, {}
     main_set = "stsb" if tasks is not None else "corpus"

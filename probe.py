@@ -591,6 +591,11 @@ def checkpoint_labels(paths):
 RANDOM = "random-init"
 
 
+def random_init_note(seed):
+    return (f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), through the same "
+            "pipeline: what pre-training added")
+
+
 def embedders(paths, which, device, batch_size, random_init, seed):
     """(labels, Embedders) for the checkpoints, and last the random-init encoder of the first one's config."""
     labels = checkpoint_labels(paths)
@@ -1021,11 +1026,11 @@ def run(paths):
         if senteval:
             table += ("\n\nSentEval STS, cosine Spearman x100 (mean and weighted mean over files as SentEval, 'all' "
                       "as SimCSE):\n\n" + senteval_table(senteval, labels))
-    if seed_table(seeds):
-        table += "\n\nAcross training seeds (checkpoints named <group>-s<seed>):\n\n" + seed_table(seeds)
+    across = seed_table(seeds)
+    if across:
+        table += "\n\nAcross training seeds (checkpoints named <group>-s<seed>):\n\n" + across
     if random_init:
-        notes.append(f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), through "
-                     "the same pipeline: what pre-training added")
+        notes.append(random_init_note(seed))
     os.makedirs(report_dir, exist_ok=True)
     ckpts = [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num, "encoder": e.which}
              for l, e in zip(labels, embs)]
