@@ -1020,9 +1020,11 @@ def run(paths):
     base = {(b["eval"], b["metric"]): b for b in baselines}
     table = markdown_table([s for s in scores if not is_senteval(s["eval"])], diffs, labels, baselines=base)
     senteval = senteval_summary(results, sts) if sts else []
-    if senteval_dir:  # per-file rows are in probe.json; the table shows each dataset's 'all' and SICK
-        keep = [s for s in scores if is_senteval(s["eval"]) and (s["eval"].endswith(".all") or s["eval"].startswith("sick"))]
-        table += "\n\nSentEval:\n\n" + markdown_table(keep, diffs, labels, baselines=base)
+    # per-file SentEval rows are in probe.json; the tables and the plot show each dataset's 'all' and SICK
+    shown = [s for s in scores if not is_senteval(s["eval"]) or s["eval"].endswith(".all") or s["eval"].startswith("sick")]
+    if senteval_dir:
+        table += "\n\nSentEval:\n\n" + markdown_table([s for s in shown if is_senteval(s["eval"])], diffs, labels,
+                                                         baselines=base)
         if senteval:
             table += ("\n\nSentEval STS, cosine Spearman x100 (mean and weighted mean over files as SentEval, 'all' "
                       "as SimCSE):\n\n" + senteval_table(senteval, labels))
@@ -1044,7 +1046,7 @@ def run(paths):
                        [f"- {n}" for n in notes])
     with open(os.path.join(report_dir, "probe.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")
-    plot_scores(scores, labels, os.path.join(report_dir, "probe_scores.png"))
+    plot_scores(shown, labels, os.path.join(report_dir, "probe_scores.png"))
     print(header + "\n\n" + table)
     print(f"wrote {report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s", file=sys.stderr)
     return out
