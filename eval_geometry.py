@@ -196,6 +196,41 @@ def positive_pairs(tasks):
     return out
 
 
+def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom):
+    """One checkpoint's figures under one pooling: the lexical probes, the SST-2 probe (for the probe gap), every
+    set statistic with its half-samples and the full spectrum, alignment of the positive pairs, STS-B cosines."""
+    out = {"lexical": {name: probe.run_cv_eval(emb, name, s, pooling, n_folds) for name, s in psets.items()},
+           "sets": {}, "align": {}}
+    if pooling == "attention" and not attn_geom:
+        return out
+    if tasks is not None:
+        keep = {}
+        sst2_ev = probe.glue_evals({**tasks}, max_train, seed)[0][0]
+        out["sem"] = probe.run_glue_eval(emb, sst2_ev, pooling, keep)["sst2"]
+
+    def vecs(name, texts):
+        f = emb(name, texts)
+        if pooling != "attention":
+            return f[pooling].float()
+        return probe.attentive_apply(*keep["sst2"], (f, None), pooled=True).float()
+    for sname, parts in gsets.items():
+        pick, idx = set_idx[sname]
+        out["sets"][sname] = set_geometry(torch.cat([vecs(n, t) for n, t in parts])[pick], idx)
+    if tasks is not None:
+        for pname, (cache, split, pos) in positive_pairs(tasks).items():
+            U, V = vecs(f"{cache}-a", split["a"]), vecs(f"{cache}-b", split["b"])
+            out["align"][pname] = alignment(U[pos], V[pos]).numpy()
+        dev = tasks["stsb"]["dev"]
+        U, V = vecs("stsb-dev-a", dev["a"]), vecs("stsb-dev-b", dev["b"])
+        out["sts"] = torch.nn.functional.cosine_similarity(U, V, dim=-1).double().numpy()
+    return out
+
+
+# what a checkpoint's geometry depends on besides the settings and the data: this source is in its cache key
+GEOMETRY_CODE = (checkpoint_geometry, set_geometry, set_stats, spectra, spectral_stats, entropy_rank, uniformity,
+                 anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs)
+
+
 # -----------------------------------------------------------------------------
 # the report
 
@@ -367,9 +402,6 @@ def run(paths):
                      "attentive probe trained on SST-2 over the raw token states (there is no parameter-free "
                      "attention pooling)" if attn_geom else
                      "attention pooling: no geometry without GLUE (its query is trained on SST-2); lexical probes only")
-    if tasks is not None:
-        sst2_ev = probe.glue_evals({**tasks}, max_train, seed)[0][0]
-        assert sst2_ev[0] == "sst2"
 
     report = {"mode": mode, "notes": notes, "geometry": [], "geometry_diffs": [], "alignment": [],
               "alignment_diffs": [], "lexical": [], "lexical_diffs": [], "balance": [], "balance_diffs": [],
@@ -382,43 +414,29 @@ def run(paths):
     sem, lex = {}, {}  # per (label, pooling): SST-2 dev (gold, pred) and the mft CV (gold, pred)
     geo, spec_main, align, sts = {}, {}, {}, {}
     main_set = "stsb" if tasks is not None else "corpus"
-    set_idx = {}  # one seeded sample and one set of resamples per sentence set, shared by all checkpoints
+    d = embs[0].encoder.config.n_embd
+    set_idx = {}  # one seeded sample and one set of half-samples per sentence set, shared by all checkpoints
+    for sname, parts in gsets.items():
+        n = sum(len(t) for _, t in parts)
+        pick = np.sort(np.random.default_rng(seed).permutation(n)[:geom_n or 5 * d])  # the notes say where fewer
+        set_idx[sname] = (pick, half_samples(len(pick), n_sub, seed))
+    data_key = probe.digest(psets, gsets, tasks, set_idx)
     lexical_results = {label: {} for label in labels}
     for label, emb in zip(labels, embs):
         for pooling in pools:
             print(f"geometry {label} / {pooling}", file=sys.stderr)
-            lexical_results[label][pooling] = {name: probe.run_cv_eval(emb, name, s, pooling, n_folds)
-                                               for name, s in psets.items()}
-            lex[label, pooling] = lexical_results[label][pooling]["mft"]
-            if pooling == "attention" and not attn_geom:
-                continue
-            if tasks is not None:
-                keep = {}
-                sem[label, pooling] = probe.run_glue_eval(emb, sst2_ev, pooling, keep)["sst2"]
-
-            def vecs(name, texts):
-                f = emb(name, texts)
-                if pooling != "attention":
-                    return f[pooling].float()
-                return probe.attentive_apply(*keep["sst2"], (f, None), pooled=True).float()
-            for sname, parts in gsets.items():
-                X = torch.cat([vecs(n, t) for n, t in parts])
-                if sname not in set_idx:
-                    rng = np.random.default_rng(seed)
-                    want = geom_n or 5 * X.size(1)
-                    pick = np.sort(rng.permutation(len(X))[:want])  # the notes say where a set has fewer
-                    set_idx[sname] = (pick, half_samples(len(pick), n_sub, seed))
-                pick, idx = set_idx[sname]
-                geo[label, pooling, sname], lam = set_geometry(X[pick], idx)
+            r = emb.results(f"geometry-{pooling}", probe.probe_inputs(pooling, data_key, attn_geom, GEOMETRY_CODE),
+                            lambda: checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom))
+            lexical_results[label][pooling] = r["lexical"]
+            lex[label, pooling] = r["lexical"]["mft"]
+            for sname, (stats, lam) in r["sets"].items():
+                geo[label, pooling, sname] = stats
                 if sname == main_set:
                     spec_main.setdefault(pooling, {})[label] = lam
-            if tasks is not None:
-                for pname, (cache, split, pos) in positive_pairs(tasks).items():
-                    U, V = vecs(f"{cache}-a", split["a"]), vecs(f"{cache}-b", split["b"])
-                    align[label, pooling, pname] = alignment(U[pos], V[pos]).numpy()
-                dev = tasks["stsb"]["dev"]
-                U, V = vecs("stsb-dev-a", dev["a"]), vecs("stsb-dev-b", dev["b"])
-                sts[label, pooling] = torch.nn.functional.cosine_similarity(U, V, dim=-1).double().numpy()
+            for pname, v in r["align"].items():
+                align[label, pooling, pname] = v
+            if "sem" in r:
+                sem[label, pooling], sts[label, pooling] = r["sem"], r["sts"]
 
     # set statistics at m = n/2: interval from the half-samples, paired differences from the same half-samples
     for (label, pooling, sname), stats in geo.items():

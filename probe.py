@@ -17,9 +17,11 @@ the statistics, the probes, and the embedding extraction with its cache.
 """
 
 import hashlib
+import inspect
 import json
 import math
 import os
+import pickle
 import re
 import sys
 import time
@@ -449,6 +451,30 @@ def load(path, which="online", device="cpu"):
     return encoder, ckpt, data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
 
 
+def digest(*parts):
+    """A short hash of nested dicts, lists and tuples of strings, numbers, arrays and functions (their source)."""
+    h = hashlib.sha1()
+
+    def feed(x):
+        if isinstance(x, dict):
+            for k in sorted(x, key=str):
+                feed(k), feed(x[k])
+        elif isinstance(x, (list, tuple)):
+            h.update(b"[")
+            for v in x:
+                feed(v)
+            h.update(b"]")
+        elif isinstance(x, (np.ndarray, torch.Tensor)):
+            x = np.ascontiguousarray(x.cpu().numpy() if torch.is_tensor(x) else x)
+            h.update(f"{x.dtype}{x.shape}".encode() + x.tobytes())
+        elif callable(x):
+            h.update(inspect.getsource(x).encode())
+        else:
+            h.update(repr(x).encode() + b"\x00")
+    feed(parts)
+    return h.hexdigest()[:12]
+
+
 class Embedder:
     """A checkpoint's frozen encoder. Embeds a named sentence set once: mean/max/first pooled vectors and
     the token states (for the attentive probe), cached in <out_dir>/analysis_cache, keyed by the
@@ -483,14 +509,33 @@ class Embedder:
             feats = torch.load(path, weights_only=True)
         else:
             feats = self.embed(name, texts)
-            os.makedirs(self.cache_dir, exist_ok=True)
-            for old in os.listdir(self.cache_dir):  # an older version of the same set is stale now
-                if old.startswith(f"{self.which}-{name}-") and old.count("-") == self.which.count("-") + name.count("-") + 2:
-                    os.remove(os.path.join(self.cache_dir, old))
-            torch.save(feats, path + ".tmp")
-            os.replace(path + ".tmp", path)
+            self.store(name, path, lambda f: torch.save(feats, f))
         self.memo[key] = feats
         return feats
+
+    def results(self, name, inputs, compute):
+        """compute() once per checkpoint and inputs, then from <out_dir>/analysis_cache: a report over many
+        checkpoints (seeds trained over several sessions) only fits what is new. inputs must name everything
+        the result depends on: settings, the data, and the functions that compute it (by their source, so an
+        edited probe is refitted). Pickled: the cache is this program's own output, like the checkpoint."""
+        path = os.path.join(self.cache_dir, f"{self.which}-{name}-{digest(self.stamp, self.which, inputs)}.pkl")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        out = compute()
+        def save(f):
+            with open(f, "wb") as fh:
+                pickle.dump(out, fh)
+        self.store(name, path, save)
+        return out
+
+    def store(self, name, path, save):
+        os.makedirs(self.cache_dir, exist_ok=True)
+        for old in os.listdir(self.cache_dir):  # an older version of the same name is stale now
+            if old.startswith(f"{self.which}-{name}-") and old.count("-") == self.which.count("-") + name.count("-") + 2:
+                os.remove(os.path.join(self.cache_dir, old))
+        save(path + ".tmp")
+        os.replace(path + ".tmp", path)
 
     def embed(self, name, texts):
         """Every pooling and the token states (for the attentive probe) of texts, in one pass."""
@@ -746,6 +791,16 @@ def run_cv_eval(emb, name, split, pooling, k=5):
     return {"y": y, "p": oof.cpu().numpy()}
 
 
+# what a probe's result depends on besides the settings and the data: the source of these is in its cache key
+PROBE_CODE = (feats_of, vectors, run_glue_eval, run_cv_eval, fit_linear, cv_select, fit_logreg, logreg_predict,
+              fit_ridge, ridge_predict, folds, standardize, pair_features, AttentiveProbe, train_attentive,
+              attentive_apply, token_stats, padded)
+
+
+def probe_inputs(*parts):
+    """Everything a cached probe result depends on: parts (the pooling, the data) and the settings and code."""
+    return (parts, n_folds, seed, max_train, device, L2_GRID, N_CLASSES, SELECT_BY, PROBE_CODE)
+
 def all_pairs(out, ds, files):
     """SimCSE's 'all' of an STS dataset: its files' gold scores and predictions concatenated."""
     return {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
@@ -979,26 +1034,28 @@ def run(paths):
     if tasks is not None:
         mode = "glue"
         evals, notes = glue_evals(tasks, max_train, seed)
+        evals_key = digest(evals)
         baseline = glue_baselines(evals, embs[0].tok)
         notes.append("baseline: the train split's majority class for every dev example (MRPC: all-positive; CoLA: "
                      "MCC 0), and for STS-B the cosine of bag-of-tokens count vectors (no model)")
         for label, emb in zip(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
-                results[label][pooling] = {}
-                for ev in evals:
-                    results[label][pooling].update(run_glue_eval(emb, ev, pooling))
+                results[label][pooling] = emb.results(f"glue-{pooling}", probe_inputs(pooling, evals_key), lambda: {
+                    k: v for ev in evals for k, v in run_glue_eval(emb, ev, pooling).items()})
         notes.append("stsb-cos: unsupervised cosine of the two sentence embeddings, not a probe; "
                      "no row for attention pooling, whose query is trained")
     else:
         mode = "probing"
         sets, notes = probing_sets(dataset, data_dir)
+        sets_key = digest(sets)
         baseline = {name: {"y": s["y"], "p": constant_prediction(s["y"], s["y"])} for name, s in sets.items()}
         notes.append("baseline: the majority class")
         for label, emb in zip(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
-                results[label][pooling] = {name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()}
+                results[label][pooling] = emb.results(f"probing-{pooling}", probe_inputs(pooling, sets_key), lambda: {
+                    name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()})
         notes.append(f"probing-set scores are {n_folds}-fold CV accuracies; the L2 strength is picked by the same CV")
     if senteval_dir:
         for label, emb in zip(labels, embs):

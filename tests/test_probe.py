@@ -201,6 +201,28 @@ def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
     torch.testing.assert_close(again["mean"], f["mean"])
 
 
+
+def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(tiny_ckpts, monkeypatch):
+    calls = []
+
+    def fit():
+        calls.append(1)
+        return {"y": np.arange(3), "p": np.arange(3) * len(calls)}
+    emb = probe.Embedder(tiny_ckpts[0])
+    a = emb.results("t-res", probe.probe_inputs("mean", "data-1"), fit)
+    b = probe.Embedder(tiny_ckpts[0]).results("t-res", probe.probe_inputs("mean", "data-1"), fit)  # from disk
+    assert len(calls) == 1 and np.array_equal(a["p"], b["p"])
+    emb.results("t-res", probe.probe_inputs("mean", "data-2"), fit)  # other data: fitted again
+    monkeypatch.setattr(probe, "n_folds", probe.n_folds + 1)
+    c = emb.results("t-res", probe.probe_inputs("mean", "data-2"), fit)  # another setting: fitted again
+    assert len(calls) == 3 and np.array_equal(c["p"], np.arange(3) * 3)
+    cache = os.path.join(tiny_ckpts[0], "analysis_cache")
+    assert len([f for f in os.listdir(cache) if "-t-res-" in f]) == 1  # the stale results are gone
+    # the key holds the data (arrays by dtype and value) and the code that fits (by its source)
+    assert probe.digest(np.arange(3)) != probe.digest(np.arange(3.0)) != probe.digest(np.arange(1, 4.0))
+    assert probe.digest(probe.fit_logreg) != probe.digest(probe.fit_ridge)
+    assert probe.fit_logreg in probe.PROBE_CODE and probe.train_attentive in probe.PROBE_CODE
+
 def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
     texts = ["a short one.", "a much longer sentence that needs more padding than the rest of its batch.", "x"]
     X = probe.encode(tiny_ckpts[0], texts, pooling="max", batch_size=2, device="cpu")
