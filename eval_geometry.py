@@ -10,6 +10,7 @@ $ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data
 Statistics, probes and the (cached) embedding extraction are probe.py's; nothing is embedded twice.
 """
 
+import json
 import math
 import os
 import sys
@@ -294,6 +295,143 @@ def plots(report, labels, spectra_main, main_set, curves):
     return files
 
 
+# -----------------------------------------------------------------------------
+# the paper's claims, checked: the hybrid against the MLM baseline, over training seeds where there are several
+
+EQUIVALENCE = 2.0  # "about the same" probe score: the difference's 95% CI inside ±2 points (x100). The official
+# README's hybrid - MLM gaps are -1.1 (SST-2), -0.6 (MNLI), +3.3 (MRPC F1), -0.2 (STS-B ρ): the paper calls those equal
+
+
+def claim_specs(pools, main_set):
+    """(claim, source, key, direction, format): direction -1 = the hybrid lower, +1 = higher, 0 = within ±EQUIVALENCE."""
+    specs = [("1. more uniform (paper: hybrid < -0.16, MLM -0.05)", "geometry",
+              {"set": main_set, "pooling": p, "stat": "uniformity"}, -1, "{:.3f}") for p in pools]
+    specs += [("2. richer spectrum under max pooling", "geometry", {"set": main_set, "pooling": "max", "stat": s}, d,
+               "{:.3f}") for s, d in (("eff_rank", 1), ("rankme", 1), ("alpha", -1)) if "max" in pools]
+    specs += [("3a. less surface lexical information (most-frequent-token probe)", "lexical",
+               {"eval": "mft", "metric": "acc", "pooling": p}, -1, "{:.1f}") for p in pools]
+    specs += [("3b. better semantic-to-lexical balance (probe gap)", "balance", {"figure": "gap", "pooling": p}, 1,
+               "{:.1f}") for p in pools]
+    specs += [("3b. better semantic-to-lexical balance (ρ_sem − ρ_lex, STS-B)", "balance",
+               {"figure": "rho_sem-rho_lex", "pooling": p}, 1, "{:.1f}") for p in pools]
+    specs += [("4. about the same linear-probe scores", "probe", {"eval": e, "metric": m, "pooling": p}, 0, "{:.1f}")
+              for e, m in (("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("cola", "mcc"), ("stsb", "spearman"))
+              for p in pools]
+    return specs
+
+
+def verdict(direction, diff, lo, hi, p, n):
+    """holds / does not hold / inconclusive, and why, from the difference over n seeds (its CI and p)."""
+    if n < 3:
+        return "inconclusive", f"{n} seed{'s' if n != 1 else ''}: the verdict needs ≥ 3 (within-seed tests beside)"
+    if direction == 0:
+        if -EQUIVALENCE < lo and hi < EQUIVALENCE:
+            return "holds", f"the CI lies inside ±{EQUIVALENCE:g}"
+        if lo >= EQUIVALENCE or hi <= -EQUIVALENCE:
+            return "does not hold", f"the CI lies outside ±{EQUIVALENCE:g}"
+        return "inconclusive", f"the CI crosses ±{EQUIVALENCE:g}"
+    if p >= 0.05:
+        return "inconclusive", f"no difference over seeds (p {p:.2f})"
+    return ("holds", f"p {p:.3f}") if diff * direction > 0 else ("does not hold", f"the opposite, p {p:.3f}")
+
+
+def claims(sources, labels, objectives):
+    """One row per claim figure and hybrid group against the MLM group: each group's mean ± sd over seeds, the
+    difference over seeds (paired t, 95% CI), each seed's own paired difference with its q, and the verdict.
+    sources: {name: (scores, diffs)}; objectives: {label: 'mlm' | 'hybrid' | ...}."""
+    groups = probe.seed_groups(labels, 1)
+    grouped = {l for ls in groups.values() for l in ls}
+    groups.update({l: [l] for l in labels if l not in grouped and l != probe.RANDOM})  # unseeded runs: alone
+    mlm = next((g for g, ls in groups.items() if objectives[ls[0]] == "mlm"), None)
+    hybrids = [g for g, ls in groups.items() if objectives[ls[0]] == "hybrid"]
+    if mlm is None or not hybrids:
+        return []
+    pools = list(dict.fromkeys(s["pooling"] for s in sources["geometry"][0]))
+    main_set = "stsb" if any(s.get("set") == "stsb" for s in sources["geometry"][0]) else "corpus"
+    rows = []
+    for hyb in hybrids:
+        for claim, src, key, direction, fmt in claim_specs(pools, main_set):
+            if src not in sources:
+                continue
+            scores, diffs = sources[src]
+            match = lambda r: all(r.get(k) == v for k, v in key.items())  # noqa: E731
+            by = {s["ckpt"]: s["score"] for s in scores if match(s)}
+            h = {probe.seed_of(l): by[l] for l in groups[hyb] if l in by}
+            m = {probe.seed_of(l): by[l] for l in groups[mlm] if l in by}
+            shared = [s for s in h if s in m]
+            if not shared:
+                continue
+            within = []
+            for s in shared:
+                a = next(l for l in groups[hyb] if probe.seed_of(l) == s)
+                b = next(l for l in groups[mlm] if probe.seed_of(l) == s)
+                d = next((d for d in diffs if match(d) and (d["a"], d["b"]) in ((a, b), (b, a))), None)
+                if d is not None:
+                    sign = 1 if d["a"] == a else -1
+                    lo, hi = sorted((sign * d["lo"], sign * d["hi"]))
+                    within.append(f"{fmt.replace('{:', '{:+').format(sign * d['diff'])} [{fmt.format(lo)}, "
+                                  f"{fmt.format(hi)}]" + (f" q={d['q']:.3f}" if "q" in d else ""))
+            if len(shared) >= 3:
+                diff, t, df, p = probe.paired_t([h[s] for s in shared], [m[s] for s in shared])
+                half = probe.t_quantile(df) * abs(diff / t) if math.isfinite(t) and t != 0 else 0.0
+                lo, hi = diff - half, diff + half
+            else:
+                diff, lo, hi, p = float(np.mean([h[s] - m[s] for s in shared])), None, None, None  # no CI from < 3
+            v, why = verdict(direction, diff, lo, hi, p, len(shared))
+            stat = lambda vals: (fmt.format(np.mean(vals)) + (f" ± {fmt.format(np.std(vals, ddof=1))}"  # noqa: E731
+                                                               if len(vals) > 1 else "") + f" ({len(vals)})")
+            rows.append({"hybrid": hyb, "mlm": mlm, "claim": claim, "figure": " ".join(map(str, key.values())),
+                         "direction": direction, "hybrid_seeds": h, "mlm_seeds": m, "diff": diff, "lo": lo, "hi": hi,
+                         "p": p, "n_seeds": len(shared), "within": within, "verdict": v, "why": why,
+                         "text": [stat(list(h.values())), stat(list(m.values())),
+                                  fmt.replace("{:", "{:+").format(diff) + (f" [{fmt.format(lo)}, {fmt.format(hi)}], "
+                                                                           f"p={p:.3f}" if len(shared) >= 3 else "")]})
+    return rows
+
+
+def claims_table(rows):
+    """Markdown of claims(): one table per hybrid group, and a tally per claim."""
+    L = []
+    for hyb in dict.fromkeys(r["hybrid"] for r in rows):
+        mine = [r for r in rows if r["hybrid"] == hyb]
+        mlm = mine[0]["mlm"]
+        L += [f"**{hyb}** against **{mlm}**", "",
+              f"| claim | figure | {hyb} mean ± sd (seeds) | {mlm} | difference over seeds [95% CI], p | "
+              "within each seed: difference [95% CI] q | verdict | why |", "|---|---|---|---|---|---|---|---|"]
+        L += [f"| {r['claim']} | {r['figure']} | {' | '.join(r['text'])} | {'; '.join(r['within']) or 'n/a'} | "
+              f"**{r['verdict']}** | {r['why']} |" for r in mine]
+        L += ["", "| claim | holds | does not hold | inconclusive |", "|---|---|---|---|"]
+        for claim in dict.fromkeys(r["claim"] for r in mine):
+            v = [r["verdict"] for r in mine if r["claim"] == claim]
+            L.append(f"| {claim} | {v.count('holds')} | {v.count('does not hold')} | {v.count('inconclusive')} |")
+        L.append("")
+    return "\n".join(L)
+
+
+# the official code's README (github aymen-000/predict-reconstruct-language-models): hybrid, MLM; its pooling and
+# probe protocol are its own (and two of its four poolings are never trained), so these are for scale only
+OFFICIAL = {("sst2", "acc"): (67.6, 68.7), ("mrpc", "f1"): (63.1, 59.8), ("mnli-m", "acc"): (50.8, 51.4),
+            ("stsb", "spearman"): (28.1, 28.3)}
+
+
+def official_rows(scores, labels):
+    """The official README's probe scores beside each group's (mean pooling; mean ± sd over seeds)."""
+    groups = probe.seed_groups(labels, 1)
+    grouped = {l for ls in groups.values() for l in ls}
+    groups.update({l: [l] for l in labels if l not in grouped})
+    rows = []
+    for (ev, metric), (hyb, mlm) in OFFICIAL.items():
+        for e in ([ev, "stsb-cos"] if ev == "stsb" else [ev]):
+            ours = {}
+            for g, ls in groups.items():
+                v = [s["score"] for s in scores if (s["eval"], s["metric"], s["pooling"]) == (e, metric, "mean")
+                     and s["ckpt"] in ls]
+                if v:
+                    ours[g] = (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
+            rows.append({"eval": e, "metric": metric, "official_hybrid": hyb, "official_mlm": mlm, "ours": ours})
+    return rows
+
+
 def write_report(report, labels, files, curves):
     L = [f"# Embedding geometry report ({report['mode']})", ""]
     if report_note:
@@ -303,8 +441,28 @@ def write_report(report, labels, files, curves):
           for c in report["checkpoints"]]
     L += ["", f"Every figure: estimate [95% interval]: a bootstrap over examples (B={n_boot}, seed {seed}), except the "
           f"set statistics (uniformity, anisotropy, spectrum: {n_sub} half-samples, see their section); differences "
-          f"against {labels[0]} resample the same examples for both checkpoints, with a two-sided p and a BH q.", ""]
+          f"against {labels[0]} (checkpoints named <group>-s<seed>: against the first of their seed) resample the "
+          "same examples for both checkpoints, with a two-sided p and a BH q.", ""]
     L += [f"- {n}" for n in report["notes"]]
+    if report["claims"]:
+        L += ["", "## The paper's claims, checked", "",
+              "Each hybrid group against the MLM group on the figures the claims name (STS-B dev sentences for the "
+              "set statistics). Verdicts need ≥ 3 seeds both groups share: a claimed direction holds when the paired "
+              "t over seeds gives p < 0.05 that way, does not hold when it gives p < 0.05 the other way, and is "
+              f"inconclusive otherwise; 'about the same' holds when the difference's 95% CI lies inside ±{EQUIVALENCE:g} "
+              "points and does not hold when it lies outside. Each claim row is tested alone (they are the paper's, "
+              "stated in advance); the within-seed intervals are this report's (paired over examples, BH q).", "",
+              claims_table(report["claims"])]
+    if report["official"]:
+        groups = list(dict.fromkeys(g for r in report["official"] for g in r["ours"]))
+        L += ["", "The official code's README numbers (hybrid / MLM; its own pooling and probes) beside ours "
+              "(mean pooling; mean ± sd over seeds), for scale:", "",
+              "| eval | metric | official hybrid | official MLM | " + " | ".join(groups) + " |",
+              "|" + "---|" * (4 + len(groups))]
+        for r in report["official"]:
+            L.append(f"| {r['eval']} | {r['metric']} | {r['official_hybrid']:.1f} | {r['official_mlm']:.1f} | " +
+                     " | ".join(f"{m:.1f} ± {s:.1f} ({n})" if n else "n/a" for m, s, n in
+                                (r["ours"].get(g, (0, 0, 0)) for g in groups)) + " |")
     probe_md = os.path.join(report_dir, "probe.md")
     L += ["", "## GLUE / probing-set probes (probe.py)", ""]
     if os.path.exists(probe_md):
@@ -355,7 +513,8 @@ def write_report(report, labels, files, curves):
                ("balance", ("figure", "pooling"), "{:.1f}")) if name in seeds}
     if any(tables.values()):
         L += ["", "## Across training seeds", "", "Checkpoints named <group>-s<seed>: mean ± sd over the seeds, and "
-              "Welch's t over seeds of each group against the first where both have ≥ 3.", ""]
+              "each group against the first over seeds (paired t over the seeds both have where they share ≥ 3, else "
+              "Welch's t), with the difference's 95% CI.", ""]
         for name, table in tables.items():
             if table:
                 L += [f"### {name}", "", table, ""]
@@ -445,18 +604,20 @@ def run(paths):
             report["geometry"].append({"set": sname, "pooling": pooling, "stat": stat, "ckpt": label,
                                        "score": est, "lo": ci(reps)[0], "hi": ci(reps)[1], "n": n, "m": n // 2,
                                        "at_n": at_n})
-            if label != labels[0] and (labels[0], pooling, sname) in geo:
-                e0, r0, _ = geo[labels[0], pooling, sname][stat]
+            ref = probe.reference(label, labels)
+            if label != labels[0] and (ref, pooling, sname) in geo:
+                e0, r0, _ = geo[ref, pooling, sname][stat]
                 report["geometry_diffs"].append({"set": sname, "pooling": pooling, "stat": stat, "a": label,
-                                                 "b": labels[0], **diff_summary(est - e0, reps - r0)})
+                                                 "b": ref, **diff_summary(est - e0, reps - r0)})
     mean = lambda v: v.mean(-1)  # noqa: E731
     for (label, pooling, pname), v in align.items():
         est, lo, hi = bootstrap_ci(mean, v, n_boot=n_boot, seed=seed)
         report["alignment"].append({"pairs": pname, "pooling": pooling, "ckpt": label, "score": est, "lo": lo,
                                     "hi": hi, "n": len(v)})
         if label != labels[0]:
-            report["alignment_diffs"].append({"pairs": pname, "pooling": pooling, "a": label, "b": labels[0],
-                                              **paired_bootstrap(mean, (v,), (align[labels[0], pooling, pname],),
+            ref = probe.reference(label, labels)
+            report["alignment_diffs"].append({"pairs": pname, "pooling": pooling, "a": label, "b": ref,
+                                              **paired_bootstrap(mean, (v,), (align[ref, pooling, pname],),
                                                                  n_boot, seed)})
     report["lexical"], report["lexical_diffs"] = probe.score_all(lexical_results, labels, n_boot, seed)
 
@@ -497,9 +658,10 @@ def run(paths):
                 report["balance"].append({"figure": fig, "pooling": pooling, "ckpt": label, "score": 100 * float(est),
                                           "lo": 100 * ci(r)[0], "hi": 100 * ci(r)[1]})
                 if label != labels[0]:
-                    e0, r0 = reps[labels[0], pooling][fig]
+                    ref = probe.reference(label, labels)
+                    e0, r0 = reps[ref, pooling][fig]
                     d = diff_summary(100 * (est - e0), 100 * (r - r0))
-                    report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": labels[0], **d})
+                    report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": ref, **d})
     probe.control_fdr(report["geometry_diffs"] + report["alignment_diffs"] + report["lexical_diffs"]
                       + report["balance_diffs"])
     notes.append("multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
@@ -508,6 +670,21 @@ def run(paths):
     report["across_seeds"] = {"geometry": probe.across_seeds(report["geometry"], labels, ("set", "pooling", "stat")),
                               "lexical": probe.across_seeds(report["lexical"], labels),
                               "balance": probe.across_seeds(report["balance"], labels, ("figure", "pooling"))}
+    probe_json = os.path.join(report_dir, "probe.json")
+    prb = None
+    if os.path.exists(probe_json):
+        with open(probe_json) as f:
+            prb = json.load(f)
+    if prb is not None and [c["label"] for c in prb["checkpoints"]] != labels:
+        notes.append(f"{probe_json} holds other checkpoints: the claims leave out the GLUE probe scores")
+        prb = None
+    sources = {"geometry": (report["geometry"], report["geometry_diffs"]),
+               "lexical": (report["lexical"], report["lexical_diffs"]),
+               "balance": (report["balance"], report["balance_diffs"])}
+    if prb is not None:
+        sources["probe"] = (prb["scores"], prb["diffs"])
+    report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})
+    report["official"] = official_rows(prb["scores"], labels) if prb is not None else []
     n_d = [(s, len(set_idx[s][0])) for s in set_idx]
     d = embs[0].encoder.config.n_embd
     thin = [s for s, n in n_d if n < 5 * d]

@@ -202,6 +202,25 @@ def welch_t(a, b):
     return float(diff), float(t), float(df), float(betainc(df / 2, 0.5, df / (df + t * t)))
 
 
+def paired_t(a, b):
+    """Paired t-test of mean(a - b) over matched pairs (the same seed of two objectives): (diff, t, df, p)."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    diff, se, df = d.mean(), d.std(ddof=1) / math.sqrt(len(d)), len(d) - 1
+    if se == 0:
+        return float(diff), math.inf, float(df), float(diff == 0)
+    t = diff / se
+    return float(diff), float(t), float(df), float(betainc(df / 2, 0.5, df / (df + t * t)))
+
+
+def t_quantile(df, p=0.05):
+    """The t with two-sided tail probability p at df degrees of freedom (bisection on the tail)."""
+    lo, hi = 0.0, 1e4
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if betainc(df / 2, 0.5, df / (df + mid * mid)) > p else (lo, mid)
+    return (lo + hi) / 2
+
+
 def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
     """Paired permutation test of metric(y, pa) - metric(y, pb): under 'no difference' each example's two
     predictions are exchangeable, so swap them at random. Two-sided p, (count + 1) / (n_perm + 1)."""
@@ -887,12 +906,21 @@ def probing_sets(dataset, data_dir):
     return sets, notes + [f"probing sets from the held-out documents of '{dataset}': {sizes} sentences"]
 
 
+def reference(label, labels):
+    """The checkpoint a checkpoint's differences are taken against: the first of its seed (labels named
+    <group>-s<seed>: arms trained from the same initialisation on the same batches are compared with each
+    other), else the first checkpoint."""
+    m = re.fullmatch(r".+(-s\d+)", label)
+    same = [l for l in labels[:labels.index(label)] if m and l.endswith(m.group(1))]
+    return same[0] if same else labels[0]
+
+
 def score_all(results, labels, n_boot, seed):
     """Scores with CIs for every (eval, metric, pooling, checkpoint) and paired tests of each checkpoint
-    against the first: results[label][pooling][eval] = {'y', 'p'}."""
+    against its reference(): results[label][pooling][eval] = {'y', 'p'}."""
     scores, diffs = [], []
     for pooling in results[labels[0]]:
-        for ev, r0 in results[labels[0]][pooling].items():
+        for ev in results[labels[0]][pooling]:
             for mname, fn in metrics_of(ev):
                 for label in labels:
                     r = results[label][pooling][ev]
@@ -900,11 +928,12 @@ def score_all(results, labels, n_boot, seed):
                     scores.append({"eval": ev, "metric": mname, "pooling": pooling, "ckpt": label,
                                    "score": 100 * est, "lo": 100 * lo, "hi": 100 * hi, "n": len(r["y"])})
                 for label in labels[1:]:
-                    r = results[label][pooling][ev]
+                    ref = reference(label, labels)
+                    r, r0 = results[label][pooling][ev], results[ref][pooling][ev]
                     d = paired_bootstrap(fn, (r["y"], r["p"]), (r0["y"], r0["p"]), n_boot, seed)
                     d = {k: 100 * v if k != "p" else v for k, v in d.items()}
                     d["p_perm"] = permutation_test(fn, r0["y"], r["p"], r0["p"], n_boot, seed)
-                    diffs.append({"eval": ev, "metric": mname, "pooling": pooling, "a": label, "b": labels[0], **d})
+                    diffs.append({"eval": ev, "metric": mname, "pooling": pooling, "a": label, "b": ref, **d})
     return scores, diffs
 
 
@@ -921,8 +950,9 @@ def score_baselines(baseline, n_boot, seed):
 def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}", baselines=None):
     """One row per key, a baseline column when given (baselines: {key prefix: {'score', 'lo'?, 'hi'?}}, e.g.
     by (eval, metric) whatever the pooling), a 'score [CI]' column per checkpoint, then each difference
-    against the first."""
-    head = list(keys) + (["baseline"] if baselines else []) + labels + [f"{b} − {labels[0]} [95% CI], p" for b in labels[1:]]
+    against its reference()."""
+    head = list(keys) + (["baseline"] if baselines else []) + labels + [
+        f"{b} − {reference(b, labels)} [95% CI], p" for b in labels[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     by_score = {tuple(s[k] for k in keys) + (s["ckpt"],): s for s in scores}
     by_diff = {tuple(d[k] for k in keys) + (d["a"],): d for d in diffs}
@@ -944,49 +974,67 @@ def markdown_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fm
     return "\n".join(lines)
 
 
-def seed_groups(labels):
+def seed_groups(labels, at_least=2):
     """{group: labels} for checkpoints named <group>-s<seed> (e.g. out-hybrid-cpu-s1, -s2, -s3), in order."""
     groups = {}
     for label in labels:
         m = re.fullmatch(r"(.+)-s\d+", label)
         if m:
             groups.setdefault(m.group(1), []).append(label)
-    return {g: ls for g, ls in groups.items() if len(ls) >= 2}
+    return {g: ls for g, ls in groups.items() if len(ls) >= at_least}
+
+
+def seed_of(label):
+    m = re.fullmatch(r".+-s(\d+)", label)
+    return m.group(1) if m else None
 
 
 def across_seeds(scores, labels, keys=("eval", "metric", "pooling")):
-    """Mean ± sd over the seeds of each group (>= 2 checkpoints), and each group against the first with
-    Welch's t over seeds where both have >= 3: the variation of training, beside the per-checkpoint CIs
-    (which see only the variation of the evaluation data)."""
+    """Mean ± sd over the seeds of each group (>= 2 checkpoints), and each group against the first over seeds:
+    a paired t over the seeds both have where they share >= 3 (same initialisation and batches, so the
+    difference cancels what a seed does to both), else Welch's t where both have >= 3; with the 95% CI of the
+    difference. The variation of training, beside the per-checkpoint CIs (which see only the evaluation data's)."""
     groups = seed_groups(labels)
     by = {tuple(s[k] for k in keys) + (s["ckpt"],): s["score"] for s in scores}
     rows, names = [], list(groups)
     for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
-        vals = {g: [by[key + (l,)] for l in ls if key + (l,) in by] for g, ls in groups.items()}
-        row = {**dict(zip(keys, key)), "groups": {g: {"n": len(v), "mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1))}
+        vals = {g: {seed_of(l): by[key + (l,)] for l in ls if key + (l,) in by} for g, ls in groups.items()}
+        row = {**dict(zip(keys, key)), "groups": {g: {"n": len(v), "mean": float(np.mean(list(v.values()))),
+                                                      "sd": float(np.std(list(v.values()), ddof=1))}
                                                   for g, v in vals.items() if len(v) >= 2}}
         for g in names[1:]:
-            if len(vals[g]) >= 3 and len(vals[names[0]]) >= 3:
-                diff, t, df, p = welch_t(vals[g], vals[names[0]])
-                row.setdefault("tests", []).append({"a": g, "b": names[0], "diff": diff, "t": t, "df": df, "p": p})
+            a, b = vals[g], vals[names[0]]
+            shared = [s for s in a if s in b]
+            if len(shared) >= 3:
+                test, (diff, t, df, p) = "paired", paired_t([a[s] for s in shared], [b[s] for s in shared])
+            elif len(a) >= 3 and len(b) >= 3:
+                test, (diff, t, df, p) = "welch", welch_t(list(a.values()), list(b.values()))
+            else:
+                continue
+            half = t_quantile(df) * abs(diff / t) if math.isfinite(t) and t != 0 else 0.0
+            row.setdefault("tests", []).append({"a": g, "b": names[0], "test": test, "diff": diff, "lo": diff - half,
+                                                "hi": diff + half, "t": t, "df": df, "p": p,
+                                                "n": len(shared) if test == "paired" else [len(a), len(b)]})
         rows.append(row)
     return rows
 
 
 def seed_table(rows, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
-    """Markdown of across_seeds: 'mean ± sd (n)' per group, then Welch's test of each group against the first."""
+    """Markdown of across_seeds: 'mean ± sd (n)' per group, then each group's test against the first."""
     if not rows or not rows[0]["groups"]:
         return ""
     groups = list(rows[0]["groups"])
     tests = [t["a"] for t in rows[0].get("tests", [])]
-    head = list(keys) + [f"{g} mean ± sd (n)" for g in groups] + [f"{a} − {groups[0]} (Welch t over seeds), p" for a in tests]
+    head = list(keys) + [f"{g} mean ± sd (n)" for g in groups] + [f"{a} − {groups[0]} over seeds [95% CI], p"
+                                                                    for a in tests]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     f, fd = fmt.format, fmt.replace("{:", "{:+").format
     for r in rows:
         cells = [str(r[k]) for k in keys]
         cells += [f"{f(r['groups'][g]['mean'])} ± {f(r['groups'][g]['sd'])} ({r['groups'][g]['n']})" if g in r["groups"]
                   else "n/a" for g in groups]
-        cells += [f"{fd(t['diff'])}, t={t['t']:.2f}, df={t['df']:.1f}, p={t['p']:.3f}" for t in r.get("tests", [])]
+        cells += [f"{fd(t['diff'])} [{fd(t['lo'])}, {fd(t['hi'])}], {t['test']} t={t['t']:.2f}, df={t['df']:.1f}, "
+                  f"p={t['p']:.3f}" for t in r.get("tests", [])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -19,7 +19,8 @@ WORDS = ("good fine great bad awful poor movie film plot actor scene story music
 
 @pytest.fixture(scope="session")
 def tiny_ckpts(tmp_path_factory):
-    """Two out_dirs with differently seeded 2-layer, 32-wide encoders, saved as train.py saves them."""
+    """Two out_dirs with differently seeded 2-layer, 32-wide encoders, saved as train.py saves them: an MLM
+    run's and a hybrid's (online encoder only), so the reports compare the two objectives."""
     dirs = []
     for s in (0, 1):
         d = tmp_path_factory.mktemp(f"out-{s}")
@@ -27,7 +28,7 @@ def tiny_ckpts(tmp_path_factory):
         config = model.EncoderConfig(n_layer=2, n_head=2, n_embd=32)
         enc = model.Encoder(config)
         torch.save({"model_args": asdict(config), "model": {"encoder." + k: v for k, v in enc.state_dict().items()},
-                    "target": None, "config": {"objective": "mlm"}, "iter_num": 0}, d / "ckpt.pt")
+                    "target": None, "config": {"objective": ("mlm", "hybrid")[s]}, "iter_num": 0}, d / "ckpt.pt")
         dirs.append(str(d))
     return dirs
 

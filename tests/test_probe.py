@@ -54,8 +54,28 @@ def test_seed_groups_and_their_mean_and_sd():
     row, = probe.across_seeds(scores, labels)
     assert row["groups"]["out-hybrid"] == {"n": 3, "mean": 62.0, "sd": 2.0}
     assert row["groups"]["out-mlm"]["sd"] == pytest.approx(1.0)
-    test, = row["tests"]
-    assert test["a"] == "out-mlm" and test["diff"] == pytest.approx(-11.0) and test["p"] < 0.01
+    test, = row["tests"]  # seeds 1-3 in both: paired over seeds; differences -10, -11, -12
+    assert test["a"] == "out-mlm" and test["test"] == "paired" and test["diff"] == pytest.approx(-11.0)
+    assert test["t"] == pytest.approx(-11.0 / (1 / np.sqrt(3))) and test["df"] == 2
+    # the CI is diff ± t_0.975(2) se, t_0.975(2) = 4.3027 (tables); at df = 1 the Cauchy's tan(0.475 pi)
+    assert probe.t_quantile(2) == pytest.approx(4.30265, abs=1e-4)
+    assert probe.t_quantile(1) == pytest.approx(np.tan(0.475 * np.pi), rel=1e-6)
+    assert test["hi"] - test["diff"] == pytest.approx(4.30265 / np.sqrt(3), abs=1e-4)
+    # seeds not shared by both groups: Welch's t over the seeds each has
+    other = [l.replace("mlm-s", "mlm-s9") for l in labels]
+    row, = probe.across_seeds([{**s, "ckpt": s["ckpt"].replace("mlm-s", "mlm-s9")} for s in scores], other)
+    assert row["tests"][0]["test"] == "welch" and row["tests"][0]["p"] == pytest.approx(
+        probe.welch_t([50, 51, 52], [60, 62, 64])[3])
+
+
+def test_differences_are_taken_against_the_first_checkpoint_of_the_same_seed():
+    labels = ["mlm-s1", "mlm-s2", "hybrid-s1", "hybrid-s2", "other", probe.RANDOM]
+    assert [probe.reference(l, labels) for l in labels[1:]] == ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1", "mlm-s1"]
+    results = {l: {"mean": {"sst2": {"y": np.array([0, 1, 1, 0]), "p": np.array([0, 1, 1, i % 2])}}}
+               for i, l in enumerate(labels)}
+    _, diffs = probe.score_all(results, labels, 50, 0)
+    assert [(d["a"], d["b"]) for d in diffs] == [(l, probe.reference(l, labels)) for l in labels[1:]]
+    assert "hybrid-s2 − mlm-s2" in probe.markdown_table(*probe.score_all(results, labels, 50, 0), labels)
 
 
 def test_metrics_vectorise_over_resamples():
