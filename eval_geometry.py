@@ -236,12 +236,20 @@ GEOMETRY_CODE = (checkpoint_geometry, set_geometry, set_stats, spectra, spectral
 # the report
 
 
+def log_records(path):
+    log = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), "log.jsonl")
+    return data.read_log(log) if os.path.exists(log) else []
+
+
+def last_val(path):
+    """The last val MLM loss of a run's log.jsonl and the unigram line beside it (what learning nothing scores)."""
+    val = [r for r in log_records(path) if "val_mlm" in r]
+    return {"val_mlm": val[-1]["val_mlm"], "val_unigram": val[-1].get("val_unigram")} if val else {}
+
+
 def lambda_curve(path):
     """(iters, lambdas) of a hybrid run's log.jsonl, or None (an MLM run, or no log)."""
-    log = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), "log.jsonl")
-    if not os.path.exists(log):
-        return None
-    records = [r for r in data.read_log(log) if "lambda" in r and "iter" in r]
+    records = [r for r in log_records(path) if "lambda" in r and "iter" in r]
     return ([r["iter"] for r in records], [r["lambda"] for r in records]) if records else None
 
 
@@ -436,8 +444,10 @@ def write_report(report, labels, files, curves):
     L = [f"# Embedding geometry report ({report['mode']})", ""]
     if report_note:
         L += [report_note, ""]
-    L += ["| checkpoint | objective | iter | encoder | path |", "|---|---|---|---|---|"]
-    L += [f"| {c['label']} | {c['objective']} | {c['iter_num']} | {c['encoder']} | {c['path']} |"
+    L += ["| checkpoint | objective | iter | encoder | val MLM (unigram line) | path |", "|---|---|---|---|---|---|"]
+    val = lambda c: (f"{c['val_mlm']:.3f} ({c['val_unigram']:.3f})" if c.get("val_unigram") else  # noqa: E731
+                     f"{c['val_mlm']:.3f}" if "val_mlm" in c else "n/a")
+    L += [f"| {c['label']} | {c['objective']} | {c['iter_num']} | {c['encoder']} | {val(c)} | {c['path']} |"
           for c in report["checkpoints"]]
     L += ["", f"Every figure: estimate [95% interval]: a bootstrap over examples (B={n_boot}, seed {seed}), except the "
           f"set statistics (uniformity, anisotropy, spectrum: {n_sub} half-samples, see their section); differences "
@@ -565,7 +575,8 @@ def run(paths):
     report = {"mode": mode, "notes": notes, "geometry": [], "geometry_diffs": [], "alignment": [],
               "alignment_diffs": [], "lexical": [], "lexical_diffs": [], "balance": [], "balance_diffs": [],
               "checkpoints": [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num,
-                               "encoder": e.which} for l, e in zip(labels, embs)]}
+                               "encoder": e.which, **(last_val(e.path) if l != probe.RANDOM else {})}
+                              for l, e in zip(labels, embs)]}
     y_major = {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}
     report["majority"] = y_major
     if random_init:

@@ -149,10 +149,15 @@ def test_claims_verdicts_over_seeds():
     assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"
     assert eg.verdict(-1, -0.1, -0.3, 0.1, 0.3, 3)[0] == "inconclusive"
 
-def test_lambda_curve_reads_hybrid_logs_only(tmp_path):
+
+def test_lambda_curve_and_last_val_read_the_log(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n{"iter": 0, "val_mlm": 9.1}\n'
-                                        '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n{"iter": 2')
+                                        '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
+                                        '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
     assert eg.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
+    assert eg.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
+    (tmp_path / "mlm").mkdir()
+    assert eg.last_val(str(tmp_path / "mlm")) == {}  # no log
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
     assert eg.lambda_curve(str(tmp_path)) is None
 
