@@ -22,7 +22,7 @@ train)
   [[ "$3" =~ ^[0-9]+$ ]] || { echo "error: give a seed: bash results/cpu/run.sh train $2 1337" >&2; exit 2; }
   /usr/bin/time -f "$2 s$3: %e s" python train.py $cfg --seed=$3 --out_dir=out-$2-cpu-s$3 --dataset=$wiki ;;
 analyse)
-  ckpts=$(ls -d out-mlm-cpu-s* out-hybrid-cpu-s* out-hybunc-cpu-s* 2>/dev/null)
+  ckpts=$(for arm in mlm hybrid hybunc; do ls -d out-$arm-cpu-s* 2>/dev/null; done)  # MLM first: the reference
   [ -n "$ckpts" ] || { echo "error: no out-*-cpu-s* checkpoints: train some first" >&2; exit 2; }
   /usr/bin/time -f "probe: %e s" python probe.py $ckpts --glue_dir=$glue --report_dir=$out
   /usr/bin/time -f "geometry: %e s" python eval_geometry.py $ckpts --glue_dir=$glue --dataset=$wiki \
