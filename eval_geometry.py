@@ -228,8 +228,8 @@ def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom):
 
 
 # what a checkpoint's geometry depends on besides the settings and the data: this source is in its cache key
-GEOMETRY_CODE = (checkpoint_geometry, set_geometry, set_stats, spectra, spectral_stats, entropy_rank, uniformity,
-                 anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs)
+GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, spectral_stats, entropy_rank,
+                                uniformity, anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs))
 
 
 # -----------------------------------------------------------------------------

@@ -487,7 +487,7 @@ def digest(*parts):
             x = np.ascontiguousarray(x.cpu().numpy() if torch.is_tensor(x) else x)
             h.update(f"{x.dtype}{x.shape}".encode() + x.tobytes())
         elif callable(x):
-            h.update(inspect.getsource(x).encode())
+            h.update((SOURCE.get(x) or inspect.getsource(x)).encode())
         else:
             h.update(repr(x).encode() + b"\x00")
     feed(parts)
@@ -810,10 +810,20 @@ def run_cv_eval(emb, name, split, pooling, k=5):
     return {"y": y, "p": oof.cpu().numpy()}
 
 
+SOURCE = {}  # function -> its source as imported (inspect rereads the file, so an edit made during a long run
+# would change the keys of what that run computes later, with the old line numbers)
+
+
+def snapshot(fns):
+    SOURCE.update({f: inspect.getsource(f) for f in fns})
+    return fns
+
+
 # what a probe's result depends on besides the settings and the data: the source of these is in its cache key
-PROBE_CODE = (feats_of, vectors, run_glue_eval, run_cv_eval, fit_linear, cv_select, fit_logreg, logreg_predict,
-              fit_ridge, ridge_predict, folds, standardize, pair_features, AttentiveProbe, train_attentive,
-              attentive_apply, token_stats, padded)
+PROBE_CODE = snapshot((feats_of, vectors, run_glue_eval, run_cv_eval, fit_linear, cv_select, fit_logreg,
+                       logreg_predict, fit_ridge, ridge_predict, folds, standardize, pair_features, AttentiveProbe,
+                       train_attentive, attentive_apply, token_stats, padded))
+snapshot(SELECT_BY.values())
 
 
 def probe_inputs(*parts):

@@ -242,6 +242,10 @@ def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(ti
     assert probe.digest(np.arange(3)) != probe.digest(np.arange(3.0)) != probe.digest(np.arange(1, 4.0))
     assert probe.digest(probe.fit_logreg) != probe.digest(probe.fit_ridge)
     assert probe.fit_logreg in probe.PROBE_CODE and probe.train_attentive in probe.PROBE_CODE
+    # the source as imported: a file edited while an analysis runs does not change that run's keys
+    key = probe.digest(probe.PROBE_CODE)
+    monkeypatch.setattr(probe.inspect, "getsource", lambda f: "edited since")
+    assert probe.digest(probe.PROBE_CODE) == key
 
 def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
     texts = ["a short one.", "a much longer sentence that needs more padding than the rest of its batch.", "x"]
