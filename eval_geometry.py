@@ -471,7 +471,7 @@ def write_report(report, labels, files, curves):
               "|" + "---|" * (4 + len(groups))]
         for r in report["official"]:
             L.append(f"| {r['eval']} | {r['metric']} | {r['official_hybrid']:.1f} | {r['official_mlm']:.1f} | " +
-                     " | ".join(f"{m:.1f} ± {s:.1f} ({n})" if n else "n/a" for m, s, n in
+                     " | ".join(f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)" if n else "n/a" for m, s, n in
                                 (r["ours"].get(g, (0, 0, 0)) for g in groups)) + " |")
     probe_md = os.path.join(report_dir, "probe.md")
     L += ["", "## GLUE / probing-set probes (probe.py)", ""]
