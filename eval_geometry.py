@@ -347,9 +347,7 @@ def claims(sources, labels, objectives):
     """One row per claim figure and hybrid group against the MLM group: each group's mean ± sd over seeds, the
     difference over seeds (paired t, 95% CI), each seed's own paired difference with its q, and the verdict.
     sources: {name: (scores, diffs)}; objectives: {label: 'mlm' | 'hybrid' | ...}."""
-    groups = probe.seed_groups(labels, 1)
-    grouped = {l for ls in groups.values() for l in ls}
-    groups.update({l: [l] for l in labels if l not in grouped and l != probe.RANDOM})  # unseeded runs: alone
+    groups = probe.run_groups(labels)  # random-init's objective is 'none': neither side
     mlm = next((g for g, ls in groups.items() if objectives[ls[0]] == "mlm"), None)
     hybrids = [g for g, ls in groups.items() if objectives[ls[0]] == "hybrid"]
     if mlm is None or not hybrids:
@@ -381,8 +379,7 @@ def claims(sources, labels, objectives):
                                   f"{fmt.format(hi)}]" + (f" q={d['q']:.3f}" if "q" in d else ""))
             if len(shared) >= 3:
                 diff, t, df, p = probe.paired_t([h[s] for s in shared], [m[s] for s in shared])
-                half = probe.t_quantile(df) * abs(diff / t) if math.isfinite(t) and t != 0 else 0.0
-                lo, hi = diff - half, diff + half
+                lo, hi = probe.t_interval(diff, t, df)
             else:
                 diff, lo, hi, p = float(np.mean([h[s] - m[s] for s in shared])), None, None, None  # no CI from < 3
             v, why = verdict(direction, diff, lo, hi, p, len(shared))
@@ -424,9 +421,7 @@ OFFICIAL = {("sst2", "acc"): (67.6, 68.7), ("mrpc", "f1"): (63.1, 59.8), ("mnli-
 
 def official_rows(scores, labels):
     """The official README's probe scores beside each group's (mean pooling; mean ± sd over seeds)."""
-    groups = probe.seed_groups(labels, 1)
-    grouped = {l for ls in groups.values() for l in ls}
-    groups.update({l: [l] for l in labels if l not in grouped})
+    groups = probe.run_groups(labels)
     rows = []
     for (ev, metric), (hyb, mlm) in OFFICIAL.items():
         for e in ([ev, "stsb-cos"] if ev == "stsb" else [ev]):

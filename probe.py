@@ -212,6 +212,12 @@ def paired_t(a, b):
     return float(diff), float(t), float(df), float(betainc(df / 2, 0.5, df / (df + t * t)))
 
 
+def t_interval(diff, t, df):
+    """The 95% CI of a difference from its t statistic and degrees of freedom (its standard error is diff / t)."""
+    half = t_quantile(df) * abs(diff / t) if math.isfinite(t) and t != 0 else 0.0
+    return diff - half, diff + half
+
+
 def t_quantile(df, p=0.05):
     """The t with two-sided tail probability p at df degrees of freedom (bisection on the tail)."""
     lo, hi = 0.0, 1e4
@@ -994,6 +1000,14 @@ def seed_groups(labels, at_least=2):
     return {g: ls for g, ls in groups.items() if len(ls) >= at_least}
 
 
+def run_groups(labels):
+    """{group: labels}: checkpoints named <group>-s<seed> by group (a single seed too), every other one alone."""
+    groups = seed_groups(labels, 1)
+    grouped = {l for ls in groups.values() for l in ls}
+    groups.update({l: [l] for l in labels if l not in grouped})
+    return groups
+
+
 def seed_of(label):
     m = re.fullmatch(r".+-s(\d+)", label)
     return m.group(1) if m else None
@@ -1021,9 +1035,9 @@ def across_seeds(scores, labels, keys=("eval", "metric", "pooling")):
                 test, (diff, t, df, p) = "welch", welch_t(list(a.values()), list(b.values()))
             else:
                 continue
-            half = t_quantile(df) * abs(diff / t) if math.isfinite(t) and t != 0 else 0.0
-            row.setdefault("tests", []).append({"a": g, "b": names[0], "test": test, "diff": diff, "lo": diff - half,
-                                                "hi": diff + half, "t": t, "df": df, "p": p,
+            lo, hi = t_interval(diff, t, df)
+            row.setdefault("tests", []).append({"a": g, "b": names[0], "test": test, "diff": diff, "lo": lo,
+                                                "hi": hi, "t": t, "df": df, "p": p,
                                                 "n": len(shared) if test == "paired" else [len(a), len(b)]})
         rows.append(row)
     return rows
