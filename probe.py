@@ -926,8 +926,8 @@ def reference(label, labels):
     """The checkpoint a checkpoint's differences are taken against: the first of its seed (labels named
     <group>-s<seed>: arms trained from the same initialisation on the same batches are compared with each
     other), else the first checkpoint."""
-    m = re.fullmatch(r".+(-s\d+)", label)
-    same = [l for l in labels[:labels.index(label)] if m and l.endswith(m.group(1))]
+    s = seed_of(label)
+    same = [l for l in labels[:labels.index(label)] if s is not None and seed_of(l) == s]
     return same[0] if same else labels[0]
 
 
