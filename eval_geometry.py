@@ -344,18 +344,17 @@ def verdict(direction, diff, lo, hi, p, n):
 
 
 def claims(sources, labels, objectives):
-    """One row per claim figure and hybrid group against the MLM group: each group's mean ± sd over seeds, the
-    difference over seeds (paired t, 95% CI), each seed's own paired difference with its q, and the verdict.
+    """One row per claim figure, hybrid group and MLM group (the first MLM group is the reference; a later one, e.g.
+    FLOP-matched, gets its own rows): each group's mean ± sd over seeds, the difference over seeds (paired t, 95%
+    CI), each seed's own paired difference with its q where the report computed it, and the verdict.
     sources: {name: (scores, diffs)}; objectives: {label: 'mlm' | 'hybrid' | ...}."""
     groups = probe.run_groups(labels)  # random-init's objective is 'none': neither side
-    mlm = next((g for g, ls in groups.items() if objectives[ls[0]] == "mlm"), None)
+    mlms = [g for g, ls in groups.items() if objectives[ls[0]] == "mlm"]
     hybrids = [g for g, ls in groups.items() if objectives[ls[0]] == "hybrid"]
-    if mlm is None or not hybrids:
-        return []
     pools = list(dict.fromkeys(s["pooling"] for s in sources["geometry"][0]))
     main_set = "stsb" if any(s.get("set") == "stsb" for s in sources["geometry"][0]) else "corpus"
     rows = []
-    for hyb in hybrids:
+    for mlm, hyb in ((m, h) for m in mlms for h in hybrids):
         for claim, src, key, direction, fmt in claim_specs(pools, main_set):
             if src not in sources:
                 continue
@@ -395,11 +394,10 @@ def claims(sources, labels, objectives):
 
 
 def claims_table(rows):
-    """Markdown of claims(): one table per hybrid group, and a tally per claim."""
+    """Markdown of claims(): one table per hybrid and MLM group, and a tally per claim."""
     L = []
-    for hyb in dict.fromkeys(r["hybrid"] for r in rows):
-        mine = [r for r in rows if r["hybrid"] == hyb]
-        mlm = mine[0]["mlm"]
+    for mlm, hyb in dict.fromkeys((r["mlm"], r["hybrid"]) for r in rows):
+        mine = [r for r in rows if (r["mlm"], r["hybrid"]) == (mlm, hyb)]
         L += [f"**{hyb}** against **{mlm}**", "",
               f"| claim | figure | {hyb} mean ± sd (seeds) | {mlm} | difference over seeds [95% CI], p | "
               "within each seed: difference [95% CI] q | verdict | why |", "|---|---|---|---|---|---|---|---|"]
@@ -451,12 +449,13 @@ def write_report(report, labels, files, curves):
     L += [f"- {n}" for n in report["notes"]]
     if report["claims"]:
         L += ["", "## The paper's claims, checked", "",
-              "Each hybrid group against the MLM group on the figures the claims name (STS-B dev sentences for the "
+              "Each hybrid group against each MLM group on the figures the claims name (STS-B dev sentences for the "
               "set statistics). Verdicts need ≥ 3 seeds both groups share: a claimed direction holds when the paired "
               "t over seeds gives p < 0.05 that way, does not hold when it gives p < 0.05 the other way, and is "
               f"inconclusive otherwise; 'about the same' holds when the difference's 95% CI lies inside ±{EQUIVALENCE:g} "
               "points and does not hold when it lies outside. Each claim row is tested alone (they are the paper's, "
-              "stated in advance); the within-seed intervals are this report's (paired over examples, BH q).", "",
+              "stated in advance); the within-seed intervals are this report's (paired over examples, BH q), taken "
+              "against the first checkpoint of each seed, so a second MLM group has none.", "",
               claims_table(report["claims"])]
     if report["official"]:
         groups = list(dict.fromkeys(g for r in report["official"] for g in r["ours"]))

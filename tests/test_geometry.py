@@ -121,29 +121,37 @@ def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_diffe
 
 
 def test_claims_verdicts_over_seeds():
-    labels = [f"mlm-s{i}" for i in (1, 2, 3)] + [f"hyb-s{i}" for i in (1, 2, 3)] + ["hybone-s1"]
+    labels = [f"mlm-s{i}" for i in (1, 2, 3)] + [f"hyb-s{i}" for i in (1, 2, 3)] + ["hybone-s1"] + \
+        [f"mlmlong-s{i}" for i in (1, 2, 3)]  # a second MLM group (FLOP-matched): its own rows, after the first's
     objectives = {l: "mlm" if l.startswith("mlm") else "hybrid" for l in labels}
     geo = lambda l, v: {"set": "stsb", "pooling": "mean", "stat": "uniformity", "ckpt": l, "score": v}  # noqa: E731
     lex = lambda l, v: {"eval": "mft", "metric": "acc", "pooling": "mean", "ckpt": l, "score": v}  # noqa: E731
     prb = lambda l, v: {"eval": "sst2", "metric": "acc", "pooling": "mean", "ckpt": l, "score": v}  # noqa: E731
     # uniformity: the hybrid lower by 0.10, 0.12, 0.11 (holds); mft: higher by 5, 6, 7 (the opposite of the
     # claim); SST-2: within ±0.3 (about the same: holds); the one-seed group: inconclusive whatever its figure
-    u = [-0.05, -0.06, -0.04, -0.15, -0.18, -0.15, -0.9]
-    m = [30, 31, 32, 35, 37, 39, 0]
-    a = [60.0, 61.0, 62.0, 60.2, 60.9, 62.1, 99]
+    u = [-0.05, -0.06, -0.04, -0.15, -0.18, -0.15, -0.9, -0.2, -0.25, -0.21]
+    m = [30, 31, 32, 35, 37, 39, 0, 30, 31, 32]
+    a = [60.0, 61.0, 62.0, 60.2, 60.9, 62.1, 99, 70, 71, 72]
     within = {"a": "hyb-s2", "b": "mlm-s2", "diff": -0.12, "lo": -0.2, "hi": -0.05, "q": 0.01, "set": "stsb",
               "pooling": "mean", "stat": "uniformity"}
     sources = {"geometry": ([geo(l, v) for l, v in zip(labels, u)], [within]),
                "lexical": ([lex(l, v) for l, v in zip(labels, m)], []),
                "probe": ([prb(l, v) for l, v in zip(labels, a)], [])}
     rows = eg.claims(sources, labels, objectives)
-    v = {(r["hybrid"], r["claim"][:2]): r for r in rows}
+    assert [r["mlm"] for r in rows] == ["mlm"] * 6 + ["mlmlong"] * 6  # 3 claims x 2 hybrid groups each
+    v = {(r["hybrid"], r["claim"][:2]): r for r in rows if r["mlm"] == "mlm"}
+    w = {(r["hybrid"], r["claim"][:2]): r for r in rows if r["mlm"] == "mlmlong"}
+    # against the second MLM group the hybrid is less uniform (+0.06: the opposite) and 10 points worse on SST-2
+    assert w["hyb", "1."]["verdict"] == "does not hold" and w["hyb", "1."]["diff"] == pytest.approx(0.06)
+    assert w["hyb", "4."]["verdict"] == "does not hold" and w["hyb", "1."]["within"] == []
     assert v["hyb", "1."]["verdict"] == "holds" and v["hyb", "1."]["diff"] == pytest.approx(-0.11)
     assert v["hyb", "1."]["within"] == ["-0.120 [-0.200, -0.050] q=0.010"]  # seed 2's own paired interval
     assert v["hyb", "3a"]["verdict"] == "does not hold" and v["hyb", "4."]["verdict"] == "holds"
     assert v["hyb", "4."]["lo"] > -2 and v["hyb", "4."]["hi"] < 2
     assert v["hybone", "1."]["verdict"] == "inconclusive" and v["hybone", "1."]["n_seeds"] == 1
-    assert "| 1. more uniform" in eg.claims_table(rows)
+    table = eg.claims_table(rows)
+    assert "| 1. more uniform" in table and table.index("**hyb** against **mlm**") < table.index(
+        "**hyb** against **mlmlong**")
     # equivalence: a CI across ±2 is inconclusive, one outside it does not hold
     assert eg.verdict(0, 1.5, -0.5, 3.5, 0.2, 3)[0] == "inconclusive"
     assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"
