@@ -265,11 +265,12 @@ def plots(report, labels, spectra_main, main_set, curves):
         plt.close(fig)
         files.append(name)
     pools = list(spectra_main)
+    colors = probe.palette(labels)
     fig, axes = plt.subplots(1, len(pools), figsize=(3 * len(pools), 3), squeeze=False)
     for ax, pool in zip(axes[0], pools):
         for label in labels:
             lam = spectra_main[pool][label]
-            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=label)
+            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=label, color=colors[label])
         ax.set_title(f"{pool} ({main_set})", fontsize=9)
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
@@ -280,7 +281,6 @@ def plots(report, labels, spectra_main, main_set, curves):
     if ua:
         fig, ax = plt.subplots(figsize=(4.5, 4))
         markers = dict(zip(pools, "osD^v"))
-        colors = dict(zip(labels, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
         for s, a in ua:
             # a percentile CI need not contain the estimate (resampled pairs include duplicates): clip the bars
             ax.errorbar(s["score"], a["score"], xerr=[[max(0, s["score"] - s["lo"])], [max(0, s["hi"] - s["score"])]],

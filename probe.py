@@ -1063,10 +1063,19 @@ def seed_table(rows, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
     return "\n".join(lines)
 
 
+def palette(labels):
+    """{label: colour}, one distinct colour per checkpoint: matplotlib's default cycle repeats after 10, and a
+    report over 4 arms x 3 seeds plus the random encoder has 13."""
+    import matplotlib
+    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
+    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+
+
 def plot_scores(scores, labels, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    colors = palette(labels)
     pools = list(dict.fromkeys(s["pooling"] for s in scores))
     keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
     fig, axes = plt.subplots(len(pools), 1, figsize=(max(6, 0.9 * len(keys)), 2.2 * len(pools)), squeeze=False)
@@ -1077,7 +1086,7 @@ def plot_scores(scores, labels, path):
         for j, label in enumerate(labels):
             ss = [by.get(k + (pool, label), nan) for k in keys]
             x = np.arange(len(keys)) + (j - (len(labels) - 1) / 2) * w
-            ax.bar(x, [s["score"] for s in ss], w, label=label,
+            ax.bar(x, [s["score"] for s in ss], w, label=label, color=colors[label],
                    yerr=np.maximum(0, [[s["score"] - s["lo"] for s in ss], [s["hi"] - s["score"] for s in ss]]),
                    capsize=2)
         ax.set_xticks(np.arange(len(keys)), [f"{e}\n{m}" for e, m in keys], fontsize=7)

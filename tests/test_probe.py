@@ -399,3 +399,11 @@ def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
     assert "SentEval STS" in (tmp_path / "probe.md").read_text()
     r = run_cli("probe.py", tiny_ckpts[0], f"--senteval_dir={tmp_path}/none")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
+
+
+def test_palette_gives_every_checkpoint_its_own_colour():
+    # a CPU-scale report has 4 arms x 3 seeds and the random encoder: the default cycle would repeat after 10
+    labels = [f"out-{arm}-cpu-s{s}" for arm in ("mlm", "hybrid", "hybunc", "mlmflop") for s in (1337, 1338, 1339)]
+    labels.append("random-init")
+    colors = probe.palette(labels)
+    assert list(colors) == labels and len(set(colors.values())) == 13
