@@ -261,7 +261,7 @@ def plots(report, labels, spectra_main, main_set, curves):
 
     def save(fig, name):
         fig.tight_layout()
-        fig.savefig(os.path.join(report_dir, name), dpi=80)
+        fig.savefig(os.path.join(report_dir, name), dpi=80, bbox_inches="tight")  # keeps a legend outside the axes
         plt.close(fig)
         files.append(name)
     pools = list(spectra_main)
@@ -274,21 +274,26 @@ def plots(report, labels, spectra_main, main_set, curves):
         ax.set_title(f"{pool} ({main_set})", fontsize=9)
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: 13 curves fill a panel
     save(fig, "spectra.png")
     ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
           for a in report["alignment"] if a["pairs"] == "stsb" and (a["pooling"], a["ckpt"]) == (s["pooling"], s["ckpt"])]
     if ua:
-        fig, ax = plt.subplots(figsize=(4.5, 4))
+        from matplotlib.lines import Line2D
+        fig, ax = plt.subplots(figsize=(7.5, 4.5))
         markers = dict(zip(pools, "osD^v"))
         for s, a in ua:
             # a percentile CI need not contain the estimate (resampled pairs include duplicates): clip the bars
             ax.errorbar(s["score"], a["score"], xerr=[[max(0, s["score"] - s["lo"])], [max(0, s["hi"] - s["score"])]],
                         yerr=[[max(0, a["score"] - a["lo"])], [max(0, a["hi"] - a["score"])]], fmt=markers[s["pooling"]],
-                        color=colors[s["ckpt"]], label=f"{s['ckpt']} {s['pooling']}", capsize=2)
+                        color=colors[s["ckpt"]], capsize=2)
         ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
         ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
-        ax.legend(fontsize=6)
+        # colour = checkpoint, marker = pooling: one legend entry each, not one per point
+        shown = list(dict.fromkeys(s["ckpt"] for s, _ in ua))
+        handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c) for c in shown]
+        handles += [Line2D([], [], color="gray", marker=markers[p], ls="", label=f"{p} pooling") for p in pools]
+        ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
         save(fig, "uniformity_alignment.png")
     probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
     files.append("lexical_probes.png")

@@ -1092,10 +1092,10 @@ def plot_scores(scores, labels, path):
         ax.set_xticks(np.arange(len(keys)), [f"{e}\n{m}" for e, m in keys], fontsize=7)
         ax.set_ylabel(f"{pool}\nscore x100", fontsize=8)
         ax.axhline(0, color="k", lw=0.5)
-    axes[0, 0].legend(fontsize=7)
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: 13 bars fill the axes
     axes[0, 0].set_title("probe scores with bootstrap 95% CIs", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
 
 
