@@ -1064,8 +1064,8 @@ def seed_table(rows, keys=("eval", "metric", "pooling"), fmt="{:.1f}"):
 
 
 def palette(labels):
-    """{label: colour}, one distinct colour per checkpoint: matplotlib's default cycle repeats after 10, and a
-    report over 4 arms x 3 seeds plus the random encoder has 13."""
+    """{label: colour}, distinct for up to 20 checkpoints (then tab20 repeats): matplotlib's default cycle repeats
+    after 10, and a report over 4 arms x 3 seeds plus the random encoder has 13."""
     import matplotlib
     cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
     return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
