@@ -44,6 +44,7 @@ report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
 threads = 1  # torch CPU threads, as probe.py
 random_init = True  # as probe.py: a randomly initialised encoder of the first checkpoint's config, last column
+unfinished = False  # as probe.py: analyse checkpoints whose run stopped before its max_iters (refused otherwise)
 # -----------------------------------------------------------------------------
 
 SET_STATS = ["uniformity", "anisotropy", "eff_rank", "rankme", "stable_rank", "rank90", "spectral_entropy", "alpha"]
@@ -445,7 +446,9 @@ def write_report(report, labels, files, curves):
     L += ["| checkpoint | objective | iter | encoder | val MLM (unigram line) | path |", "|---|---|---|---|---|---|"]
     val = lambda c: (f"{c['val_mlm']:.3f} ({c['val_unigram']:.3f})" if c.get("val_unigram") else  # noqa: E731
                      f"{c['val_mlm']:.3f}" if "val_mlm" in c else "n/a")
-    L += [f"| {c['label']} | {c['objective']} | {c['iter_num']} | {c['encoder']} | {val(c)} | {c['path']} |"
+    its = lambda c: (f"{c['iter_num']}" if c.get("finished", True) else  # noqa: E731
+                     f"{c['iter_num']} of {c['max_iters']} (unfinished)")
+    L += [f"| {c['label']} | {c['objective']} | {its(c)} | {c['encoder']} | {val(c)} | {c['path']} |"
           for c in report["checkpoints"]]
     L += ["", f"Every figure: estimate [95% interval]: a bootstrap over examples (B={n_boot}, seed {seed}), except the "
           f"set statistics (uniformity, anisotropy, spectrum: {n_sub} half-samples, see their section); differences "
@@ -553,10 +556,11 @@ def run(paths):
     for k in ("dataset", "data_dir", "max_train", "n_folds", "seed", "device"):  # probe.py's helpers read its globals
         setattr(probe, k, globals()[k])
     t0 = time.time()
-    labels, embs = probe.embedders(paths, encoder, device, batch_size, random_init, seed)
+    labels, embs = probe.embedders(paths, encoder, device, batch_size, random_init, seed, unfinished)
     tasks = probe.glue_or_probing(glue_dir, dataset, data_dir)
     sentences = data.corpus_sentences(dataset, data_dir)
     psets, notes = data.probing_sets(sentences)
+    notes += probe.unfinished_notes(labels, embs)
     notes.append(f"probing sets from the held-out documents of '{dataset}': " +
                  ", ".join(f"{k} {len(v['a']):,}" for k, v in psets.items()) + " sentences")
     notes.append(f"lexical probes: {n_folds}-fold CV accuracy; the L2 strength is picked by the same CV (not nested)")
@@ -573,8 +577,7 @@ def run(paths):
 
     report = {"mode": mode, "notes": notes, "geometry": [], "geometry_diffs": [], "alignment": [],
               "alignment_diffs": [], "lexical": [], "lexical_diffs": [], "balance": [], "balance_diffs": [],
-              "checkpoints": [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num,
-                               "encoder": e.which, **(last_val(e.path) if l != probe.RANDOM else {})}
+              "checkpoints": [{**e.summary(l), **(last_val(e.path) if l != probe.RANDOM else {})}
                               for l, e in zip(labels, embs)]}
     y_major = {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}
     report["majority"] = y_major

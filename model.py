@@ -250,6 +250,15 @@ def load_checkpoint(path, map_location="cpu"):
     return ckpt
 
 
+def planned_iters(ckpt):
+    """The iterations the checkpoint's run was set to train, or None where the checkpoint does not say
+    (before train.py saved max_iters, a --max_flops run's count was not stored)."""
+    cfg = ckpt.get("config") or {}
+    if "max_iters" in ckpt:
+        return ckpt["max_iters"]
+    return None if cfg.get("max_flops") or "max_iters" not in cfg else cfg["max_iters"]
+
+
 def load_encoder(path, which="online", device="cpu"):
     """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
     ckpt = load_checkpoint(path)

@@ -54,6 +54,8 @@ random_init = True  # also run a randomly initialised encoder of the first check
 # same pipeline (column 'random-init'): what pre-training added over the architecture alone
 threads = 1  # torch CPU threads (0 = torch's default): the probes' small matrices gain little from more, and
 # slow down many times over when another process shares the cores
+unfinished = False  # analyse checkpoints whose run stopped before its max_iters (refused otherwise: a half-trained
+# model would enter the comparison as if it were the run's result); the reports then say which ones they are
 # -----------------------------------------------------------------------------
 
 L2_GRID = [10.0 ** e for e in range(-5, 2)]  # 1e-5 ... 1e1, ANALYSIS.md
@@ -513,16 +515,25 @@ class Embedder:
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
         self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
+        self.max_iters = model.planned_iters(ckpt)
         if random_init:
             with torch.random.fork_rng():  # leaves the probes' own seeding untouched
                 torch.manual_seed(seed)
                 self.encoder = model.Encoder(self.encoder.config).to(device).eval()
-            self.which, self.objective, self.iter_num = f"random-init-s{seed}", "none", 0
+            self.which, self.objective, self.iter_num, self.max_iters = f"random-init-s{seed}", "none", 0, None
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
         self.stamp = f"{self.iter_num}-{os.path.getmtime(ckpt_file)}"
         self.memo = {}
+
+    def finished(self):
+        return self.max_iters is None or self.iter_num >= self.max_iters
+
+    def summary(self, label):
+        """The checkpoint's row in a report's list of checkpoints."""
+        return {"label": label, "path": self.path, "objective": self.objective, "iter_num": self.iter_num,
+                "max_iters": self.max_iters, "finished": self.finished(), "encoder": self.which}
 
     def __call__(self, name, texts):
         key = hashlib.sha1("\x00".join([self.stamp, self.which, str(self.encoder.config.block_size)] + list(texts))
@@ -661,15 +672,25 @@ def checkpoint_labels(paths):
 RANDOM = "random-init"
 
 
+def unfinished_notes(labels, embs):
+    return [f"UNFINISHED: {l} is at iter {e.iter_num:,} of the {e.max_iters:,} its run was set to train "
+            "(--unfinished=True): its figures are not that run's result" for l, e in zip(labels, embs) if not e.finished()]
+
+
 def random_init_note(seed):
     return (f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), through the same "
             "pipeline: what pre-training added")
 
 
-def embedders(paths, which, device, batch_size, random_init, seed):
-    """(labels, Embedders) for the checkpoints, and last the random-init encoder of the first one's config."""
+def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False):
+    """(labels, Embedders) for the checkpoints, and last the random-init encoder of the first one's config.
+    A checkpoint whose run has not reached its max_iters is refused unless unfinished is set."""
     labels = checkpoint_labels(paths)
     embs = [Embedder(p, which, device, batch_size) for p in paths]
+    early = [f"{e.path} (iter {e.iter_num:,} of {e.max_iters:,})" for e in embs if not e.finished()]
+    if early and not unfinished:
+        raise SystemExit(f"error: unfinished run: {', '.join(early)}: resume it (python train.py <its configs> "
+                         "--init_from=resume --out_dir=...) or pass --unfinished=True to analyse it as it is")
     if random_init:
         labels.append(RANDOM)
         embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed))
@@ -1108,7 +1129,7 @@ def run(paths):
     if threads > 0:
         torch.set_num_threads(threads)
     t0 = time.time()
-    labels, embs = embedders(paths, encoder, device, batch_size, random_init, seed)
+    labels, embs = embedders(paths, encoder, device, batch_size, random_init, seed, unfinished)
     sts, sick = data.load_senteval(senteval_dir) if senteval_dir else ({}, None)  # fails here, before any work
     tasks = glue_or_probing(glue_dir, dataset, data_dir)
     results = {label: {} for label in labels}
@@ -1150,6 +1171,7 @@ def run(paths):
                      "cosine on SICK test; SICK-E: the probe trained on SICK train (L2 by CV on it), accuracy on test")
     scores, diffs = score_all(results, labels, n_boot, seed)
     control_fdr(diffs)
+    notes += unfinished_notes(labels, embs)
     notes.append("multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
                  "in this report (the differences to random-init are a family of their own); * marks q < 0.05")
     seeds = across_seeds(scores, labels)
@@ -1172,8 +1194,7 @@ def run(paths):
     if random_init:
         notes.append(random_init_note(seed))
     os.makedirs(report_dir, exist_ok=True)
-    ckpts = [{"label": l, "path": e.path, "objective": e.objective, "iter_num": e.iter_num, "encoder": e.which}
-             for l, e in zip(labels, embs)]
+    ckpts = [e.summary(l) for l, e in zip(labels, embs)]
     out = {"mode": mode, "checkpoints": ckpts, "notes": notes, "n_boot": n_boot, "seed": seed,
            "max_train": max_train, "scores": scores, "diffs": diffs, "baselines": baselines, "across_seeds": seeds,
            "senteval": senteval,

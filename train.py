@@ -335,7 +335,7 @@ def save_checkpoint():
         return
     ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
-            "iter_num": iter_num, "flops_done": flops_done, "rng": rng}
+            "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng}
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 

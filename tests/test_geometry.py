@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -171,9 +172,13 @@ def test_lambda_curve_and_last_val_read_the_log(tmp_path):
 
 
 def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
-    r = run_cli("eval_geometry.py", *tiny_ckpts, f"--glue_dir={glue_dir}", f"--dataset={corpus}",
+    early = tmp_path / "out-hybrid-early"  # the hybrid as a run stopped at iter 30 of 100 leaves it
+    early.mkdir()
+    torch.save({**torch.load(os.path.join(tiny_ckpts[1], "ckpt.pt"), weights_only=True), "iter_num": 30,
+                "max_iters": 100}, early / "ckpt.pt")
+    r = run_cli("eval_geometry.py", tiny_ckpts[0], str(early), f"--glue_dir={glue_dir}", f"--dataset={corpus}",
                 f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100", "--n_folds=3",
-                "--poolings=mean,attention")
+                "--poolings=mean,attention", "--unfinished=True")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.load(open(tmp_path / "geometry.json"))
     stats = {(g["set"], g["stat"]) for g in out["geometry"]}
@@ -183,6 +188,7 @@ def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     assert all(d["p"] <= 1 for d in out["geometry_diffs"])
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
+    assert "| 30 of 100 (unfinished) |" in report and "UNFINISHED: out-hybrid-early is at iter 30 of the 100" in report
     assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}  # one seed each
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
         assert (tmp_path / png).stat().st_size > 1000

@@ -360,6 +360,32 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     assert r.returncode != 0 and r.stderr.strip().startswith("error:")
 
 
+def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ckpts, tmp_path):
+    ckpt = torch.load(os.path.join(tiny_ckpts[0], "ckpt.pt"), weights_only=True)
+
+    def saved(name, **fields):
+        d = tmp_path / name
+        d.mkdir()
+        torch.save({**ckpt, **fields}, d / "ckpt.pt")
+        return str(d)
+
+    killed = saved("killed", iter_num=700, max_iters=1600)  # as train.py saves a run stopped at iter 700
+    done = saved("done", iter_num=1600, max_iters=1600)
+    older = saved("older", iter_num=1600, config={"objective": "mlm", "max_iters": 1600, "max_flops": 0.0})
+    budget = saved("budget", iter_num=5, config={"objective": "mlm", "max_iters": 100000, "max_flops": 1e12})
+    with pytest.raises(SystemExit, match=r"unfinished run: .*killed \(iter 700 of 1,600\).*--unfinished=True"):
+        probe.embedders([done, killed], "online", "cpu", 8, True, 0)
+    # an older checkpoint without max_iters is judged by its config's; a FLOP budget's count was not saved: unknown
+    labels, embs = probe.embedders([done, older, budget], "online", "cpu", 8, True, 0)
+    assert [e.finished() for e in embs] == [True, True, True, True] and embs[2].max_iters is None
+    labels, embs = probe.embedders([done, killed], "online", "cpu", 8, True, 0, unfinished=True)
+    assert [e.summary(l)["finished"] for l, e in zip(labels, embs)] == [True, False, True]  # random-init last
+    notes = probe.unfinished_notes(labels, embs)
+    assert len(notes) == 1 and notes[0].startswith("UNFINISHED: killed is at iter 700 of the 1,600")
+    r = run_cli("probe.py", killed, "--glue_dir=nope")
+    assert r.returncode != 0 and r.stderr.strip().startswith("error: unfinished run") and "Traceback" not in r.stderr
+
+
 def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     r = run_cli("probe.py", tiny_ckpts[0], f"--dataset={corpus}", f"--data_dir={tmp_path}/data",

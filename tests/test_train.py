@@ -55,7 +55,7 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
         assert all(0 < r["lambda"] < 1 and r["tgt_std"] > 0 for r in log if "lambda" in r)
         assert "λ" in p.stdout and "tok/s" in p.stdout
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
-    assert ckpt["iter_num"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
+    assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
 
 def test_kill_and_resume_reproduces_the_losses(data_dir, tmp_path):
