@@ -446,7 +446,7 @@ def write_report(report, labels, files, curves):
     L += ["| checkpoint | objective | iter | encoder | val MLM (unigram line) | path |", "|---|---|---|---|---|---|"]
     val = lambda c: (f"{c['val_mlm']:.3f} ({c['val_unigram']:.3f})" if c.get("val_unigram") else  # noqa: E731
                      f"{c['val_mlm']:.3f}" if "val_mlm" in c else "n/a")
-    its = lambda c: (f"{c['iter_num']}" if c.get("finished", True) else  # noqa: E731
+    its = lambda c: (f"{c['iter_num']}" if c["finished"] else  # noqa: E731
                      f"{c['iter_num']} of {c['max_iters']} (unfinished)")
     L += [f"| {c['label']} | {c['objective']} | {its(c)} | {c['encoder']} | {val(c)} | {c['path']} |"
           for c in report["checkpoints"]]
