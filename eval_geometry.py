@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -42,7 +43,8 @@ geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a s
 # (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer, said in the notes
 report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
-threads = 1  # torch CPU threads, as probe.py
+threads = 1  # torch CPU threads, as probe.py (0 = torch's default: all cores); the spectra use them all, one
+# subsample per thread, so on a machine of its own pass --threads=0
 random_init = True  # as probe.py: a randomly initialised encoder of the first checkpoint's config, last column
 unfinished = False  # as probe.py: analyse checkpoints whose run stopped before its max_iters (refused otherwise)
 # -----------------------------------------------------------------------------
@@ -106,23 +108,40 @@ def alignment(U, V):
     return (normalize(U.double()) - normalize(V.double())).pow(2).sum(-1)
 
 
-def spectra(X, c=None, chunk=100):
+def map_threads(fn, items):
+    """fn over items on torch's CPU threads, each call single-threaded. One 512 x 512 eigendecomposition gains
+    little from threads inside it (LAPACK: 1.35x on 2 cores) and independent ones gain about linearly (1.9x);
+    and each item's result is then the same bits whatever --threads is."""
+    k = torch.get_num_threads()
+    if k == 1:
+        return [fn(x) for x in items]
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(k) as pool:  # torch releases the GIL inside its kernels
+            return list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(k)
+
+
+def spectra(X, c=None):
     """Eigenvalues of the centred covariance (descending, (B, r), r = min(n - 1, d)) and the singular values
     of the uncentred X (for RankMe) of each resample."""
     n, d = X.shape
     c = torch.ones(1, n, dtype=torch.float64) if c is None else c
     X = X.double()  # float32 products leave ~1e-8 eigenvalues where there are none: sqrt makes them count
     r = min(int(c.sum(1).min()) - 1, d)
-    lam, sv_unc = [], []
-    for s in range(0, len(c), chunk):
-        w = c[s:s + chunk]
-        m = w.sum(1)[:, None, None]  # sentences in each sample
-        G = (X.T[None] * w[:, None, :]) @ X  # X^T diag(c) X
-        mu = (w @ X)[:, :, None] / m
-        cov = (G - m * mu * mu.transpose(1, 2)) / (m - 1)
-        lam.append(torch.linalg.eigvalsh(cov).flip(-1)[:, :r].clamp(min=0))
-        sv_unc.append(torch.linalg.eigvalsh(G).flip(-1).clamp(min=0).sqrt())
-    return torch.cat(lam), torch.cat(sv_unc)
+
+    def one(w):  # only the drawn rows enter the products: a half-sample costs half of X^T diag(c) X
+        keep = w > 0
+        Xs, ws = X[keep], w[keep]
+        m = ws.sum()
+        G = Xs.T @ (Xs * ws[:, None])  # X^T diag(c) X
+        mu = ws @ Xs / m
+        cov = (G - m * torch.outer(mu, mu)) / (m - 1)
+        lam = torch.linalg.eigvalsh(cov).flip(-1)[:r].clamp(min=0)
+        return lam, torch.linalg.eigvalsh(G).flip(-1).clamp(min=0).sqrt()
+    lam, sv_unc = zip(*map_threads(one, c))
+    return torch.stack(lam), torch.stack(sv_unc)
 
 
 def entropy_rank(p):
@@ -229,8 +248,8 @@ def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom):
 
 
 # what a checkpoint's geometry depends on besides the settings and the data: this source is in its cache key
-GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, spectral_stats, entropy_rank,
-                                uniformity, anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs))
+GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, map_threads, spectral_stats,
+                                entropy_rank, uniformity, anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs))
 
 
 # -----------------------------------------------------------------------------

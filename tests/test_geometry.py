@@ -84,6 +84,24 @@ def test_subsampled_statistics_match_direct_computation():
     assert stats["uniformity"][2] == pytest.approx(eg.uniformity(X).item())
 
 
+def test_spectra_are_the_same_bits_on_any_number_of_threads():
+    """The subsamples' spectra are spread over torch's threads, one subsample per thread: the figures must not
+    depend on --threads, and the thread setting must come back as it was."""
+    X = torch.randn(80, 16, dtype=torch.float64)
+    c = torch.as_tensor(eg.counts_of(eg.half_samples(80, 7), 80))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = eg.spectra(X, c)
+        torch.set_num_threads(2)
+        two = eg.spectra(X, c)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert one[0].shape == (7, 16) and one[1].shape == (7, 16)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
+
+
 def power_law_embeddings(Z, alpha, seed):
     """Rows of Z mapped through a fixed random basis with per-direction scales i^(-alpha/2): a power-law spectrum."""
     d = Z.size(1)

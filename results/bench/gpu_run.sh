@@ -63,8 +63,8 @@ step lever-cudagraphs 90 python3 bench.py --sizes=paper --objectives=mlm,hybrid-
 step bench-bert512 100 python3 bench.py --sizes=bert-base-512 --objectives=mlm,hybrid-separate --embed=False \
     --out="$OUT/bench-bert512.json"
 
-# 8. the geometry of the same checkpoint (slow: see NOTES.md, P4)
-step geometry 120 python3 eval_geometry.py out-hybrid-gpu --glue_dir=.carry/glue --report_dir=/tmp/analysis
+# 8. the geometry of the same checkpoint, its spectra on every core (the machine is ours alone)
+step geometry 120 python3 eval_geometry.py out-hybrid-gpu --glue_dir=.carry/glue --report_dir=/tmp/analysis --threads=0
 
 tar czf "$OUT/train.tgz" out-hybrid-gpu/log.jsonl out-mlm-gpu/log.jsonl 2>/dev/null
 tar czf "$OUT/analysis.tgz" -C /tmp analysis 2>/dev/null

@@ -33,7 +33,7 @@ extra)
 analyse)
     ckpts=$(ls -d out-hybrid-wiki out-mlm-wiki out-hybrid-wiki-s2 out-mlm-wiki-s2 out-hybrid-unc-wiki 2>/dev/null)
     python probe.py $ckpts --glue_dir=$GLUE --report_dir=$OUT
-    python eval_geometry.py $ckpts --glue_dir=$GLUE --report_dir=$OUT ;;
+    python eval_geometry.py $ckpts --glue_dir=$GLUE --report_dir=$OUT --threads=0 ;;  # every core for the spectra
 dry)  # the same steps on the tiny CPU model: checks the pipeline end to end in a few minutes
     python train.py config/hybrid.py config/tiny.py --out_dir=/tmp/dry-hybrid --max_iters=50 --eval_interval=25
     python train.py config/mlm.py config/tiny.py --out_dir=/tmp/dry-mlm --max_iters=50 --eval_interval=25
