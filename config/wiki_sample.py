@@ -12,7 +12,11 @@ dataset = ".carry/enwiki_sample"
 # Analytic cost (model.py / jepa.py counters): hybrid 'separate' ~2.3x the FLOPs/token of MLM.
 # FLOP-matched alternative: give the MLM run the hybrid's FLOPs, e.g. --max_flops=<hybrid's final
 # "flops" in out-hybrid-wiki/log.jsonl>, which trains it for ~2.3x the steps.
-# 12,000 steps are sized for ~8 minutes of the hybrid at ~35% MFU; adjust after a timing run.
+# 12,000 steps were sized for ~8 minutes of the hybrid at ~35% MFU. Measured since (H200, bench.py, results/bench/):
+# 32.3 ms a hybrid step and 13.6 ms an MLM step, so 12,000 steps are ~6.5 + ~2.7 minutes. A device session now
+# has 15 minutes, machine start included, and at most 600 s a call; a checkpoint (0.6 GB for the MLM, with its
+# optimizer) cannot come back from the machine, so a pair's training and analysis share one call: about 3,000
+# steps each (an estimate: the analysis of a pair has not yet been timed there).
 max_iters = 12000  # the hybrid's MLM weight 1 - λ: 0.487 at 1.2k, 0.438 at 6k, 0.418 at 12k (results/balance/)
 batch_size = 256
 learning_rate = 5e-4

@@ -4,6 +4,8 @@
 #   there:       OUT=<results folder> bash results/bench/gpu_run.sh     (.carry/ carried along)
 # Steps run in order of priority; a step is skipped when the time left before DEADLINE (seconds from the
 # start) is below its estimate, so the whole script ends inside one call and always packs its results.
+# ONLY="name ..." runs just those steps (what a previous session left undone), e.g.
+#   ONLY="cuda-tests train-hybrid probe geometry bench-bert512" (probe and geometry need train-hybrid's checkpoint)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gpu_run}
@@ -17,6 +19,9 @@ start=$SECONDS
 step() {  # step NAME ESTIMATE_S COMMAND...
     local name=$1 est=$2 left=$((DEADLINE - (SECONDS - start)))
     shift 2
+    if [[ -n ${ONLY:-} && " $ONLY " != *" $name "* ]]; then
+        return
+    fi
     if ((left < est + 10)); then
         echo "=== SKIP $name: ${left}s left, estimate ${est}s" | tee -a "$log"
         return
