@@ -249,7 +249,8 @@ def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom):
 
 # what a checkpoint's geometry depends on besides the settings and the data: this source is in its cache key
 GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, map_threads, spectral_stats,
-                                entropy_rank, uniformity, anisotropy, pair_mean, counts_of, normalize, alignment, positive_pairs))
+                                entropy_rank, uniformity, anisotropy, pair_mean, counts_of, normalize, alignment,
+                                positive_pairs))
 
 
 # -----------------------------------------------------------------------------

@@ -674,7 +674,8 @@ RANDOM = "random-init"
 
 def unfinished_notes(labels, embs):
     return [f"UNFINISHED: {l} is at iter {e.iter_num:,} of the {e.max_iters:,} its run was set to train "
-            "(--unfinished=True): its figures are not that run's result" for l, e in zip(labels, embs) if not e.finished()]
+            "(--unfinished=True): its figures are not that run's result"
+            for l, e in zip(labels, embs) if not e.finished()]
 
 
 def random_init_note(seed):
