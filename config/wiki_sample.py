@@ -11,7 +11,7 @@ dataset = ".carry/enwiki_sample"
 # 256 x 128 tokens = 393M tokens (~28 passes over the sample's 14.1M training tokens), in the same data order.
 # Analytic cost (model.py / jepa.py counters): hybrid 'separate' ~2.3x the FLOPs/token of MLM.
 # FLOP-matched alternative: give the MLM run the hybrid's FLOPs, e.g. --max_flops=<hybrid's final
-# "flops" in out-hybrid-wiki/log.jsonl>, which trains it for ~2.3x the steps.
+# "flops" in the hybrid's log.jsonl>, which trains it for ~2.3x the steps.
 # 12,000 steps were sized for ~8 minutes of the hybrid at ~35% MFU. Measured since (H200, bench.py, results/bench/):
 # 32.3 ms a hybrid step and 13.6 ms an MLM step, so 12,000 steps are ~6.5 + ~2.7 minutes. A device session now
 # has 15 minutes, machine start included, and at most 600 s a call; a checkpoint (0.6 GB for the MLM, with its
