@@ -74,7 +74,8 @@ carry)  # the GPU machine has no network
     du -sh .carry ;;
 pair)  # one device call: both arms of one seed, then the analysis; a failed hybrid still leaves the MLM's
     seed=${2:?give a seed: ITERS=3000 bash results/repro/run.sh pair 1337}
-    [[ -n ${ITERS:-} ]] || { echo "error: give the steps of each arm: ITERS=3000 (config/wiki_sample.py says how to size them)" >&2; exit 2; }
+    [[ -n ${ITERS:-} ]] || {
+        echo "error: give the steps of each arm: ITERS=3000 (config/wiki_sample.py says how to size them)" >&2; exit 2; }
     [ -d .carry/wheels ] && wheels
     ok=0
     train mlm "$seed" || ok=$?
