@@ -606,7 +606,7 @@ def run(paths):
     sem, lex = {}, {}  # per (label, pooling): SST-2 dev (gold, pred) and the mft CV (gold, pred)
     geo, spec_main, align, sts = {}, {}, {}, {}
     main_set = "stsb" if tasks is not None else "corpus"
-    d = embs[0].encoder.config.n_embd
+    d = embs[0].config.n_embd
     set_idx = {}  # one seeded sample and one set of half-samples per sentence set, shared by all checkpoints
     for sname, parts in gsets.items():
         n = sum(len(t) for _, t in parts)
@@ -719,7 +719,7 @@ def run(paths):
     report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})
     report["official"] = official_rows(prb["scores"], labels) if prb is not None else []
     n_d = [(s, len(set_idx[s][0])) for s in set_idx]
-    d = embs[0].encoder.config.n_embd
+    d = embs[0].config.n_embd
     thin = [s for s, n in n_d if n < 5 * d]
     if thin:
         notes.append(f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly estimated")

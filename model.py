@@ -243,11 +243,27 @@ def load_checkpoint(path, map_location="cpu"):
         raise SystemExit(f"error: no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
     try:  # weights_only: tensors and plain values only, so a checkpoint from elsewhere cannot run code
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-        assert isinstance(ckpt, dict) and "model_args" in ckpt and "model" in ckpt
+        assert isinstance(ckpt, dict) and "model_args" in ckpt and ("model" in ckpt or ckpt.get("stripped"))
     except Exception as e:
         die(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain values "
             f"({type(e).__name__}): refused; delete it and resume from another, or train again with --init_from=scratch")
     return ckpt
+
+
+WEIGHTS = ("model", "target", "optimizer")
+
+
+def strip_checkpoint(path, dst):
+    """The checkpoint without its weights and optimizer state, a few kB: enough for probe.py and
+    eval_geometry.py to answer from the analysis cache beside it. A paper-size checkpoint (0.6 GB) cannot
+    leave the GPU machine; this can, so a report can take in checkpoints analysed in earlier sessions."""
+    ckpt = load_checkpoint(path)
+    src = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
+    stub = {k: v for k, v in ckpt.items() if k not in WEIGHTS}
+    stub["saved"] = ckpt.get("saved", os.path.getmtime(src))  # what the analysis cache is keyed by
+    stub["stripped"] = True
+    torch.save(stub, dst + ".tmp")
+    os.replace(dst + ".tmp", dst)
 
 
 def planned_iters(ckpt):
@@ -262,8 +278,13 @@ def planned_iters(ckpt):
 def load_encoder(path, which="online", device="cpu"):
     """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
     ckpt = load_checkpoint(path)
-    config = EncoderConfig(**ckpt["model_args"])
-    encoder = Encoder(config)
+    return encoder_of(ckpt, which, path).to(device).eval(), ckpt
+
+
+def encoder_of(ckpt, which="online", path="the checkpoint"):
+    if ckpt.get("stripped"):
+        die(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")
+    encoder = Encoder(EncoderConfig(**ckpt["model_args"]))
     if which == "online":
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
@@ -274,4 +295,4 @@ def load_encoder(path, which="online", device="cpu"):
     else:
         raise SystemExit(f"error: unknown encoder '{which}': use online or target")
     encoder.load_state_dict(state)
-    return encoder.to(device).eval(), ckpt
+    return encoder

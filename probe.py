@@ -23,6 +23,7 @@ import math
 import os
 import pickle
 import re
+import shutil
 import sys
 import time
 
@@ -505,13 +506,17 @@ def digest(*parts):
 class Embedder:
     """A checkpoint's frozen encoder. Embeds a named sentence set once: mean/max/first pooled vectors and
     the token states (for the attentive probe), cached in <out_dir>/analysis_cache, keyed by the
-    checkpoint's iteration and mtime and the sentences themselves, so a retrained checkpoint or another
-    subsample never reads stale features."""
+    checkpoint's iteration and save time and the sentences themselves, so a retrained checkpoint or another
+    subsample never reads stale features. A stripped checkpoint (model.strip_checkpoint) has no weights:
+    it answers from that cache alone."""
 
     def __init__(self, path, which="online", device="cpu", batch_size=256, random_init=False, seed=0):
         """random_init: the encoder of path's config as training starts (seeded), instead of its weights."""
         self.path = path
-        self.encoder, ckpt, self.tok = load(path, which, device)
+        ckpt = model.load_checkpoint(path)
+        self.config = model.EncoderConfig(**ckpt["model_args"])
+        self.tok = data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+        self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device).eval()
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
         self.objective, self.iter_num = cfg.get("objective", "?"), ckpt.get("iter_num", 0)
@@ -519,13 +524,21 @@ class Embedder:
         if random_init:
             with torch.random.fork_rng():  # leaves the probes' own seeding untouched
                 torch.manual_seed(seed)
-                self.encoder = model.Encoder(self.encoder.config).to(device).eval()
+                self._encoder = model.Encoder(self.config).to(device).eval()
             self.which, self.objective, self.iter_num, self.max_iters = f"random-init-s{seed}", "none", 0, None
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
-        self.stamp = f"{self.iter_num}-{os.path.getmtime(ckpt_file)}"
+        self.stamp = f"{self.iter_num}-{ckpt.get('saved', os.path.getmtime(ckpt_file))}"
         self.memo = {}
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            raise SystemExit(f"error: {self.path} is stripped of its weights and its analysis_cache holds nothing "
+                             "for this code, data and settings: analyse it with the commit and arguments it was "
+                             "analysed with (its session's note says which), or train it again")
+        return self._encoder
 
     def finished(self):
         return self.max_iters is None or self.iter_num >= self.max_iters
@@ -536,7 +549,7 @@ class Embedder:
                 "max_iters": self.max_iters, "finished": self.finished(), "encoder": self.which}
 
     def __call__(self, name, texts):
-        key = hashlib.sha1("\x00".join([self.stamp, self.which, str(self.encoder.config.block_size)] + list(texts))
+        key = hashlib.sha1("\x00".join([self.stamp, self.which, str(self.config.block_size)] + list(texts))
                            .encode()).hexdigest()[:12]
         if key in self.memo:
             return self.memo[key]
@@ -580,6 +593,22 @@ class Embedder:
                                                             f"embedding {name} ({os.path.basename(self.out_dir)}, {self.which})")
         return {**pooled, "states": torch.cat(states),
                 "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)]), "truncated": truncated}
+
+
+def results_only(path, dst):
+    """A checkpoint's out_dir as its analysis needs it, without the weights: the stripped checkpoint, its
+    log.jsonl and the cached results (not the embeddings, which are large), a few MB in all. probe.py and
+    eval_geometry.py read it like the out_dir itself, so a report can join checkpoints trained and analysed
+    in earlier GPU sessions to new ones, as long as code, data and settings are those it was analysed with."""
+    src = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    os.makedirs(os.path.join(dst, "analysis_cache"), exist_ok=True)
+    model.strip_checkpoint(path, os.path.join(dst, "ckpt.pt"))
+    cache = os.path.join(src, "analysis_cache")
+    for f in os.listdir(cache) if os.path.isdir(cache) else []:
+        if f.endswith(".pkl"):
+            shutil.copyfile(os.path.join(cache, f), os.path.join(dst, "analysis_cache", f))
+    if os.path.exists(os.path.join(src, "log.jsonl")):  # the report's λ curve and last validation losses
+        shutil.copyfile(os.path.join(src, "log.jsonl"), os.path.join(dst, "log.jsonl"))
 
 
 @torch.no_grad()

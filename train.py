@@ -240,6 +240,8 @@ ckpt_path = os.path.join(out_dir, "ckpt.pt")
 log_path = os.path.join(out_dir, "log.jsonl")
 if init_from == "resume":
     ckpt = load_checkpoint(ckpt_path, map_location=device)
+    if ckpt.get("stripped"):
+        die(f"{ckpt_path} is stripped of its weights (for the analysis only): resume from the full checkpoint")
     # the run must go on as it began: only where it writes, how often it reports and how it runs may change
     free = ("out_dir", "init_from", "eval_interval", "eval_iters", "log_interval", "data_dir", "device",
             "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std")
@@ -335,7 +337,8 @@ def save_checkpoint():
         return
     ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
-            "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng}
+            "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng,
+            "saved": time.time()}  # the analysis cache's key: it survives a copy, where the file's mtime does not
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 

@@ -10,6 +10,7 @@ import torch
 
 from test_probe import run_cli
 import eval_geometry as eg
+import probe
 
 
 def sphere(n, d, seed=0):
@@ -210,3 +211,15 @@ def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}  # one seed each
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
         assert (tmp_path / png).stat().st_size > 1000
+    # the checkpoints stripped of their weights (probe.results_only), as an earlier GPU session leaves them,
+    # give the same report from the cache alone
+    stubs = [str(tmp_path / "stub" / os.path.basename(p)) for p in (tiny_ckpts[0], str(early))]
+    for p, s in zip((tiny_ckpts[0], str(early)), stubs):
+        probe.results_only(p, s)
+    r = run_cli("eval_geometry.py", *stubs, f"--glue_dir={glue_dir}", f"--dataset={corpus}",
+                f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}/stub", "--n_boot=100", "--n_folds=3",
+                "--poolings=mean,attention", "--unfinished=True")
+    assert r.returncode == 0, r.stderr[-3000:]
+    again = json.load(open(tmp_path / "stub" / "geometry.json"))
+    for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "lambda"):
+        assert again[k] == out[k], k

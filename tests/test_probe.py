@@ -351,6 +351,28 @@ def test_probe_cli_on_glue_fixture(tiny_ckpts, glue_dir, tmp_path):
     assert base[("stsb-cos", "spearman")] == base[("stsb", "spearman")]
 
 
+def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir, tmp_path, capsys):
+    # what a later GPU session has of an earlier one's checkpoints: no weights, the cached results beside them
+    args = (f"--glue_dir={glue_dir}", "--n_boot=200", "--poolings=mean,attention", "--n_folds=3")
+    r = run_cli("probe.py", *tiny_ckpts, *args, f"--report_dir={tmp_path}/full")
+    assert r.returncode == 0, r.stderr[-2000:]
+    stubs = [str(tmp_path / os.path.basename(p)) for p in tiny_ckpts]  # the same names: the same report labels
+    for p, s in zip(tiny_ckpts, stubs):
+        probe.results_only(p, s)
+    assert all(os.path.getsize(os.path.join(s, "ckpt.pt")) < 20_000 for s in stubs)  # its weights: MBs
+    assert not [f for s in stubs for f in os.listdir(os.path.join(s, "analysis_cache")) if not f.endswith(".pkl")]
+    r = run_cli("probe.py", *stubs, *args, f"--report_dir={tmp_path}/stub")
+    assert r.returncode == 0, r.stderr[-2000:]
+    full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
+    assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
+    # anything not in the cache needs the weights: one line that says so, not a fallback
+    r = run_cli("probe.py", *stubs, *args[:-1], "--n_folds=4", f"--report_dir={tmp_path}/other")
+    assert r.returncode != 0 and "stripped of its weights" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(SystemExit):
+        model.load_encoder(stubs[0])
+    assert "is a stripped checkpoint" in capsys.readouterr().err
+
+
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
