@@ -613,12 +613,17 @@ def run(paths):
         pick = np.sort(np.random.default_rng(seed).permutation(n)[:geom_n or 5 * d])  # the notes say where fewer
         set_idx[sname] = (pick, half_samples(len(pick), n_sub, seed))
     data_key = probe.digest(psets, gsets, tasks, set_idx)
-    lexical_results = {label: {} for label in labels}
-    for label, emb in zip(labels, embs):
+    res = {}
+    for label, emb in probe.stripped_first(labels, embs):
         for pooling in pools:
             print(f"geometry {label} / {pooling}", file=sys.stderr)
-            r = emb.results(f"geometry-{pooling}", probe.probe_inputs(pooling, data_key, attn_geom, GEOMETRY_CODE),
-                            lambda: checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom))
+            res[label, pooling] = emb.results(
+                f"geometry-{pooling}", probe.probe_inputs(pooling, data_key, attn_geom, GEOMETRY_CODE),
+                lambda: checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, attn_geom))
+    lexical_results = {label: {} for label in labels}
+    for label in labels:
+        for pooling in pools:
+            r = res[label, pooling]
             lexical_results[label][pooling] = r["lexical"]
             lex[label, pooling] = r["lexical"]["mft"]
             for sname, (stats, lam) in r["sets"].items():

@@ -526,6 +526,7 @@ class Embedder:
                 torch.manual_seed(seed)
                 self._encoder = model.Encoder(self.config).to(device).eval()
             self.which, self.objective, self.iter_num, self.max_iters = f"random-init-s{seed}", "none", 0, None
+        self.stripped = self._encoder is None
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
@@ -534,7 +535,7 @@ class Embedder:
 
     @property
     def encoder(self):
-        if self._encoder is None:
+        if self.stripped:
             raise SystemExit(f"error: {self.path} is stripped of its weights and its analysis_cache holds nothing "
                              "for this code, data and settings: analyse it with the commit and arguments it was "
                              "analysed with (its session's note says which), or train it again")
@@ -725,6 +726,12 @@ def embedders(paths, which, device, batch_size, random_init, seed, unfinished=Fa
         labels.append(RANDOM)
         embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed))
     return labels, embs
+
+
+def stripped_first(labels, embs):
+    """(label, Embedder) pairs in the order to compute them: the weightless copies first, so that one whose
+    cache lacks a result stops the analysis in seconds, not after the other checkpoints' fits."""
+    return sorted(zip(labels, embs), key=lambda pair: not pair[1].stripped)
 
 
 # -----------------------------------------------------------------------------
@@ -1170,7 +1177,7 @@ def run(paths):
         baseline = glue_baselines(evals, embs[0].tok)
         notes.append("baseline: the train split's majority class for every dev example (MRPC: all-positive; CoLA: "
                      "MCC 0), and for STS-B the cosine of bag-of-tokens count vectors (no model)")
-        for label, emb in zip(labels, embs):
+        for label, emb in stripped_first(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
                 results[label][pooling] = emb.results(f"glue-{pooling}", probe_inputs(pooling, evals_key), lambda: {
@@ -1183,14 +1190,14 @@ def run(paths):
         sets_key = digest(sets)
         baseline = {name: {"y": s["y"], "p": constant_prediction(s["y"], s["y"])} for name, s in sets.items()}
         notes.append("baseline: the majority class")
-        for label, emb in zip(labels, embs):
+        for label, emb in stripped_first(labels, embs):
             for pooling in pools:
                 print(f"probing {label} / {pooling}", file=sys.stderr)
                 results[label][pooling] = emb.results(f"probing-{pooling}", probe_inputs(pooling, sets_key), lambda: {
                     name: run_cv_eval(emb, name, s, pooling, n_folds) for name, s in sets.items()})
         notes.append(f"probing-set scores are {n_folds}-fold CV accuracies; the L2 strength is picked by the same CV")
     if senteval_dir:
-        for label, emb in zip(labels, embs):
+        for label, emb in stripped_first(labels, embs):
             for pooling in pools:
                 print(f"SentEval {label} / {pooling}", file=sys.stderr)
                 results[label][pooling].update(run_senteval(emb, sts, sick, pooling))

@@ -365,9 +365,11 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     assert r.returncode == 0, r.stderr[-2000:]
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
-    # anything not in the cache needs the weights: one line that says so, not a fallback
-    r = run_cli("probe.py", *stubs, *args[:-1], "--n_folds=4", f"--report_dir={tmp_path}/other")
+    # anything not in the cache needs the weights: one line that says so, not a fallback, and before the
+    # checkpoints that have their weights are fitted
+    r = run_cli("probe.py", tiny_ckpts[1], stubs[0], *args[:-1], "--n_folds=4", f"--report_dir={tmp_path}/other")
     assert r.returncode != 0 and "stripped of its weights" in r.stderr and "Traceback" not in r.stderr
+    assert f"probing {os.path.basename(tiny_ckpts[1])}" not in r.stderr
     with pytest.raises(SystemExit):
         model.load_encoder(stubs[0])
     assert "is a stripped checkpoint" in capsys.readouterr().err
