@@ -84,10 +84,10 @@ analyse() {  # analyse [own]: own leaves out .carry/ckpt
     [ -n "$ckpts" ] || { echo "error: no out-*-$TAG-s* checkpoints: train some first" >&2; exit 2; }
     wheels
     # shellcheck disable=SC2086
-    timed probe $py probe.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" $ANALYSE_ARGS || return
+    timed probe${1:+-$1} $py probe.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" $ANALYSE_ARGS || return
     pack
     # shellcheck disable=SC2086  # every core for the spectra: the machine runs nothing else
-    timed eval_geometry $py eval_geometry.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" --threads=0 $ANALYSE_ARGS
+    timed eval_geometry${1:+-$1} $py eval_geometry.py $ckpts --glue_dir="$GLUE" --report_dir="$OUT" --threads=0 $ANALYSE_ARGS
 }
 
 pack() {  # with PACK=DIR: DIR/repro.tgz holds report/ (the $OUT folder) and ckpt/ (each checkpoint results-only)
