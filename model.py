@@ -247,6 +247,7 @@ def load_checkpoint(path, map_location="cpu"):
     except Exception as e:
         die(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain values "
             f"({type(e).__name__}): refused; delete it and resume from another, or train again with --init_from=scratch")
+    ckpt.setdefault("saved", os.path.getmtime(path))  # the analysis cache's key; older checkpoints: the mtime
     return ckpt
 
 
@@ -257,10 +258,7 @@ def strip_checkpoint(path, dst):
     """The checkpoint without its weights and optimizer state, a few kB: enough for probe.py and
     eval_geometry.py to answer from the analysis cache beside it. A paper-size checkpoint (0.6 GB) cannot
     leave the GPU machine; this can, so a report can take in checkpoints analysed in earlier sessions."""
-    ckpt = load_checkpoint(path)
-    src = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
-    stub = {k: v for k, v in ckpt.items() if k not in WEIGHTS}
-    stub["saved"] = ckpt.get("saved", os.path.getmtime(src))  # what the analysis cache is keyed by
+    stub = {k: v for k, v in load_checkpoint(path).items() if k not in WEIGHTS}
     stub["stripped"] = True
     torch.save(stub, dst + ".tmp")
     os.replace(dst + ".tmp", dst)

@@ -476,7 +476,11 @@ def progress(msg, done, total):
 def load(path, which="online", device="cpu"):
     """A checkpoint's frozen encoder, the checkpoint, and the tokenizer of the vocabulary it was trained with."""
     encoder, ckpt = model.load_encoder(path, which, device)
-    return encoder, ckpt, data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+    return encoder, ckpt, tokenizer_of(ckpt)
+
+
+def tokenizer_of(ckpt):
+    return data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
 
 
 def digest(*parts):
@@ -515,7 +519,7 @@ class Embedder:
         self.path = path
         ckpt = model.load_checkpoint(path)
         self.config = model.EncoderConfig(**ckpt["model_args"])
-        self.tok = data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+        self.tok = tokenizer_of(ckpt)
         self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device).eval()
         self.which, self.device, self.batch_size = which, device, batch_size
         cfg = ckpt.get("config") or {}
@@ -530,7 +534,7 @@ class Embedder:
         ckpt_file = os.path.join(path, "ckpt.pt") if os.path.isdir(path) else path
         self.out_dir = os.path.dirname(os.path.abspath(ckpt_file))
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
-        self.stamp = f"{self.iter_num}-{ckpt.get('saved', os.path.getmtime(ckpt_file))}"
+        self.stamp = f"{self.iter_num}-{ckpt['saved']}"
         self.memo = {}
 
     @property

@@ -92,13 +92,15 @@ analyse() {  # analyse [own]: own leaves out .carry/ckpt
 
 pack() {  # with PACK=DIR: DIR/repro.tgz holds report/ (the $OUT folder) and ckpt/ (each checkpoint results-only)
     [[ -n $PACK ]] || return 0
-    local stage=/tmp/repro-pack d
+    local stage=/tmp/repro-pack d ckpts=()
     rm -rf $stage && mkdir -p $stage/ckpt "$PACK"
-    for d in $(ls -d out-*-$TAG-s* 2>/dev/null); do
-        if [[ -e $d/ckpt.pt ]]; then
-            $py -c "import sys, probe; probe.results_only(*sys.argv[1:])" "$d" "$stage/ckpt/$d"
-        fi
+    for d in out-*-$TAG-s*/ckpt.pt; do
+        if [[ -e $d ]]; then ckpts+=("${d%/ckpt.pt}"); fi
     done
+    if ((${#ckpts[@]})); then  # one process for all: each start imports torch
+        $py -c "import sys, probe; [probe.results_only(d, sys.argv[1] + '/' + d) for d in sys.argv[2:]]" \
+            $stage/ckpt "${ckpts[@]}"
+    fi
     cp -r "$OUT" $stage/report
     tar czf "$PACK/repro.tgz.tmp" -C $stage . && mv "$PACK/repro.tgz.tmp" "$PACK/repro.tgz"
     echo "packed $(du -h "$PACK/repro.tgz" | cut -f1) into $PACK/repro.tgz"
