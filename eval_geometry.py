@@ -698,8 +698,8 @@ def run(paths):
                 if label != labels[0]:
                     ref = probe.reference(label, labels)
                     e0, r0 = reps[ref, pooling][fig]
-                    d = diff_summary(100 * (est - e0), 100 * (r - r0))
-                    report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": ref, **d})
+                    diff = diff_summary(100 * (est - e0), 100 * (r - r0))
+                    report["balance_diffs"].append({"figure": fig, "pooling": pooling, "a": label, "b": ref, **diff})
     probe.control_fdr(report["geometry_diffs"] + report["alignment_diffs"] + report["lexical_diffs"]
                       + report["balance_diffs"])
     notes.append("multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
@@ -724,7 +724,6 @@ def run(paths):
     report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})
     report["official"] = official_rows(prb["scores"], labels) if prb is not None else []
     n_d = [(s, len(set_idx[s][0])) for s in set_idx]
-    d = embs[0].config.n_embd
     thin = [s for s, n in n_d if n < 5 * d]
     if thin:
         notes.append(f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly estimated")
