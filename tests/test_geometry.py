@@ -1,4 +1,5 @@
-"""eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the CLI."""
+"""eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the claims' verdicts,
+the CLI."""
 
 import json
 import math
@@ -11,6 +12,7 @@ import torch
 from test_probe import run_cli
 import eval_geometry as eg
 import probe
+import stats
 
 
 def sphere(n, d, seed=0):
@@ -111,8 +113,8 @@ def power_law_embeddings(Z, alpha, seed):
 
 
 def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_difference():
-    """The review's case: n = 1000, d = 512, power-law spectra. The bootstrap gave an effective rank of 376 with
-    a CI of [337, 344]; half-samples must give an interval around their own estimate, and a paired difference
+    """n = 1000, d = 512, power-law spectra, where a with-replacement bootstrap puts the effective rank's CI
+    far below its estimate: half-samples give an interval around their own estimate, and a paired difference
     whose interval covers the true difference at the same m (the mean over fresh samples of m)."""
     n, d = 1000, 512
     gen = torch.Generator().manual_seed(0)
@@ -122,7 +124,7 @@ def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_diffe
     sa, _ = eg.set_geometry(A, idx)
     sb, _ = eg.set_geometry(B, idx)
     for k in ("eff_rank", "rankme", "rank90", "alpha", "uniformity"):
-        lo, hi = eg.ci(sa[k][1])
+        lo, hi = stats.ci(sa[k][1])
         assert lo <= sa[k][0] <= hi, k
     m = n // 2
     truth = {k: [] for k in ("eff_rank", "alpha")}
@@ -133,49 +135,81 @@ def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_diffe
         for k in truth:
             truth[k].append(float(tb[k][0] - ta[k][0]))
     for k, diffs in truth.items():
-        d_est = eg.diff_summary(sb[k][0] - sa[k][0], sb[k][1] - sa[k][1])
+        d_est = stats.diff_summary(sb[k][0] - sa[k][0], sb[k][1] - sa[k][1])
         assert d_est["lo"] <= d_est["diff"] <= d_est["hi"], k
         assert d_est["lo"] <= np.mean(diffs) <= d_est["hi"], (k, d_est, np.mean(diffs))
         assert d_est["p"] < 0.05, k  # and the difference is found
 
 
 
-def test_claims_verdicts_over_seeds():
-    labels = [f"mlm-s{i}" for i in (1, 2, 3)] + [f"hyb-s{i}" for i in (1, 2, 3)] + ["hybone-s1"] + \
-        [f"mlmlong-s{i}" for i in (1, 2, 3)]  # a second MLM group (FLOP-matched): its own rows, after the first's
-    objectives = {l: "mlm" if l.startswith("mlm") else "hybrid" for l in labels}
-    geo = lambda l, v: {"set": "stsb", "pooling": "mean", "stat": "uniformity", "ckpt": l, "score": v}  # noqa: E731
-    lex = lambda l, v: {"eval": "mft", "metric": "acc", "pooling": "mean", "ckpt": l, "score": v}  # noqa: E731
-    prb = lambda l, v: {"eval": "sst2", "metric": "acc", "pooling": "mean", "ckpt": l, "score": v}  # noqa: E731
-    # uniformity: the hybrid lower by 0.10, 0.12, 0.11 (holds); mft: higher by 5, 6, 7 (the opposite of the
-    # claim); SST-2: within ±0.3 (about the same: holds); the one-seed group: inconclusive whatever its figure
-    u = [-0.05, -0.06, -0.04, -0.15, -0.18, -0.15, -0.9, -0.2, -0.25, -0.21]
-    m = [30, 31, 32, 35, 37, 39, 0, 30, 31, 32]
-    a = [60.0, 61.0, 62.0, 60.2, 60.9, 62.1, 99, 70, 71, 72]
-    within = {"a": "hyb-s2", "b": "mlm-s2", "diff": -0.12, "lo": -0.2, "hi": -0.05, "q": 0.01, "set": "stsb",
-              "pooling": "mean", "stat": "uniformity"}
-    sources = {"geometry": ([geo(l, v) for l, v in zip(labels, u)], [within]),
-               "lexical": ([lex(l, v) for l, v in zip(labels, m)], []),
-               "probe": ([prb(l, v) for l, v in zip(labels, a)], [])}
+MLM = ["mlm-s1", "mlm-s2", "mlm-s3"]
+HYBRID = ["hyb-s1", "hyb-s2", "hyb-s3"]
+HYBRID_ONE_SEED = ["hybone-s1"]
+MLM_FLOP_MATCHED = ["mlmlong-s1", "mlmlong-s2", "mlmlong-s3"]  # a second MLM group: its own rows, after the first's
+
+
+def figure(key, values):
+    """Score rows of one claim figure: {label: score} under the key's fields."""
+    return [{**key, "ckpt": label, "score": v} for label, v in values.items()]
+
+
+@pytest.fixture
+def claim_rows():
+    """The hybrid 0.10-0.12 more uniform than the MLM on every seed (the claim holds), 5-7 points higher on the
+    most-frequent-token probe (the claim's opposite), within 0.3 of it on SST-2 (about the same); the FLOP-matched
+    MLM 0.06 more uniform than the hybrid and 10 points better on SST-2; seed 2's own paired interval given."""
+    labels = MLM + HYBRID + HYBRID_ONE_SEED + MLM_FLOP_MATCHED
+    objectives = {label: "mlm" if label.startswith("mlm") else "hybrid" for label in labels}
+    uni = {"set": "stsb", "pooling": "mean", "stat": "uniformity"}
+    mft = {"eval": "mft", "metric": "acc", "pooling": "mean"}
+    sst2 = {"eval": "sst2", "metric": "acc", "pooling": "mean"}
+    seed2 = {**uni, "a": "hyb-s2", "b": "mlm-s2", "diff": -0.12, "lo": -0.2, "hi": -0.05, "q": 0.01}
+    sources = {
+        "geometry": (figure(uni, {"mlm-s1": -0.05, "mlm-s2": -0.06, "mlm-s3": -0.04, "hyb-s1": -0.15, "hyb-s2": -0.18,
+                                  "hyb-s3": -0.15, "hybone-s1": -0.9, "mlmlong-s1": -0.2, "mlmlong-s2": -0.25,
+                                  "mlmlong-s3": -0.21}), [seed2]),
+        "lexical": (figure(mft, {"mlm-s1": 30, "mlm-s2": 31, "mlm-s3": 32, "hyb-s1": 35, "hyb-s2": 37, "hyb-s3": 39,
+                                 "hybone-s1": 0, "mlmlong-s1": 30, "mlmlong-s2": 31, "mlmlong-s3": 32}), []),
+        "probe": (figure(sst2, {"mlm-s1": 60.0, "mlm-s2": 61.0, "mlm-s3": 62.0, "hyb-s1": 60.2, "hyb-s2": 60.9,
+                                "hyb-s3": 62.1, "hybone-s1": 99, "mlmlong-s1": 70, "mlmlong-s2": 71,
+                                "mlmlong-s3": 72}), [])}
     rows = eg.claims(sources, labels, objectives)
+    return {(r["hybrid"], r["mlm"], r["claim"][:2]): r for r in rows}, rows
+
+
+def test_claims_judge_each_hybrid_group_against_each_mlm_group_over_seeds(claim_rows):
+    by, rows = claim_rows
     assert [r["mlm"] for r in rows] == ["mlm"] * 6 + ["mlmlong"] * 6  # 3 claims x 2 hybrid groups each
-    v = {(r["hybrid"], r["claim"][:2]): r for r in rows if r["mlm"] == "mlm"}
-    w = {(r["hybrid"], r["claim"][:2]): r for r in rows if r["mlm"] == "mlmlong"}
-    # against the second MLM group the hybrid is less uniform (+0.06: the opposite) and 10 points worse on SST-2
-    assert w["hyb", "1."]["verdict"] == "does not hold" and w["hyb", "1."]["diff"] == pytest.approx(0.06)
-    assert w["hyb", "4."]["verdict"] == "does not hold" and w["hyb", "1."]["within"] == []
-    assert v["hyb", "1."]["verdict"] == "holds" and v["hyb", "1."]["diff"] == pytest.approx(-0.11)
-    assert v["hyb", "1."]["within"] == ["-0.120 [-0.200, -0.050] q=0.010"]  # seed 2's own paired interval
-    assert v["hyb", "3a"]["verdict"] == "does not hold" and v["hyb", "4."]["verdict"] == "holds"
-    assert v["hyb", "4."]["lo"] > -2 and v["hyb", "4."]["hi"] < 2
-    assert v["hybone", "1."]["verdict"] == "inconclusive" and v["hybone", "1."]["n_seeds"] == 1
-    table = eg.claims_table(rows)
-    assert "| 1. more uniform" in table and table.index("**hyb** against **mlm**") < table.index(
-        "**hyb** against **mlmlong**")
-    # equivalence: a CI across ±2 is inconclusive, one outside it does not hold
-    assert eg.verdict(0, 1.5, -0.5, 3.5, 0.2, 3)[0] == "inconclusive"
-    assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"
-    assert eg.verdict(-1, -0.1, -0.3, 0.1, 0.3, 3)[0] == "inconclusive"
+    assert by["hyb", "mlm", "1."]["verdict"] == "holds" and by["hyb", "mlm", "1."]["diff"] == pytest.approx(-0.11)
+    assert by["hyb", "mlm", "3a"]["verdict"] == "does not hold"  # higher, where the claim says lower
+    assert by["hyb", "mlm", "4."]["verdict"] == "holds" and -2 < by["hyb", "mlm", "4."]["lo"] < by["hyb", "mlm", "4."]["hi"] < 2
+    assert by["hyb", "mlmlong", "1."]["verdict"] == "does not hold" and by["hyb", "mlmlong", "1."]["diff"] == pytest.approx(0.06)
+    assert by["hyb", "mlmlong", "4."]["verdict"] == "does not hold"  # 10 points worse: outside ±2
+
+
+def test_a_claim_needs_three_shared_seeds_and_shows_each_seeds_own_interval(claim_rows):
+    by, _ = claim_rows
+    one = by["hybone", "mlm", "1."]
+    assert one["verdict"] == "inconclusive" and one["n_seeds"] == 1 and one["lo"] is None  # whatever its figure
+    assert by["hyb", "mlm", "1."]["within"] == ["-0.120 [-0.200, -0.050] q=0.010"]  # seed 2's paired interval
+    assert by["hyb", "mlmlong", "1."]["within"] == []  # the report's within-seed tests are against the first MLM
+
+
+def test_verdict_rule_for_equivalence_and_direction():
+    assert eg.verdict(0, 1.5, -0.5, 3.5, 0.2, 3)[0] == "inconclusive"  # the CI crosses ±2
+    assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"  # the CI lies outside ±2
+    assert eg.verdict(0, 0.5, -1.0, 1.9, 0.5, 3)[0] == "holds"
+    assert eg.verdict(-1, -0.1, -0.3, 0.1, 0.3, 3)[0] == "inconclusive"  # p >= 0.05
+    assert eg.verdict(-1, 0.2, 0.1, 0.3, 0.01, 3)[0] == "does not hold"  # significant, the other way
+    assert eg.verdict(1, 0.2, 0.1, 0.3, 0.01, 2)[0] == "inconclusive"  # two seeds never decide
+
+
+def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
+    _, rows = claim_rows
+    text = "\n".join(eg.claims_lines(rows))
+    assert "| 1. more uniform" in text
+    assert text.index("**hyb** against **mlm**") < text.index("**hyb** against **mlmlong**")
+    assert "| 1. more uniform (paper: hybrid < -0.16, MLM -0.05) | 1 | 0 | 0 |" in text  # the tally
 
 
 def test_lambda_curve_and_last_val_read_the_log(tmp_path):
@@ -204,7 +238,10 @@ def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     assert ("stsb", "uniformity") in stats and ("corpus", "alpha") in stats
     assert {a["pairs"] for a in out["alignment"]} == {"stsb", "mrpc", "mnli-dev_matched", "mnli-dev_mismatched"}
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
-    assert all(d["p"] <= 1 for d in out["geometry_diffs"])
+    score = {(g["set"], g["pooling"], g["stat"], g["ckpt"]): g["score"] for g in out["geometry"]}
+    for d in out["geometry_diffs"]:  # each difference is the two estimates' (on the same half-samples)
+        key = (d["set"], d["pooling"], d["stat"])
+        assert d["diff"] == pytest.approx(score[key + (d["a"],)] - score[key + (d["b"],)], abs=1e-9)
     mlm = out["checkpoints"][0]["label"]  # every balance figure is compared, hybrid against the MLM reference
     bd = {d["figure"]: d for d in out["balance_diffs"] if (d["a"], d["b"]) == ("out-hybrid-early", mlm)}
     assert set(bd) == {b["figure"] for b in out["balance"]} and all(0 <= d["p"] <= 1 for d in bd.values())
