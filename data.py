@@ -304,6 +304,24 @@ def read_log(path):
     return records
 
 
+def run_log(out_dir):
+    """The log.jsonl records of a run's out_dir (or of its ckpt.pt's folder); none where there is no log."""
+    log = os.path.join(out_dir if os.path.isdir(out_dir) else os.path.dirname(os.path.abspath(out_dir)), "log.jsonl")
+    return read_log(log) if os.path.exists(log) else []
+
+
+def last_val(out_dir):
+    """The run's last val MLM loss and the unigram line beside it (what learning nothing scores)."""
+    val = [r for r in run_log(out_dir) if "val_mlm" in r]
+    return {"val_mlm": val[-1]["val_mlm"], "val_unigram": val[-1].get("val_unigram")} if val else {}
+
+
+def lambda_curve(out_dir):
+    """(iters, lambdas) of a hybrid run's log, or None (an MLM run, or no log)."""
+    records = [r for r in run_log(out_dir) if "lambda" in r and "iter" in r]
+    return ([r["iter"] for r in records], [r["lambda"] for r in records]) if records else None
+
+
 # -----------------------------------------------------------------------------
 # pre-training batches: packed windows + MLM corruption, all randomness from one CPU generator
 
@@ -568,6 +586,43 @@ def subsample(split, n, seed=0):
             "y": split["y"][keep]}
 
 
+def glue_evals(tasks, max_train, seed=0):
+    """(eval name, task, train split (at most max_train, seeded), dev split, their cache names) for each GLUE
+    probe, and notes on the protocol. Without MNLI's train split (the 1,000-pair subsets only) MNLI is
+    cross-fitted: the probe for the matched subset is trained on the mismatched one and vice versa."""
+    evals, notes = [], []
+    for task in GLUE_TASKS:
+        splits = tasks[task]
+        if task == "mnli" and "train" not in splits:
+            m, mm = splits["dev_matched"], splits["dev_mismatched"]
+            evals += [("mnli-m", task, mm, m, "mnli-dev_mismatched", "mnli-dev_matched"),
+                      ("mnli-mm", task, m, mm, "mnli-dev_matched", "mnli-dev_mismatched")]
+            notes.append("MNLI: no train split (only the two 1,000-pair dev subsets): cross-fitted, the probe "
+                         "scored on matched is trained on mismatched and vice versa; not comparable to GLUE MNLI")
+            continue
+        train = subsample(splits["train"], max_train, seed)
+        if len(train["a"]) < len(splits["train"]["a"]):
+            notes.append(f"{task}: probe trained on a seeded subsample of {max_train:,} of "
+                         f"{len(splits['train']['a']):,} train examples (max_train)")
+        if task == "mnli":
+            evals += [("mnli-m", task, train, splits["dev_matched"], "mnli-train", "mnli-dev_matched"),
+                      ("mnli-mm", task, train, splits["dev_mismatched"], "mnli-train", "mnli-dev_mismatched")]
+        else:
+            evals.append((task, task, train, splits["dev"], f"{task}-train", f"{task}-dev"))
+    return evals, notes
+
+
+def senteval_tasks(sts, sick):
+    """SentEval as cosine pair sets {eval: (cache name, split)} (each STS file, SICK-R on SICK test) and
+    GLUE-style evals (SICK-E: a probe trained on SICK train, scored on SICK test)."""
+    pairs = {f"{ds}.{f}": (f"senteval-{ds}.{f}", split) for ds, files in sts.items() for f, split in files.items()}
+    if sick is None:
+        return pairs, []
+    entail = {sp: {**sick[sp], "y": sick[sp]["label"]} for sp in ("train", "test")}
+    return {**pairs, "sickr-cos": ("sick-test", sick["test"])}, [("sicke", "sicke", entail["train"], entail["test"],
+                                                     "sick-train", "sick-test")]
+
+
 # SentEval-style probing sets (Conneau et al. 2018) from the held-out documents of a prepared corpus.
 # Sentences are rebuilt from val.bin deterministically: paragraphs -> sentences -> prose filter.
 PROSE_WORD = re.compile(r"^\W*[A-Za-z]+(['-][A-Za-z]+)*\W*$")
@@ -599,9 +654,9 @@ def words_of(sentence):
     return re.findall(r"[a-z]+(?:'[a-z]+)?", sentence.lower())
 
 
-def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
-    """SentLen, WordContent, BShift and the most-frequent-token probe on the given sentences, each as a
-    split dict, plus a notes list saying where a set was scaled down. Probes score them by k-fold CV."""
+def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpus"):
+    """SentLen, WordContent, BShift and the most-frequent-token probe on the given sentences (the held-out
+    ones of source), each as a split dict, plus notes: their sizes, and where a set was scaled down."""
     tok = get_tokenizer()
     notes = []
     # SentLen: SentEval's six word-count bins; sentences outside them are dropped
@@ -649,7 +704,8 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0):
     for name in [k for k, v in sets.items() if len(set(v["y"].tolist())) < 2]:
         notes.append(f"{name}: fewer than two classes with >= {min_class} sentences in this corpus; probe dropped")
         del sets[name]
-    return sets, notes
+    sizes = ", ".join(f"{k} {len(v['a']):,}" for k, v in sets.items())
+    return sets, notes + [f"probing sets from the held-out documents of {source}: {sizes} sentences"]
 
 
 def most_frequent_token(ids, tok):

@@ -1,8 +1,8 @@
 """
-The geometry of sentence embeddings, several checkpoints side by side: uniformity and alignment, anisotropy,
-the covariance spectrum, lexical probes and the semantic-to-lexical balance, each with a 95% interval and
-each difference against its reference checkpoint with a paired test; then the paper's claims, judged over
-training seeds. ANALYSIS.md defines every figure. Writes REPORT.md, geometry.json and plots to report_dir.
+The geometry of sentence embeddings, checkpoints side by side: uniformity and alignment, anisotropy, the
+covariance spectrum, lexical probes and the semantic-to-lexical balance, each with a 95% interval and each
+difference against its reference with a paired test; then the paper's claims, judged over training seeds.
+ANALYSIS.md defines every figure. Writes REPORT.md, geometry.json and plots to report_dir.
 
 $ python probe.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue         # first: the GLUE table
 $ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue
@@ -29,33 +29,32 @@ import stats
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
-# settings (override with --key=value)
+# settings (override with --key=value); those shared with probe.py mean the same there
 glue_dir = ""  # a folder in the standard GLUE layout; '' = the HF hub, else the corpus probing sets only
 dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
 data_dir = "data"
 encoder = "online"  # 'online' or 'target' (the EMA copy, hybrid only)
 poolings = "mean,max,first,attention"
-max_train = 10000  # as probe.py: the SST-2 probe of the probe gap and the attentive query are fitted on this many
+max_train = 10000  # the SST-2 probe of the probe gap and the attentive query are fitted on this many
 n_folds = 5
 n_boot = 1000
 seed = 0
 batch_size = 256
 device = "cuda" if torch.cuda.is_available() else "cpu"
-n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals and tests
-geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the width
-# (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer, said in the notes
+n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals
+geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
+# width (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer
 report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
-threads = 1  # torch CPU threads, as probe.py (0 = torch's default: all cores); the spectra use them all, one
-# subsample per thread, so on a machine of its own pass --threads=0
-random_init = True  # as probe.py: a randomly initialised encoder of the first checkpoint's config, last column
-unfinished = False  # as probe.py: analyse checkpoints whose run stopped before its max_iters (refused otherwise)
+threads = 1  # torch CPU threads (0: all cores); the spectra use them all, one subsample per thread
+random_init = True  # a randomly initialised encoder of the first checkpoint's config, last column
+unfinished = False  # analyse checkpoints whose run stopped before its max_iters (refused otherwise)
 # -----------------------------------------------------------------------------
 
 # -----------------------------------------------------------------------------
 # statistics of a set of embeddings, for the data and for B subsamples at once. A subsample is a row of
-# weights c (1 for each sentence drawn, else 0), so the n x n kernels are built once and every subsample is a
-# weighted sum of them. Half-samples without replacement, not the bootstrap: ANALYSIS.md says why.
+# weights c (1 for each sentence drawn, else 0), so the n x n kernels are built once and every subsample is
+# a weighted sum of them. Half-samples without replacement, not the bootstrap: ANALYSIS.md says why.
 
 
 def normalize(X):
@@ -194,8 +193,7 @@ def geometry_sets(tasks, sentences):
         split = tasks[t]["dev_matched" if t == "mnli" else "dev"]
         dev = "mnli-dev_matched" if t == "mnli" else f"{t}-dev"
         sets[t] = [(f"{dev}-a", split["a"])] + ([(f"{dev}-b", split["b"])] if split["b"] else [])
-    sets["corpus"] = [("probing-sentences", sentences)]
-    return sets
+    return {**sets, "corpus": [("probing-sentences", sentences)]}
 
 
 def sample_sets(gsets, n_max, n_sub, seed):
@@ -208,7 +206,7 @@ def sample_sets(gsets, n_max, n_sub, seed):
 
 
 def positive_pairs(tasks):
-    """Real positives for alignment: STS-B pairs with gold >= 4 (as SimCSE), MRPC paraphrases, MNLI entailments."""
+    """Positives for alignment: STS-B pairs with gold >= 4 (as SimCSE), MRPC paraphrases, MNLI entailments."""
     out = {"stsb": ("stsb-dev", tasks["stsb"]["dev"], tasks["stsb"]["dev"]["y"] >= 4),
            "mrpc": ("mrpc-dev", tasks["mrpc"]["dev"], tasks["mrpc"]["dev"]["y"] == 1)}
     for s in ("dev_matched", "dev_mismatched"):
@@ -226,7 +224,7 @@ def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, proto):
         return out
     keep = {}
     if tasks is not None:
-        sst2 = probe.glue_evals(tasks, proto.max_train, proto.seed)[0][0]
+        sst2 = data.glue_evals(tasks, proto.max_train, proto.seed)[0][0]
         out["sem"] = probe.run_glue_eval(emb, sst2, pooling, proto, keep)["sst2"]
 
     def vecs(name, texts):
@@ -247,56 +245,38 @@ def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, proto):
 
 
 # what a checkpoint's geometry depends on besides the settings and the data: this source is in its cache key
-GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, map_threads, spectral_stats,
-                                entropy_rank, uniformity, anisotropy, pair_mean, counts_of, normalize, alignment,
-                                positive_pairs))
+GEOMETRY_CODE = probe.snapshot((checkpoint_geometry, set_geometry, set_stats, spectra, map_threads,
+                                spectral_stats, entropy_rank, uniformity, anisotropy, pair_mean, counts_of,
+                                normalize, alignment, positive_pairs))
 
 
 # -----------------------------------------------------------------------------
-# summaries: every figure with its interval, every difference against its reference with a paired test
+# the figures: each an estimate and its replicates on resamples that every checkpoint shares (stats.compare)
 
 
-def set_rows(res, labels, set_idx):
-    """Rows of the set statistics at m = n/2 (interval from the half-samples) and their paired differences,
-    taken on the same half-samples for both checkpoints."""
-    rows, diffs = [], []
-    for label in labels:
-        ref = stats.reference(label, labels)
-        for pooling, r in res[label].items():
-            for sname, (figs, _) in r["sets"].items():
-                n = len(set_idx[sname][0])
-                for stat, (est, reps, at_n) in figs.items():
-                    lo, hi = stats.ci(reps)
-                    rows.append({"set": sname, "pooling": pooling, "stat": stat, "ckpt": label, "score": est,
-                                 "lo": lo, "hi": hi, "n": n, "m": n // 2, "at_n": at_n})
-                    if label != labels[0] and sname in res[ref][pooling]["sets"]:
-                        e0, r0, _ = res[ref][pooling]["sets"][sname][0][stat]
-                        diffs.append({"set": sname, "pooling": pooling, "stat": stat, "a": label, "b": ref,
-                                      **stats.diff_summary(est - e0, reps - r0)})
-    return rows, diffs
+def set_figures(res, set_idx):
+    """The set statistics at m = n/2: the half-samples' mean and values, the same half-samples for all."""
+    return {(label, sname, pooling, stat): (est, reps, {"n": len(set_idx[sname][0]),
+                                                        "m": len(set_idx[sname][0]) // 2, "at_n": at_n})
+            for label, by_pool in res.items() for pooling, r in by_pool.items()
+            for sname, (figs, _) in r["sets"].items() for stat, (est, reps, at_n) in figs.items()}
 
 
-def alignment_rows(res, labels, n_boot, seed):
-    """Mean alignment of each positive-pair set with a bootstrap CI, and paired bootstrap differences."""
-    rows, diffs, mean = [], [], lambda v: v.mean(-1)
-    for label in labels:
-        ref = stats.reference(label, labels)
-        for pooling, r in res[label].items():
+def alignment_figures(res, n_boot, seed):
+    """Mean alignment of each positive-pair set, bootstrapped over the pairs (the same draws for all)."""
+    out = {}
+    for label, by_pool in res.items():
+        for pooling, r in by_pool.items():
             for pname, v in r["align"].items():
-                est, lo, hi = stats.bootstrap_ci(mean, v, n_boot=n_boot, seed=seed)
-                rows.append({"pairs": pname, "pooling": pooling, "ckpt": label, "score": est, "lo": lo, "hi": hi,
-                             "n": len(v)})
-                if label != labels[0]:
-                    v0 = res[ref][pooling]["align"][pname]
-                    diffs.append({"pairs": pname, "pooling": pooling, "a": label, "b": ref,
-                                  **stats.paired_bootstrap(mean, (v,), (v0,), n_boot, seed)})
-    return rows, diffs
+                idx = stats.boot_indices(len(v), n_boot, seed)
+                out[label, pname, pooling] = (float(v.mean()), v[idx].mean(-1), {"n": len(v)})
+    return out
 
 
 def balance_baselines(tasks, tok, mft_majority):
-    """The balance figures without a model, and Jaccard on STS-B: an encoder with no information scores the
-    majority class on both probes (its gap) and a constant cosine (ρ 0); the cosine of bag-of-tokens counts
-    sets the balance of surface overlap alone."""
+    """Jaccard and gold on STS-B dev, and the balance without a model: an encoder with no information scores
+    the majority class on both probes (its gap) and a constant cosine (ρ 0); the cosine of bag-of-tokens
+    counts sets the balance of surface overlap alone."""
     dev, sst2 = tasks["stsb"]["dev"], tasks["sst2"]
     jac = np.array([jaccard(a, b) for a, b in zip(tok.encode_batch(dev["a"]), tok.encode_batch(dev["b"]))])
     gold = dev["y"].astype(np.float64)
@@ -309,66 +289,52 @@ def balance_baselines(tasks, tok, mft_majority):
                        "rho_sem-rho_lex": {"score": 100 * float(rs - rl), "what": "bag-of-tokens cosine"}}
 
 
-def balance_rows(res, labels, jac, gold, n_boot, seed):
-    """The probe gap (SST-2 dev and the mft probe: different examples, resampled independently) and ρ_sem,
-    ρ_lex, ρ_sem − ρ_lex on STS-B dev, x100, with intervals and paired differences."""
-    first = res[labels[0]][next(iter(res[labels[0]]))]
+def balance_figures(res, jac, gold, n_boot, seed):
+    """x100: the probe gap (SST-2 dev and the mft probe: different examples, resampled independently), and
+    ρ_sem, ρ_lex and ρ_sem − ρ_lex of the STS-B dev cosines."""
+    first = next(r for by_pool in res.values() for r in by_pool.values() if "sem" in r)
     i_sem = stats.boot_indices(len(first["sem"]["y"]), n_boot, seed)
     i_lex = stats.boot_indices(len(first["lexical"]["mft"]["y"]), n_boot, seed + 1)
     i_sts = stats.boot_indices(len(gold), n_boot, seed)
-    acc, rho = stats.accuracy, stats.spearman
-    reps = {}
-    for label in labels:
-        for pooling, r in res[label].items():
-            if "sem" not in r:
-                continue
+    acc, rho, out = stats.accuracy, stats.spearman, {}
+    for label, by_pool in res.items():
+        for pooling, r in ((p, r) for p, r in by_pool.items() if "sem" in r):
             s, m, c = r["sem"], r["lexical"]["mft"], r["sts"]
             gap = (acc(s["y"], s["p"]) - acc(m["y"], m["p"]),
                    acc(s["y"][i_sem], s["p"][i_sem]) - acc(m["y"][i_lex], m["p"][i_lex]))
             rs, rl = (rho(c, gold), rho(c[i_sts], gold[i_sts])), (rho(c, jac), rho(c[i_sts], jac[i_sts]))
-            reps[label, pooling] = {"gap": gap, "rho_sem": rs, "rho_lex": rl,
-                                    "rho_sem-rho_lex": (rs[0] - rl[0], rs[1] - rl[1])}
-    rows, diffs = [], []
-    for (label, pooling), figs in reps.items():
-        ref = stats.reference(label, labels)
-        for fig, (est, r) in figs.items():
-            lo, hi = (100 * v for v in stats.ci(r))
-            rows.append({"figure": fig, "pooling": pooling, "ckpt": label, "score": 100 * float(est), "lo": lo,
-                         "hi": hi})
-            if label != labels[0]:
-                e0, r0 = reps[ref, pooling][fig]
-                diffs.append({"figure": fig, "pooling": pooling, "a": label, "b": ref,
-                              **stats.diff_summary(100 * (est - e0), 100 * (r - r0))})
-    return rows, diffs
+            for fig, (est, reps) in (("gap", gap), ("rho_sem", rs), ("rho_lex", rl),
+                                     ("rho_sem-rho_lex", (rs[0] - rl[0], rs[1] - rl[1]))):
+                out[label, fig, pooling] = (100 * float(est), 100 * reps, {})
+    return out
 
 
 # -----------------------------------------------------------------------------
 # the paper's claims, judged: each hybrid group against each MLM group, over training seeds
 
-EQUIVALENCE = 2.0  # "about the same" probe score: the difference's 95% CI inside ±2 points (x100). The official
-# README's hybrid - MLM gaps are -1.1 (SST-2), -0.6 (MNLI), +3.3 (MRPC F1), -0.2 (STS-B ρ): the paper calls those equal
+EQUIVALENCE = 2.0  # "about the same" probe score: the difference's 95% CI inside ±2 points (x100); the official
+# README's hybrid - MLM gaps are -1.1 (SST-2), -0.6 (MNLI), +3.3 (MRPC F1), -0.2 (STS-B ρ): called equal
 # the official code's README (github aymen-000/predict-reconstruct-language-models): hybrid, MLM; its pooling and
-# probe protocol are its own (and two of its four poolings are never trained), so these are for scale only
+# probe protocol are its own (two of its four poolings are never trained), so these are for scale only
 OFFICIAL = {("sst2", "acc"): (67.6, 68.7), ("mrpc", "f1"): (63.1, 59.8), ("mnli-m", "acc"): (50.8, 51.4),
             ("stsb", "spearman"): (28.1, 28.3)}
 
 
 def claim_specs(pools, main_set):
-    """(claim, source, key, direction, format): direction -1 = the hybrid lower, +1 = higher, 0 = within ±EQUIVALENCE."""
-    specs = [("1. more uniform (paper: hybrid < -0.16, MLM -0.05)", "geometry",
-              {"set": main_set, "pooling": p, "stat": "uniformity"}, -1, "{:.3f}") for p in pools]
-    specs += [("2. richer spectrum under max pooling", "geometry", {"set": main_set, "pooling": "max", "stat": s}, d,
-               "{:.3f}") for s, d in (("eff_rank", 1), ("rankme", 1), ("alpha", -1)) if "max" in pools]
+    """(claim, source, key, direction, format): -1 = the hybrid lower, +1 = higher, 0 = within ±EQUIVALENCE."""
+    uni = "1. more uniform (paper: hybrid < -0.16, MLM -0.05)"
+    specs = [(uni, "geometry", {"set": main_set, "pooling": p, "stat": "uniformity"}, -1, "{:.3f}") for p in pools]
+    specs += [("2. richer spectrum under max pooling", "geometry", {"set": main_set, "pooling": "max", "stat": s},
+               d, "{:.3f}") for s, d in (("eff_rank", 1), ("rankme", 1), ("alpha", -1)) if "max" in pools]
     specs += [("3a. less surface lexical information (most-frequent-token probe)", "lexical",
                {"eval": "mft", "metric": "acc", "pooling": p}, -1, "{:.1f}") for p in pools]
-    specs += [("3b. better semantic-to-lexical balance (probe gap)", "balance", {"figure": "gap", "pooling": p}, 1,
-               "{:.1f}") for p in pools]
+    specs += [("3b. better semantic-to-lexical balance (probe gap)", "balance", {"figure": "gap", "pooling": p},
+               1, "{:.1f}") for p in pools]
     specs += [("3b. better semantic-to-lexical balance (ρ_sem − ρ_lex, STS-B)", "balance",
                {"figure": "rho_sem-rho_lex", "pooling": p}, 1, "{:.1f}") for p in pools]
-    specs += [("4. about the same linear-probe scores", "probe", {"eval": e, "metric": m, "pooling": p}, 0, "{:.1f}")
-              for e, m in (("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("cola", "mcc"), ("stsb", "spearman"))
-              for p in pools]
-    return specs
+    return specs + [("4. about the same linear-probe scores", "probe", {"eval": e, "metric": m, "pooling": p}, 0,
+                     "{:.1f}") for e, m in (("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("cola", "mcc"),
+                                            ("stsb", "spearman")) for p in pools]
 
 
 def verdict(direction, diff, lo, hi, p, n):
@@ -405,16 +371,14 @@ def claim_row(spec, hyb, mlm, groups, scores, diffs):
     by = {s["ckpt"]: s["score"] for s in scores if match(s)}
     h = {stats.seed_of(label): by[label] for label in groups[hyb] if label in by}
     m = {stats.seed_of(label): by[label] for label in groups[mlm] if label in by}
-    shared = [s for s in h if s in m]
-    if not shared:
+    if not (shared := [s for s in h if s in m]):
         return None
     label_of = lambda g, s: next(label for label in groups[g] if stats.seed_of(label) == s)  # noqa: E731
     within = [w for s in shared if (w := within_seed(diffs, match, label_of(hyb, s), label_of(mlm, s), fmt))]
+    diff, lo, hi, p = float(np.mean([h[s] - m[s] for s in shared])), None, None, None  # no CI from < 3 seeds
     if len(shared) >= 3:
         t = stats.t_test([h[s] for s in shared], [m[s] for s in shared], paired=True)
         diff, lo, hi, p = t["diff"], t["lo"], t["hi"], t["p"]
-    else:
-        diff, lo, hi, p = float(np.mean([h[s] - m[s] for s in shared])), None, None, None  # no CI from < 3
     v, why = verdict(direction, diff, lo, hi, p, len(shared))
     summary = lambda vals: (fmt.format(np.mean(vals)) + (f" ± {fmt.format(np.std(vals, ddof=1))}"  # noqa: E731
                                                          if len(vals) > 1 else "") + f" ({len(vals)})")
@@ -427,8 +391,8 @@ def claim_row(spec, hyb, mlm, groups, scores, diffs):
 
 
 def claims(sources, labels, objectives):
-    """One row per claim figure, hybrid group and MLM group (the first MLM group is the reference; a later one,
-    e.g. FLOP-matched, gets its own rows). sources: {name: (scores, diffs)}; objectives: {label: objective}."""
+    """One row per claim figure, hybrid group and MLM group (the first MLM group is the reference; a later
+    one, e.g. FLOP-matched, gets its own rows). sources: {name: (scores, diffs)}; objectives: {label: ...}."""
     groups = stats.run_groups(labels)  # random-init's objective is 'none': neither side
     mlms = [g for g, ls in groups.items() if objectives[ls[0]] == "mlm"]
     hybrids = [g for g, ls in groups.items() if objectives[ls[0]] == "hybrid"]
@@ -446,33 +410,29 @@ def official_rows(scores, labels):
         for e in ([ev, "stsb-cos"] if ev == "stsb" else [ev]):
             ours = {}
             for g, ls in groups.items():
-                v = [s["score"] for s in scores
-                     if (s["eval"], s["metric"], s["pooling"]) == (e, metric, "mean") and s["ckpt"] in ls]
-                if v:
+                if v := [s["score"] for s in scores
+                         if (s["eval"], s["metric"], s["pooling"]) == (e, metric, "mean") and s["ckpt"] in ls]:
                     ours[g] = (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
             rows.append({"eval": e, "metric": metric, "official_hybrid": hyb, "official_mlm": mlm, "ours": ours})
     return rows
 
 
 # -----------------------------------------------------------------------------
-# the report: training logs, plots, REPORT.md
+# the report: plots and REPORT.md
 
-
-def log_records(path):
-    log = os.path.join(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)), "log.jsonl")
-    return data.read_log(log) if os.path.exists(log) else []
-
-
-def last_val(path):
-    """The last val MLM loss of a run's log.jsonl and the unigram line beside it (what learning nothing scores)."""
-    val = [r for r in log_records(path) if "val_mlm" in r]
-    return {"val_mlm": val[-1]["val_mlm"], "val_unigram": val[-1].get("val_unigram")} if val else {}
-
-
-def lambda_curve(path):
-    """(iters, lambdas) of a hybrid run's log.jsonl, or None (an MLM run, or no log)."""
-    records = [r for r in log_records(path) if "lambda" in r and "iter" in r]
-    return ([r["iter"] for r in records], [r["lambda"] for r in records]) if records else None
+SECTIONS = {  # report key: (title, table keys, format, what the figures are, the plot beside them)
+    "geometry": ("Geometry of the sentence sets", ("set", "pooling", "stat"), "{:.3f}",
+                 "Each set a seeded sample of sentences (n, and the value on all n as `at_n`, in geometry.json); "
+                 "every figure is the statistic at m = n/2: the mean over the half-samples, with their 95% "
+                 "interval.", "spectra.png"),
+    "alignment": ("Alignment of real positive pairs", ("pairs", "pooling"), "{:.3f}",
+                  "E‖x̂−ŷ‖² over positives (0 = identical embeddings).", "uniformity_alignment.png"),
+    "lexical": ("Lexical information (probing sets, k-fold CV accuracy x100)", ("eval", "metric", "pooling"),
+                "{:.1f}", "mft = the paper's probe; baseline = the majority class.", "lexical_probes.png"),
+    "balance": ("Semantic-to-lexical balance", ("figure", "pooling"), "{:.1f}",
+                "gap = SST-2 dev accuracy − mft probe accuracy; ρ_sem, ρ_lex on STS-B dev (x100). Baseline: "
+                "no information for the gap, the bag-of-tokens cosine for ρ.", None),
+}
 
 
 def plot_spectra(plt, spectra_main, main_set, colors):
@@ -491,7 +451,7 @@ def plot_uniformity_alignment(plt, report, colors):
     """Uniformity against alignment on STS-B: colour = checkpoint, marker = pooling, one legend entry each."""
     from matplotlib.lines import Line2D
     ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
-          for a in report["alignment"] if a["pairs"] == "stsb" and (a["pooling"], a["ckpt"]) == (s["pooling"], s["ckpt"])]
+          for a in report["alignment"] if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"], s["ckpt"])]
     if not ua:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -503,18 +463,19 @@ def plot_uniformity_alignment(plt, report, colors):
                     color=colors[s["ckpt"]], capsize=2)
     ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
     ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
-    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c) for c in dict.fromkeys(s["ckpt"] for s, _ in ua)]
+    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c) for c in dict.fromkeys(s["ckpt"]
+                                                                                                   for s, _ in ua)]
     handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{p} pooling") for p, m in markers.items()]
     ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
 
 def plots(report, labels, spectra_main, main_set, curves, report_dir):
-    """spectra.png, uniformity_alignment.png (with GLUE), lexical_probes.png, lambda.png (hybrids): their names."""
+    """spectra.png, uniformity_alignment.png (with GLUE), lexical_probes.png, lambda.png (hybrids): names."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors, files = probe.palette(labels), []
+    colors = probe.palette(labels)
     figs = {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
             "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors)}
     if curves:
@@ -529,39 +490,38 @@ def plots(report, labels, spectra_main, main_set, curves, report_dir):
             fig.tight_layout()
             fig.savefig(os.path.join(report_dir, name), dpi=80, bbox_inches="tight")  # keeps a legend outside
             plt.close(fig)
-            files.append(name)
     probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
-    return files + ["lexical_probes.png"]
+    return [name for name, fig in figs.items() if fig is not None] + ["lexical_probes.png"]
 
 
 def head_lines(report, labels, cfg):
     """The checkpoints, how to read the figures, the notes."""
     val = lambda c: (f"{c['val_mlm']:.3f} ({c['val_unigram']:.3f})" if c.get("val_unigram") else  # noqa: E731
                      f"{c['val_mlm']:.3f}" if "val_mlm" in c else "n/a")
-    its = lambda c: f"{c['iter_num']}" if c["finished"] else f"{c['iter_num']} of {c['max_iters']} (unfinished)"  # noqa
+    its = lambda c: f"{c['iter_num']}" + ("" if c["finished"] else f" of {c['max_iters']} (unfinished)")  # noqa
     L = [f"# Embedding geometry report ({report['mode']})", ""] + ([cfg.report_note, ""] if cfg.report_note else [])
     L += [md_table(["checkpoint", "objective", "iter", "encoder", "val MLM (unigram line)", "path"],
-                   [[c["label"], c["objective"], its(c), c["encoder"], val(c), c["path"]] for c in report["checkpoints"]])]
-    L += ["", f"Every figure: estimate [95% interval]: a bootstrap over examples (B={cfg.n_boot}, seed {cfg.seed}), "
-          f"except the set statistics ({cfg.n_sub} half-samples); differences against {labels[0]} (checkpoints named "
-          "<group>-s<seed>: against the first of their seed) resample the same examples for both checkpoints, with a "
-          "two-sided p and a BH q. ANALYSIS.md (beside the code) defines every figure and test.", ""]
+                   [[c["label"], c["objective"], its(c), c["encoder"], val(c), c["path"]]
+                    for c in report["checkpoints"]]), ""]
+    L += [f"Every figure: estimate [95% interval]: a bootstrap over examples (B={cfg.n_boot}, seed {cfg.seed}), "
+          f"the set statistics {cfg.n_sub} half-samples; differences against {labels[0]} (named <group>-s<seed>: "
+          "against the first of their seed) resample the same examples for both, with a two-sided p and a BH q. "
+          "ANALYSIS.md, beside the code, defines every figure and test.", ""]
     return L + [f"- {n}" for n in report["notes"]]
 
 
 def claims_lines(rows):
     """One table per hybrid and MLM group, and a tally per claim."""
     L = ["", "## The paper's claims, checked", "", "Each hybrid group against each MLM group on the figures the "
-         "claims name (STS-B dev sentences for the set statistics); the verdict rule is ANALYSIS.md's: a direction "
-         f"holds at paired-t p < 0.05 over ≥ 3 shared seeds, 'about the same' when the CI lies inside ±{EQUIVALENCE:g}.",
-         ""]
+         "claims name (STS-B dev sentences for the set statistics): a direction holds at paired-t p < 0.05 over "
+         f"≥ 3 shared seeds, 'about the same' when the CI lies inside ±{EQUIVALENCE:g} (ANALYSIS.md).", ""]
     for mlm, hyb in dict.fromkeys((r["mlm"], r["hybrid"]) for r in rows):
         mine = [r for r in rows if (r["mlm"], r["hybrid"]) == (mlm, hyb)]
         L += [f"**{hyb}** against **{mlm}**", "", md_table(
             ["claim", "figure", f"{hyb} mean ± sd (seeds)", mlm, "difference over seeds [95% CI], p",
              "within each seed: difference [95% CI] q", "verdict", "why"],
-            [[r["claim"], r["figure"], *r["text"], "; ".join(r["within"]) or "n/a", f"**{r['verdict']}**", r["why"]]
-             for r in mine]), ""]
+            [[r["claim"], r["figure"], *r["text"], "; ".join(r["within"]) or "n/a", f"**{r['verdict']}**",
+              r["why"]] for r in mine]), ""]
         tally = {c: [r["verdict"] for r in mine if r["claim"] == c] for c in dict.fromkeys(r["claim"] for r in mine)}
         L += [md_table(["claim", "holds", "does not hold", "inconclusive"],
                        [[c, v.count("holds"), v.count("does not hold"), v.count("inconclusive")]
@@ -572,50 +532,34 @@ def claims_lines(rows):
 def official_lines(rows):
     groups = list(dict.fromkeys(g for r in rows for g in r["ours"]))
     cell = lambda m, s, n: f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)" if n else "n/a"  # noqa: E731
-    return ["", "The official code's README numbers (hybrid / MLM; its own pooling and probes) beside ours (mean "
-            "pooling; mean ± sd over seeds), for scale:", "",
+    return ["", "The official code's README numbers (hybrid / MLM; its own pooling and probes) beside ours "
+            "(mean pooling; mean ± sd over seeds), for scale:", "",
             md_table(["eval", "metric", "official hybrid", "official MLM"] + groups,
                      [[r["eval"], r["metric"], f"{r['official_hybrid']:.1f}", f"{r['official_mlm']:.1f}"] +
                       [cell(*r["ours"].get(g, (0, 0, 0))) for g in groups] for r in rows])]
 
 
-def figure_lines(report, labels, cfg, files):
-    """The probe.md tables, then geometry, alignment, lexical information and the balance."""
-    probe_md = os.path.join(cfg.report_dir, "probe.md")
+def figure_lines(report, labels, files, probe_md):
+    """probe.md's tables, then one section per SECTIONS entry, and the tables over seeds."""
     L = ["", "## GLUE / probing-set probes (probe.py)", ""]
-    L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"] if os.path.exists(probe_md) else \
-        [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
-    L += ["", "## Geometry of the sentence sets", "", f"Each set a seeded sample of "
-          f"{'at most ' + str(cfg.geom_n) if cfg.geom_n else '5·d (or all)'} sentences; every figure is the statistic "
-          f"at m = n/2, the mean over {cfg.n_sub} half-samples with their 95% interval (the value on all n is `at_n` "
-          "in geometry.json).", "",
-          score_table(report["geometry"], report["geometry_diffs"], labels, ("set", "pooling", "stat"), "{:.3f}"),
-          "", "![spectra](spectra.png)", "", "## Alignment of real positive pairs", ""]
-    L += ["E‖x̂−ŷ‖² over positives (0 = identical embeddings).", "", score_table(
-        report["alignment"], report["alignment_diffs"], labels, ("pairs", "pooling"), "{:.3f}")] + \
-        (["", "![uniformity-alignment plane](uniformity_alignment.png)"] if "uniformity_alignment.png" in files else []) \
-        if report["alignment"] else ["n/a: no GLUE, so no labelled positive pairs."]
-    major = {(k, "acc"): {"score": v} for k, v in report["majority"].items()}
-    L += ["", "## Lexical information (probing sets, k-fold CV accuracy x100)", "", "mft = the paper's probe; baseline "
-          "= the majority class.", "", score_table(report["lexical"], report["lexical_diffs"], labels, baselines=major),
-          "", "![lexical probes](lexical_probes.png)", "", "## Semantic-to-lexical balance", ""]
-    L += [f"gap = SST-2 dev accuracy − mft probe accuracy; ρ_sem, ρ_lex on STS-B dev (x100). Spearman(Jaccard, gold) "
-          f"= {report['jaccard_gold']:.1f}. Baseline: no information for the gap, the bag-of-tokens cosine for ρ.", "",
-          score_table(report["balance"], report["balance_diffs"], labels, ("figure", "pooling"),
-                      baselines={(k,): v for k, v in report["balance_baselines"].items()})] if report["balance"] else \
-        ["n/a: needs GLUE (SST-2 for the gap, STS-B for the Spearman pair)."]
-    return L
+    L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"] if os.path.exists(probe_md) \
+        else [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
+    base = {"lexical": {(k, "acc"): {"score": v} for k, v in report["majority"].items()},
+            "balance": {(k,): v for k, v in report.get("balance_baselines", {}).items()}}
+    for name, (title, keys, fmt, what, png) in SECTIONS.items():
+        L += ["", f"## {title}", ""]
+        L += [what, "", score_table(report[name], report[f"{name}_diffs"], labels, keys, fmt, base.get(name))] + \
+            (["", f"![{name}]({png})"] if png in files else []) if report[name] else \
+            ["n/a: needs GLUE (labelled pairs, SST-2 for the gap)."]
+    L += [f"Spearman(Jaccard, gold) on STS-B dev: {report['jaccard_gold']:.1f}."] if "jaccard_gold" in report else []
+    tables = {n: probe.seed_table(report["across_seeds"][n], *SECTIONS[n][1:3]) for n in report["across_seeds"]}
+    L += ["", "## Across training seeds", "", "Mean ± sd over the seeds of each <group>-s<seed>, each group "
+          "against the first (paired t over shared seeds, else Welch's t)."] if any(tables.values()) else []
+    return L + [line for n, t in tables.items() if t for line in ("", f"### {n}", "", t)]
 
 
-def seeds_and_lambda_lines(report, labels, curves):
-    keys = {"geometry": (("set", "pooling", "stat"), "{:.3f}"), "lexical": (("eval", "metric", "pooling"), "{:.1f}"),
-            "balance": (("figure", "pooling"), "{:.1f}")}
-    tables = {name: probe.seed_table(rows, *keys[name]) for name, rows in report["across_seeds"].items()}
-    L = ["", "## Across training seeds", "", "Mean ± sd over the seeds of each <group>-s<seed>, and each group "
-         "against the first (paired t over shared seeds, else Welch's t).", ""] if any(tables.values()) else []
-    for name, table in tables.items():
-        L += [f"### {name}", "", table, ""] if table else []
-    L += ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
+def lambda_lines(labels, curves):
+    L = ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
     if curves:
         L += [md_table(["checkpoint", "first logged", "last logged", "min", "max"],
                        [[label, f"{lams[0]:.3f} (iter {its[0]})", f"{lams[-1]:.3f} (iter {its[-1]})",
@@ -628,46 +572,45 @@ def seeds_and_lambda_lines(report, labels, curves):
 # the run: check, compute per checkpoint (cached), summarise, judge, write
 
 
-def setup(cfg, proto, embs, tasks):
-    """The probing sets, the geometry sets with their samples, the notes that describe them."""
+def setup(cfg, proto, pools, d, tasks):
+    """The probing sets, the geometry sets with their samples, and the notes that describe them."""
     sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir)
-    psets, notes = data.probing_sets(sentences)
+    psets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))
     gsets = geometry_sets(tasks, sentences)
-    d = embs[0].config.n_embd
     set_idx = sample_sets(gsets, cfg.geom_n or 5 * d, cfg.n_sub, cfg.seed)
-    notes += [f"probing sets from the held-out documents of '{cfg.dataset}': "
-              + ", ".join(f"{k} {len(v['a']):,}" for k, v in psets.items()) + " sentences",
-              f"lexical probes: {proto.n_folds}-fold CV accuracy (folds stratified by class); the L2 strength is "
-              "picked by the same CV (not nested)"]
+    notes.append(f"lexical probes: {proto.n_folds}-fold CV accuracy (folds stratified by class); the L2 strength "
+                 "is picked by the same CV (not nested)")
     if tasks is None:
         notes.append("no GLUE: alignment, the probe gap and the STS-B balance need labelled pairs and are n/a")
-    notes += ["attention pooling: geometry, alignment and STS-B cosines use the attention weights of the attentive "
-              "probe trained on SST-2 over the raw token states (there is no parameter-free attention pooling)"
-              if tasks is not None else "attention pooling: no geometry without GLUE (its query is trained on "
-              "SST-2); lexical probes only"] if "attention" in cfg.poolings else []
-    thin = [s for s, (pick, _) in set_idx.items() if len(pick) < 5 * d]
-    notes += [f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly estimated"] \
-        if thin else []
+    if "attention" in pools:
+        notes.append("attention pooling: the geometry uses the attention weights of the attentive probe trained "
+                     "on SST-2 over the raw token states (there is no parameter-free attention pooling)"
+                     if tasks is not None else "attention pooling: lexical probes only (its query is trained on "
+                     "SST-2, and there is no GLUE)")
+    if thin := [s for s, (pick, _) in set_idx.items() if len(pick) < 5 * d]:
+        notes.append(f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly "
+                     "estimated")
     return psets, gsets, set_idx, notes
 
 
 def summarise(res, labels, tasks, tok, psets, set_idx, cfg):
     """Every figure with its interval and paired differences, q-values, and the summaries over seeds."""
-    report = {"majority": {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()},
-              "balance": [], "balance_diffs": []}
-    report["geometry"], report["geometry_diffs"] = set_rows(res, labels, set_idx)
-    report["alignment"], report["alignment_diffs"] = alignment_rows(res, labels, cfg.n_boot, cfg.seed)
+    report = {"majority": {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}}
+    report["geometry"], report["geometry_diffs"] = stats.compare(set_figures(res, set_idx), labels,
+                                                                 SECTIONS["geometry"][1])
+    report["alignment"], report["alignment_diffs"] = stats.compare(alignment_figures(res, cfg.n_boot, cfg.seed),
+                                                                   labels, SECTIONS["alignment"][1])
     lexical = {label: {pooling: r["lexical"] for pooling, r in res[label].items()} for label in labels}
     report["lexical"], report["lexical_diffs"] = probe.score_all(lexical, labels, cfg.n_boot, cfg.seed)
+    report["balance"], report["balance_diffs"] = [], []
     if tasks is not None:
         jac, gold, report["balance_baselines"] = balance_baselines(tasks, tok, report["majority"]["mft"])
         report["jaccard_gold"] = 100 * float(stats.spearman(jac, gold))
-        report["balance"], report["balance_diffs"] = balance_rows(res, labels, jac, gold, cfg.n_boot, cfg.seed)
-    stats.control_fdr(report["geometry_diffs"] + report["alignment_diffs"] + report["lexical_diffs"]
-                      + report["balance_diffs"], apart={probe.RANDOM})
-    keys = {"geometry": ("set", "pooling", "stat"), "lexical": ("eval", "metric", "pooling"),
-            "balance": ("figure", "pooling")}
-    report["across_seeds"] = {k: stats.across_seeds(report[k], labels, key) for k, key in keys.items()}
+        report["balance"], report["balance_diffs"] = stats.compare(
+            balance_figures(res, jac, gold, cfg.n_boot, cfg.seed), labels, SECTIONS["balance"][1])
+    stats.control_fdr([d for name in SECTIONS for d in report[f"{name}_diffs"]], apart={probe.RANDOM})
+    report["across_seeds"] = {name: stats.across_seeds(report[name], labels, SECTIONS[name][1])
+                              for name in ("geometry", "lexical", "balance")}
     return report
 
 
@@ -681,10 +624,26 @@ def judge(report, labels, report_dir):
             report["notes"].append(f"{path} holds other checkpoints: the claims leave out the GLUE probe scores")
             prb = None
     sources = {k: (report[k], report[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
-    if prb is not None:
-        sources["probe"] = (prb["scores"], prb["diffs"])
+    sources.update({"probe": (prb["scores"], prb["diffs"])} if prb is not None else {})
     report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})
     report["official"] = official_rows(prb["scores"], labels) if prb is not None else []
+
+
+def write(report, labels, res, paths, cfg):
+    """geometry.json, the plots and REPORT.md."""
+    main_set = "stsb" if report["mode"] == "glue" else "corpus"
+    spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels}
+                    for p in res[labels[0]] if main_set in res[labels[0]][p]["sets"]}
+    curves = {label: c for label, p in zip(labels, paths) if (c := data.lambda_curve(p))}
+    files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
+    report["lambda"] = {label: {"iter": its, "lambda": lams} for label, (its, lams) in curves.items()}
+    data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
+    lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
+    lines += official_lines(report["official"]) if report["official"] else []
+    lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
+    with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
+        f.write("\n".join(lines + lambda_lines(labels, curves)) + "\n")
+    return files
 
 
 def run(paths, cfg):
@@ -694,33 +653,23 @@ def run(paths, cfg):
     labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                    cfg.unfinished)
     tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
-    psets, gsets, set_idx, notes = setup(cfg, proto, embs, tasks)
+    psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
     inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
     res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pooling: checkpoint_geometry(
         emb, pooling, psets, gsets, set_idx, tasks, proto), "geometry")
     report = {"mode": "glue" if tasks is not None else "probing sets only",
               "notes": notes + probe.checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
-                  "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
-                  "in this report (geometry, alignment, lexical, balance; the differences to random-init are a "
-                  "family of their own); * marks q < 0.05"],
-              "checkpoints": [{**e.summary(label), **(last_val(e.path) if label != probe.RANDOM else {})}
+                  "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
+                  "checkpoints in this report (geometry, alignment, lexical, balance; the differences to "
+                  "random-init are a family of their own); * marks q < 0.05"],
+              "checkpoints": [{**e.summary(label), **(data.last_val(e.path) if label != probe.RANDOM else {})}
                               for label, e in zip(labels, embs)],
               **summarise(res, labels, tasks, embs[0].tok, psets, set_idx, cfg)}
     judge(report, labels, cfg.report_dir)
-    main_set = "stsb" if tasks is not None else "corpus"
-    spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels} for p in pools
-                    if main_set in res[labels[0]][p]["sets"]}
-    curves = {label: c for label, p in zip(labels, paths) if (c := lambda_curve(p))}
-    files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
-    report["lambda"] = {label: {"iter": its, "lambda": lams} for label, (its, lams) in curves.items()}
     report["seconds"] = time.time() - t0
-    data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
-    lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
-    lines += (official_lines(report["official"]) if report["official"] else []) + figure_lines(report, labels, cfg, files)
-    with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines + seeds_and_lambda_lines(report, labels, curves)) + "\n")
+    files = write(report, labels, res, paths, cfg)
     print(f"GEOMETRY ({report['mode']})\n" + score_table(report["geometry"], report["geometry_diffs"], labels,
-                                                         ("set", "pooling", "stat"), "{:.3f}"))
+                                                         *SECTIONS["geometry"][1:3]))
     print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in {time.time() - t0:.0f}s",
           file=sys.stderr)
     return report

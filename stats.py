@@ -1,10 +1,7 @@
 """
-The statistics both analysis scripts share: pure NumPy and SciPy, no torch and no I/O. ANALYSIS.md defines
-every figure; this file is what a reader checks first.
-
-Every metric works along the last axis, so one call scores a (B, n) stack of bootstrap resamples at once.
-Checkpoints named <group>-s<seed> (out-hybrid-cpu-s1337) are training seeds of one arm: differences are
-taken within a seed (same initialisation, same batches), and summarised across seeds with SciPy's t-tests.
+The statistics both analysis scripts share, pure NumPy and SciPy (no torch, no I/O); ANALYSIS.md defines them.
+Every metric works along the last axis, so one call scores a (B, n) stack of resamples. Checkpoints named
+<group>-s<seed> are training seeds of one arm: compared within a seed, summarised across seeds by t-tests.
 """
 
 import math
@@ -22,7 +19,6 @@ def accuracy(y, p):
 
 
 def confusion(y, p):
-    """(tp, tn, fp, fn) of binary labels, positive class 1."""
     return (((p == 1) & (y == 1)).sum(-1), ((p == 0) & (y == 0)).sum(-1),
             ((p == 1) & (y == 0)).sum(-1), ((p == 0) & (y == 1)).sum(-1))
 
@@ -85,8 +81,7 @@ def paired_bootstrap(metric, arrays_a, arrays_b, n_boot=1000, seed=0):
     """metric(*arrays_a) - metric(*arrays_b) on the same examples, both resampled with the same indices."""
     idx = boot_indices(len(arrays_a[0]), n_boot, seed)
     d = metric(*arrays_a) - metric(*arrays_b)
-    ds = metric(*(a[idx] for a in arrays_a)) - metric(*(b[idx] for b in arrays_b))
-    return diff_summary(d, ds)
+    return diff_summary(d, metric(*(a[idx] for a in arrays_a)) - metric(*(b[idx] for b in arrays_b)))
 
 
 def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
@@ -99,6 +94,54 @@ def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
 
 
 # -----------------------------------------------------------------------------
+# comparisons between checkpoints: each against the first of its training seed (named <group>-s<seed>)
+
+
+def seed_of(label):
+    return m.group(1) if (m := re.fullmatch(r".+-s(\d+)", label)) else None
+
+
+def seed_groups(labels, at_least=2):
+    """{group: labels} for checkpoints named <group>-s<seed> (out-hybrid-cpu-s1, -s2, -s3), in order."""
+    groups = {}
+    for label in labels:
+        if m := re.fullmatch(r"(.+)-s\d+", label):
+            groups.setdefault(m.group(1), []).append(label)
+    return {g: ls for g, ls in groups.items() if len(ls) >= at_least}
+
+
+def run_groups(labels):
+    """{group: labels}: checkpoints named <group>-s<seed> by group (one seed too), every other one alone."""
+    groups = seed_groups(labels, 1)
+    grouped = {label for ls in groups.values() for label in ls}
+    groups.update({label: [label] for label in labels if label not in grouped})
+    return groups
+
+
+def reference(label, labels):
+    """The checkpoint a checkpoint's differences are taken against: the first of its seed (arms trained from
+    the same initialisation on the same batches are compared with each other), else the first checkpoint."""
+    s = seed_of(label)
+    same = [other for other in labels[:labels.index(label)] if s is not None and seed_of(other) == s]
+    return same[0] if same else labels[0]
+
+
+def compare(figs, labels, fields):
+    """figs {(label, *key): (estimate, replicates, extra fields)}, every checkpoint's replicates on the same
+    resamples -> rows {fields..., 'ckpt', 'score', 'lo', 'hi', extra} with the replicates' 95% interval, and
+    each checkpoint's difference against its reference() on those replicates (diff_summary)."""
+    rows, diffs = [], []
+    for (label, *key), (est, reps, extra) in figs.items():
+        named, ref = dict(zip(fields, key)), reference(label, labels)
+        lo, hi = ci(reps)
+        rows.append({**named, "ckpt": label, "score": float(est), "lo": lo, "hi": hi, **extra})
+        if label != labels[0] and (ref, *key) in figs:
+            e0, r0, _ = figs[(ref, *key)]
+            diffs.append({**named, "a": label, "b": ref, **diff_summary(est - e0, reps - r0)})
+    return rows, diffs
+
+
+# -----------------------------------------------------------------------------
 # tests over training seeds, and multiple comparisons
 
 
@@ -108,10 +151,10 @@ def t_test(a, b, paired):
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     diff = float(np.mean(a - b) if paired else a.mean() - b.mean())
     out = {"test": "paired" if paired else "welch", "diff": diff}
-    spread = np.ptp(a - b) if paired else np.ptp(a) + np.ptp(b)
-    if spread == 0:
+    if (np.ptp(a - b) if paired else np.ptp(a) + np.ptp(b)) == 0:  # no spread
         df = len(a) - 1 if paired else math.nan
-        return {**out, "lo": diff, "hi": diff, "t": math.copysign(math.inf, diff), "df": df, "p": float(diff == 0)}
+        t = math.copysign(math.inf, diff)
+        return {**out, "lo": diff, "hi": diff, "t": t, "df": df, "p": float(diff == 0)}
     r = sps.ttest_rel(a, b) if paired else sps.ttest_ind(a, b, equal_var=False)
     lo, hi = r.confidence_interval(0.95)
     return {**out, "lo": float(lo), "hi": float(hi), "t": float(r.statistic), "df": float(r.df),
@@ -128,41 +171,6 @@ def control_fdr(diffs, apart=(), alpha=0.05):
                 d["q"], d["survives"] = float(q), bool(q < alpha)
 
 
-# -----------------------------------------------------------------------------
-# training seeds: checkpoints named <group>-s<seed>
-
-
-def seed_of(label):
-    m = re.fullmatch(r".+-s(\d+)", label)
-    return m.group(1) if m else None
-
-
-def seed_groups(labels, at_least=2):
-    """{group: labels} for checkpoints named <group>-s<seed> (out-hybrid-cpu-s1, -s2, -s3), in order."""
-    groups = {}
-    for label in labels:
-        m = re.fullmatch(r"(.+)-s\d+", label)
-        if m:
-            groups.setdefault(m.group(1), []).append(label)
-    return {g: ls for g, ls in groups.items() if len(ls) >= at_least}
-
-
-def run_groups(labels):
-    """{group: labels}: checkpoints named <group>-s<seed> by group (a single seed too), every other one alone."""
-    groups = seed_groups(labels, 1)
-    grouped = {label for ls in groups.values() for label in ls}
-    groups.update({label: [label] for label in labels if label not in grouped})
-    return groups
-
-
-def reference(label, labels):
-    """The checkpoint a checkpoint's differences are taken against: the first of its seed (arms trained from
-    the same initialisation on the same batches are compared with each other), else the first checkpoint."""
-    s = seed_of(label)
-    same = [other for other in labels[:labels.index(label)] if s is not None and seed_of(other) == s]
-    return same[0] if same else labels[0]
-
-
 def across_seeds(scores, labels, keys):
     """Per key: each group's mean ± sd over seeds (groups of >= 2), and each group against the first: a
     paired t over the seeds both have where they share >= 3 (the difference cancels what a seed does to
@@ -174,9 +182,9 @@ def across_seeds(scores, labels, keys):
     for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
         vals = {g: {seed_of(label): by[key + (label,)] for label in ls if key + (label,) in by}
                 for g, ls in groups.items()}
-        row = {**dict(zip(keys, key)), "groups": {
-            g: {"n": len(v), "mean": float(np.mean(list(v.values()))), "sd": float(np.std(list(v.values()), ddof=1))}
-            for g, v in vals.items() if len(v) >= 2}}
+        row = {**dict(zip(keys, key)), "groups": {g: {"n": len(v), "mean": float(np.mean(list(v.values()))),
+                                                      "sd": float(np.std(list(v.values()), ddof=1))}
+                                                  for g, v in vals.items() if len(v) >= 2}}
         for g in names[1:]:
             a, b = vals[g], vals[names[0]]
             shared = [s for s in a if s in b]

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from test_probe import run_cli
+import data
 import eval_geometry as eg
 import probe
 import stats
@@ -216,12 +217,12 @@ def test_lambda_curve_and_last_val_read_the_log(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n{"iter": 0, "val_mlm": 9.1}\n'
                                         '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
                                         '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
-    assert eg.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
-    assert eg.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
+    assert data.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
+    assert data.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
     (tmp_path / "mlm").mkdir()
-    assert eg.last_val(str(tmp_path / "mlm")) == {}  # no log
+    assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
-    assert eg.lambda_curve(str(tmp_path)) is None
+    assert data.lambda_curve(str(tmp_path)) is None
 
 
 def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
