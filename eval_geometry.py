@@ -1,14 +1,11 @@
 """
 The geometry of sentence embeddings, checkpoints side by side: uniformity and alignment, anisotropy, the
-covariance spectrum, lexical probes and the semantic-to-lexical balance, each with a 95% interval and each
-difference against its reference with a paired test; then the paper's claims, judged over training seeds.
-ANALYSIS.md defines every figure. Writes REPORT.md, geometry.json and plots to report_dir.
+covariance spectrum, lexical probes and the semantic-to-lexical balance, each with a 95% interval and a
+paired test against its reference; then the paper's claims, judged over training seeds. ANALYSIS.md defines
+every figure; the embedding, probes and tables are probe.py's, the statistics stats.py's.
 
 $ python probe.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue         # first: the GLUE table
-$ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue
-
-The embedding (cached per checkpoint), the probes and the report helpers are probe.py's, the statistics
-stats.py's: nothing is embedded twice.
+$ python eval_geometry.py out-hybrid-tiny out-mlm-tiny --glue_dir=../shared/data/glue   # REPORT.md, plots
 """
 
 import json
@@ -209,9 +206,9 @@ def positive_pairs(tasks):
     """Positives for alignment: STS-B pairs with gold >= 4 (as SimCSE), MRPC paraphrases, MNLI entailments."""
     out = {"stsb": ("stsb-dev", tasks["stsb"]["dev"], tasks["stsb"]["dev"]["y"] >= 4),
            "mrpc": ("mrpc-dev", tasks["mrpc"]["dev"], tasks["mrpc"]["dev"]["y"] == 1)}
-    for s in ("dev_matched", "dev_mismatched"):
-        out[f"mnli-{s}"] = (f"mnli-{s}", tasks["mnli"][s], tasks["mnli"][s]["y"] == data.MNLI_LABELS["entailment"])
-    return out
+    entail = data.MNLI_LABELS["entailment"]
+    return {**out, **{f"mnli-{s}": (f"mnli-{s}", tasks["mnli"][s], tasks["mnli"][s]["y"] == entail)
+                      for s in ("dev_matched", "dev_mismatched")}}
 
 
 def checkpoint_geometry(emb, pooling, psets, gsets, set_idx, tasks, proto):
@@ -282,7 +279,8 @@ def balance_baselines(tasks, tok, mft_majority):
     gold = dev["y"].astype(np.float64)
     bot = probe.bag_of_tokens_cosine(dev["a"], dev["b"], tok)
     rs, rl = stats.spearman(bot, gold), stats.spearman(bot, jac)
-    major = 100 * stats.accuracy(sst2["dev"]["y"], probe.constant_prediction(sst2["train"]["y"], sst2["dev"]["y"]))
+    y = sst2["dev"]["y"]
+    major = 100 * stats.accuracy(y, probe.constant_prediction(sst2["train"]["y"], y))
     return jac, gold, {"gap": {"score": major - mft_majority, "what": "no information: majority classes"},
                        "rho_sem": {"score": 100 * float(rs), "what": "bag-of-tokens cosine"},
                        "rho_lex": {"score": 100 * float(rl), "what": "bag-of-tokens cosine"},
@@ -312,35 +310,31 @@ def balance_figures(res, jac, gold, n_boot, seed):
 # -----------------------------------------------------------------------------
 # the paper's claims, judged: each hybrid group against each MLM group, over training seeds
 
-EQUIVALENCE = 2.0  # "about the same" probe score: the difference's 95% CI inside ±2 points (x100); the official
-# README's hybrid - MLM gaps are -1.1 (SST-2), -0.6 (MNLI), +3.3 (MRPC F1), -0.2 (STS-B ρ): called equal
-# the official code's README (github aymen-000/predict-reconstruct-language-models): hybrid, MLM; its pooling and
-# probe protocol are its own (two of its four poolings are never trained), so these are for scale only
-OFFICIAL = {("sst2", "acc"): (67.6, 68.7), ("mrpc", "f1"): (63.1, 59.8), ("mnli-m", "acc"): (50.8, 51.4),
-            ("stsb", "spearman"): (28.1, 28.3)}
+EQUIVALENCE = 2.0  # "about the same" probe score: the difference's 95% CI inside ±2 points (x100); the
+# official README's hybrid - MLM gaps, -1.1 (SST-2), -0.6 (MNLI), +3.3 (MRPC F1), -0.2 (STS-B ρ), are "equal"
 
 
 def claim_specs(pools, main_set):
-    """(claim, source, key, direction, format): -1 = the hybrid lower, +1 = higher, 0 = within ±EQUIVALENCE."""
-    uni = "1. more uniform (paper: hybrid < -0.16, MLM -0.05)"
-    specs = [(uni, "geometry", {"set": main_set, "pooling": p, "stat": "uniformity"}, -1, "{:.3f}") for p in pools]
-    specs += [("2. richer spectrum under max pooling", "geometry", {"set": main_set, "pooling": "max", "stat": s},
-               d, "{:.3f}") for s, d in (("eff_rank", 1), ("rankme", 1), ("alpha", -1)) if "max" in pools]
-    specs += [("3a. less surface lexical information (most-frequent-token probe)", "lexical",
-               {"eval": "mft", "metric": "acc", "pooling": p}, -1, "{:.1f}") for p in pools]
-    specs += [("3b. better semantic-to-lexical balance (probe gap)", "balance", {"figure": "gap", "pooling": p},
-               1, "{:.1f}") for p in pools]
-    specs += [("3b. better semantic-to-lexical balance (ρ_sem − ρ_lex, STS-B)", "balance",
-               {"figure": "rho_sem-rho_lex", "pooling": p}, 1, "{:.1f}") for p in pools]
-    return specs + [("4. about the same linear-probe scores", "probe", {"eval": e, "metric": m, "pooling": p}, 0,
-                     "{:.1f}") for e, m in (("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("cola", "mcc"),
-                                            ("stsb", "spearman")) for p in pools]
+    """(claim, source, key, direction, format); direction -1: the hybrid lower, +1 higher, 0 about equal."""
+    geo = lambda p, stat: {"set": main_set, "pooling": p, "stat": stat}  # noqa: E731
+    probes = (("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("cola", "mcc"), ("stsb", "spearman"))
+    return ([("1. more uniform (paper: hybrid < -0.16, MLM -0.05)", "geometry", geo(p, "uniformity"), -1,
+              "{:.3f}") for p in pools] +
+            [("2. richer spectrum under max pooling", "geometry", geo("max", s), d, "{:.3f}")
+             for s, d in (("eff_rank", 1), ("rankme", 1), ("alpha", -1)) if "max" in pools] +
+            [("3a. less surface lexical information (most-frequent-token probe)", "lexical",
+              {"eval": "mft", "metric": "acc", "pooling": p}, -1, "{:.1f}") for p in pools] +
+            [(f"3b. better semantic-to-lexical balance ({what})", "balance", {"figure": fig, "pooling": p}, 1,
+              "{:.1f}") for fig, what in (("gap", "probe gap"), ("rho_sem-rho_lex", "ρ_sem − ρ_lex, STS-B"))
+             for p in pools] +
+            [("4. about the same linear-probe scores", "probe", {"eval": e, "metric": m, "pooling": p}, 0,
+              "{:.1f}") for e, m in probes for p in pools])
 
 
 def verdict(direction, diff, lo, hi, p, n):
     """holds / does not hold / inconclusive, and why, from the difference over n seeds (its CI and p)."""
     if n < 3:
-        return "inconclusive", f"{n} seed{'s' if n != 1 else ''}: the verdict needs ≥ 3 (within-seed tests beside)"
+        return "inconclusive", f"{n} seed{'s' * (n != 1)}: the verdict needs ≥ 3 (within-seed tests beside)"
     if direction == 0:
         if -EQUIVALENCE < lo and hi < EQUIVALENCE:
             return "holds", f"the CI lies inside ±{EQUIVALENCE:g}"
@@ -353,7 +347,7 @@ def verdict(direction, diff, lo, hi, p, n):
 
 
 def within_seed(diffs, match, a, b, fmt):
-    """A seed's own paired difference a − b over examples, as 'diff [lo, hi] q', or None where not computed."""
+    """A seed's own paired difference a − b over examples, 'diff [lo, hi] q', or None where not computed."""
     d = next((d for d in diffs if match(d) and (d["a"], d["b"]) in ((a, b), (b, a))), None)
     if d is None:
         return None
@@ -380,13 +374,13 @@ def claim_row(spec, hyb, mlm, groups, scores, diffs):
         t = stats.t_test([h[s] for s in shared], [m[s] for s in shared], paired=True)
         diff, lo, hi, p = t["diff"], t["lo"], t["hi"], t["p"]
     v, why = verdict(direction, diff, lo, hi, p, len(shared))
-    summary = lambda vals: (fmt.format(np.mean(vals)) + (f" ± {fmt.format(np.std(vals, ddof=1))}"  # noqa: E731
-                                                         if len(vals) > 1 else "") + f" ({len(vals)})")
+    sd = lambda vals: f" ± {fmt.format(np.std(vals, ddof=1))}" if len(vals) > 1 else ""  # noqa: E731
+    summary = lambda vals: f"{fmt.format(np.mean(vals))}{sd(vals)} ({len(vals)})"  # noqa: E731
     over = fmt.replace("{:", "{:+").format(diff) + (f" [{fmt.format(lo)}, {fmt.format(hi)}], p={p:.3f}"
                                                     if lo is not None else "")
     return {"hybrid": hyb, "mlm": mlm, "claim": claim, "figure": " ".join(map(str, key.values())),
-            "direction": direction, "hybrid_seeds": h, "mlm_seeds": m, "diff": diff, "lo": lo, "hi": hi, "p": p,
-            "n_seeds": len(shared), "within": within, "verdict": v, "why": why,
+            "direction": direction, "hybrid_seeds": h, "mlm_seeds": m, "diff": diff, "lo": lo, "hi": hi,
+            "p": p, "n_seeds": len(shared), "within": within, "verdict": v, "why": why,
             "text": [summary(list(h.values())), summary(list(m.values())), over]}
 
 
@@ -403,35 +397,21 @@ def claims(sources, labels, objectives):
     return [r for r in rows if r is not None]
 
 
-def official_rows(scores, labels):
-    """The official README's probe scores beside each group's (mean pooling; mean ± sd over seeds)."""
-    groups, rows = stats.run_groups(labels), []
-    for (ev, metric), (hyb, mlm) in OFFICIAL.items():
-        for e in ([ev, "stsb-cos"] if ev == "stsb" else [ev]):
-            ours = {}
-            for g, ls in groups.items():
-                if v := [s["score"] for s in scores
-                         if (s["eval"], s["metric"], s["pooling"]) == (e, metric, "mean") and s["ckpt"] in ls]:
-                    ours[g] = (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, len(v))
-            rows.append({"eval": e, "metric": metric, "official_hybrid": hyb, "official_mlm": mlm, "ours": ours})
-    return rows
-
-
 # -----------------------------------------------------------------------------
 # the report: plots and REPORT.md
 
 SECTIONS = {  # report key: (title, table keys, format, what the figures are, the plot beside them)
     "geometry": ("Geometry of the sentence sets", ("set", "pooling", "stat"), "{:.3f}",
-                 "Each set a seeded sample of sentences (n, and the value on all n as `at_n`, in geometry.json); "
-                 "every figure is the statistic at m = n/2: the mean over the half-samples, with their 95% "
-                 "interval.", "spectra.png"),
+                 "Each set a seeded sample of n sentences; every figure is the statistic at m = n/2, the "
+                 "mean over the half-samples with their 95% interval (n, and the value at n, `at_n`, in "
+                 "geometry.json).", "spectra.png"),
     "alignment": ("Alignment of real positive pairs", ("pairs", "pooling"), "{:.3f}",
                   "E‖x̂−ŷ‖² over positives (0 = identical embeddings).", "uniformity_alignment.png"),
     "lexical": ("Lexical information (probing sets, k-fold CV accuracy x100)", ("eval", "metric", "pooling"),
                 "{:.1f}", "mft = the paper's probe; baseline = the majority class.", "lexical_probes.png"),
     "balance": ("Semantic-to-lexical balance", ("figure", "pooling"), "{:.1f}",
-                "gap = SST-2 dev accuracy − mft probe accuracy; ρ_sem, ρ_lex on STS-B dev (x100). Baseline: "
-                "no information for the gap, the bag-of-tokens cosine for ρ.", None),
+                "gap = SST-2 dev accuracy − mft probe accuracy; ρ_sem, ρ_lex on STS-B dev (x100). "
+                "Baseline: no information for the gap, the bag-of-tokens cosine for ρ.", None),
 }
 
 
@@ -443,7 +423,7 @@ def plot_spectra(plt, spectra_main, main_set, colors):
         ax.set_title(f"{pool} ({main_set})", fontsize=9)
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
-    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: 13 curves fill a panel
+    axes[0, -1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: 13 curves fill it
     return fig
 
 
@@ -451,7 +431,8 @@ def plot_uniformity_alignment(plt, report, colors):
     """Uniformity against alignment on STS-B: colour = checkpoint, marker = pooling, one legend entry each."""
     from matplotlib.lines import Line2D
     ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
-          for a in report["alignment"] if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"], s["ckpt"])]
+          for a in report["alignment"] if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"],
+                                                                                     s["ckpt"])]
     if not ua:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
@@ -463,9 +444,10 @@ def plot_uniformity_alignment(plt, report, colors):
                     color=colors[s["ckpt"]], capsize=2)
     ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
     ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
-    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c) for c in dict.fromkeys(s["ckpt"]
-                                                                                                   for s, _ in ua)]
-    handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{p} pooling") for p, m in markers.items()]
+    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c)
+               for c in dict.fromkeys(s["ckpt"] for s, _ in ua)]
+    handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{p} pooling")
+                for p, m in markers.items()]
     ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 
@@ -498,23 +480,25 @@ def head_lines(report, labels, cfg):
     """The checkpoints, how to read the figures, the notes."""
     val = lambda c: (f"{c['val_mlm']:.3f} ({c['val_unigram']:.3f})" if c.get("val_unigram") else  # noqa: E731
                      f"{c['val_mlm']:.3f}" if "val_mlm" in c else "n/a")
-    its = lambda c: f"{c['iter_num']}" + ("" if c["finished"] else f" of {c['max_iters']} (unfinished)")  # noqa
-    L = [f"# Embedding geometry report ({report['mode']})", ""] + ([cfg.report_note, ""] if cfg.report_note else [])
+    its = lambda c: str(c["iter_num"]) + ("" if c["finished"] else f" of {c['max_iters']} (unfinished)")
+    L = [f"# Embedding geometry report ({report['mode']})", ""]
+    L += [cfg.report_note, ""] if cfg.report_note else []
     L += [md_table(["checkpoint", "objective", "iter", "encoder", "val MLM (unigram line)", "path"],
                    [[c["label"], c["objective"], its(c), c["encoder"], val(c), c["path"]]
                     for c in report["checkpoints"]]), ""]
-    L += [f"Every figure: estimate [95% interval]: a bootstrap over examples (B={cfg.n_boot}, seed {cfg.seed}), "
-          f"the set statistics {cfg.n_sub} half-samples; differences against {labels[0]} (named <group>-s<seed>: "
-          "against the first of their seed) resample the same examples for both, with a two-sided p and a BH q. "
-          "ANALYSIS.md, beside the code, defines every figure and test.", ""]
+    L += [f"Every figure: estimate [95% interval]: a bootstrap over examples (B={cfg.n_boot}, seed "
+          f"{cfg.seed}), the set statistics {cfg.n_sub} half-samples; differences against {labels[0]} (named "
+          "<group>-s<seed>: against the first of their seed) resample the same examples for both, with a "
+          "two-sided p and a BH q. ANALYSIS.md, beside the code, defines every figure and test.", ""]
     return L + [f"- {n}" for n in report["notes"]]
 
 
 def claims_lines(rows):
     """One table per hybrid and MLM group, and a tally per claim."""
-    L = ["", "## The paper's claims, checked", "", "Each hybrid group against each MLM group on the figures the "
-         "claims name (STS-B dev sentences for the set statistics): a direction holds at paired-t p < 0.05 over "
-         f"≥ 3 shared seeds, 'about the same' when the CI lies inside ±{EQUIVALENCE:g} (ANALYSIS.md).", ""]
+    L = ["", "## The paper's claims, checked", "", "Each hybrid group against each MLM group on the figures "
+         "the claims name (STS-B dev sentences for the set statistics): a direction holds at paired-t "
+         f"p < 0.05 over ≥ 3 shared seeds, 'about the same' when the CI lies inside ±{EQUIVALENCE:g} "
+         "(ANALYSIS.md).", ""]
     for mlm, hyb in dict.fromkeys((r["mlm"], r["hybrid"]) for r in rows):
         mine = [r for r in rows if (r["mlm"], r["hybrid"]) == (mlm, hyb)]
         L += [f"**{hyb}** against **{mlm}**", "", md_table(
@@ -522,40 +506,37 @@ def claims_lines(rows):
              "within each seed: difference [95% CI] q", "verdict", "why"],
             [[r["claim"], r["figure"], *r["text"], "; ".join(r["within"]) or "n/a", f"**{r['verdict']}**",
               r["why"]] for r in mine]), ""]
-        tally = {c: [r["verdict"] for r in mine if r["claim"] == c] for c in dict.fromkeys(r["claim"] for r in mine)}
+        tally = {c: [r["verdict"] for r in mine if r["claim"] == c]
+                 for c in dict.fromkeys(r["claim"] for r in mine)}
         L += [md_table(["claim", "holds", "does not hold", "inconclusive"],
                        [[c, v.count("holds"), v.count("does not hold"), v.count("inconclusive")]
                         for c, v in tally.items()]), ""]
     return L
 
 
-def official_lines(rows):
-    groups = list(dict.fromkeys(g for r in rows for g in r["ours"]))
-    cell = lambda m, s, n: f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)" if n else "n/a"  # noqa: E731
-    return ["", "The official code's README numbers (hybrid / MLM; its own pooling and probes) beside ours "
-            "(mean pooling; mean ± sd over seeds), for scale:", "",
-            md_table(["eval", "metric", "official hybrid", "official MLM"] + groups,
-                     [[r["eval"], r["metric"], f"{r['official_hybrid']:.1f}", f"{r['official_mlm']:.1f}"] +
-                      [cell(*r["ours"].get(g, (0, 0, 0))) for g in groups] for r in rows])]
-
-
 def figure_lines(report, labels, files, probe_md):
     """probe.md's tables, then one section per SECTIONS entry, and the tables over seeds."""
     L = ["", "## GLUE / probing-set probes (probe.py)", ""]
-    L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"] if os.path.exists(probe_md) \
-        else [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
+    if os.path.exists(probe_md):
+        L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"]
+    else:
+        L += [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
     base = {"lexical": {(k, "acc"): {"score": v} for k, v in report["majority"].items()},
             "balance": {(k,): v for k, v in report.get("balance_baselines", {}).items()}}
     for name, (title, keys, fmt, what, png) in SECTIONS.items():
-        L += ["", f"## {title}", ""]
-        L += [what, "", score_table(report[name], report[f"{name}_diffs"], labels, keys, fmt, base.get(name))] + \
-            (["", f"![{name}]({png})"] if png in files else []) if report[name] else \
-            ["n/a: needs GLUE (labelled pairs, SST-2 for the gap)."]
-    L += [f"Spearman(Jaccard, gold) on STS-B dev: {report['jaccard_gold']:.1f}."] if "jaccard_gold" in report else []
-    tables = {n: probe.seed_table(report["across_seeds"][n], *SECTIONS[n][1:3]) for n in report["across_seeds"]}
-    L += ["", "## Across training seeds", "", "Mean ± sd over the seeds of each <group>-s<seed>, each group "
-          "against the first (paired t over shared seeds, else Welch's t)."] if any(tables.values()) else []
-    return L + [line for n, t in tables.items() if t for line in ("", f"### {n}", "", t)]
+        L += ["", f"## {title}", "", what, ""]
+        if not report[name]:
+            L.append("n/a: needs GLUE (labelled pairs, SST-2 for the gap).")
+            continue
+        L.append(score_table(report[name], report[f"{name}_diffs"], labels, keys, fmt, base.get(name)))
+        L += ["", f"![{name}]({png})"] if png in files else []
+    if "jaccard_gold" in report:
+        L += ["", f"Spearman(Jaccard of the token sets, gold) on STS-B dev: {report['jaccard_gold']:.1f}."]
+    seeds = {n: probe.seed_table(rows, *SECTIONS[n][1:3]) for n, rows in report["across_seeds"].items()}
+    if any(seeds.values()):
+        L += ["", "## Across training seeds", "", "Mean ± sd over the seeds of each <group>-s<seed>, each "
+              "group against the first (paired t over shared seeds, else Welch's t)."]
+    return L + [line for n, t in seeds.items() if t for line in ("", f"### {n}", "", t)]
 
 
 def lambda_lines(labels, curves):
@@ -565,7 +546,7 @@ def lambda_lines(labels, curves):
                        [[label, f"{lams[0]:.3f} (iter {its[0]})", f"{lams[-1]:.3f} (iter {its[-1]})",
                          f"{min(lams):.3f}", f"{max(lams):.3f}"] for label, (its, lams) in curves.items()]),
               "", "![lambda](lambda.png)"]
-    return L + [f"- {label}: no λ in log.jsonl (an MLM run, or no log)" for label in labels if label not in curves]
+    return L + [f"- {c}: no λ in log.jsonl (an MLM run, or no log)" for c in labels if c not in curves]
 
 
 # -----------------------------------------------------------------------------
@@ -578,15 +559,15 @@ def setup(cfg, proto, pools, d, tasks):
     psets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))
     gsets = geometry_sets(tasks, sentences)
     set_idx = sample_sets(gsets, cfg.geom_n or 5 * d, cfg.n_sub, cfg.seed)
-    notes.append(f"lexical probes: {proto.n_folds}-fold CV accuracy (folds stratified by class); the L2 strength "
-                 "is picked by the same CV (not nested)")
+    notes.append(f"lexical probes: {proto.n_folds}-fold CV accuracy (folds stratified by class); the L2 "
+                 "strength is picked by the same CV (not nested)")
     if tasks is None:
-        notes.append("no GLUE: alignment, the probe gap and the STS-B balance need labelled pairs and are n/a")
+        notes.append("no GLUE: alignment, the probe gap and the STS-B balance need labelled pairs: n/a")
     if "attention" in pools:
-        notes.append("attention pooling: the geometry uses the attention weights of the attentive probe trained "
-                     "on SST-2 over the raw token states (there is no parameter-free attention pooling)"
-                     if tasks is not None else "attention pooling: lexical probes only (its query is trained on "
-                     "SST-2, and there is no GLUE)")
+        notes.append("attention pooling: the geometry uses the attention weights of the attentive probe "
+                     "trained on SST-2 over the raw token states (it has no parameter-free form)"
+                     if tasks is not None else "attention pooling: lexical probes only (its query is trained "
+                     "on SST-2, and there is no GLUE)")
     if thin := [s for s, (pick, _) in set_idx.items() if len(pick) < 5 * d]:
         notes.append(f"spectrum: n < 5d for {', '.join(thin)} (d = {d}); the smaller eigenvalues are poorly "
                      "estimated")
@@ -596,10 +577,9 @@ def setup(cfg, proto, pools, d, tasks):
 def summarise(res, labels, tasks, tok, psets, set_idx, cfg):
     """Every figure with its interval and paired differences, q-values, and the summaries over seeds."""
     report = {"majority": {k: 100 * np.bincount(v["y"]).max() / len(v["y"]) for k, v in psets.items()}}
-    report["geometry"], report["geometry_diffs"] = stats.compare(set_figures(res, set_idx), labels,
-                                                                 SECTIONS["geometry"][1])
-    report["alignment"], report["alignment_diffs"] = stats.compare(alignment_figures(res, cfg.n_boot, cfg.seed),
-                                                                   labels, SECTIONS["alignment"][1])
+    figs = {"geometry": set_figures(res, set_idx), "alignment": alignment_figures(res, cfg.n_boot, cfg.seed)}
+    for name, f in figs.items():
+        report[name], report[f"{name}_diffs"] = stats.compare(f, labels, SECTIONS[name][1])
     lexical = {label: {pooling: r["lexical"] for pooling, r in res[label].items()} for label in labels}
     report["lexical"], report["lexical_diffs"] = probe.score_all(lexical, labels, cfg.n_boot, cfg.seed)
     report["balance"], report["balance_diffs"] = [], []
@@ -615,18 +595,17 @@ def summarise(res, labels, tasks, tok, psets, set_idx, cfg):
 
 
 def judge(report, labels, report_dir):
-    """The claims and the official rows, with probe.py's scores where its probe.json has these checkpoints."""
+    """The claims, with probe.py's scores where its probe.json has these checkpoints."""
     path, prb = os.path.join(report_dir, "probe.json"), None
     if os.path.exists(path):
         with open(path) as f:
             prb = json.load(f)
         if [c["label"] for c in prb["checkpoints"]] != labels:
-            report["notes"].append(f"{path} holds other checkpoints: the claims leave out the GLUE probe scores")
+            report["notes"].append(f"{path} holds other checkpoints: the claims leave out its probe scores")
             prb = None
     sources = {k: (report[k], report[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
     sources.update({"probe": (prb["scores"], prb["diffs"])} if prb is not None else {})
     report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})
-    report["official"] = official_rows(prb["scores"], labels) if prb is not None else []
 
 
 def write(report, labels, res, paths, cfg):
@@ -639,7 +618,6 @@ def write(report, labels, res, paths, cfg):
     report["lambda"] = {label: {"iter": its, "lambda": lams} for label, (its, lams) in curves.items()}
     data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
     lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
-    lines += official_lines(report["official"]) if report["official"] else []
     lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
     with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
         f.write("\n".join(lines + lambda_lines(labels, curves)) + "\n")
@@ -655,8 +633,8 @@ def run(paths, cfg):
     tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
     psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
     inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
-    res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pooling: checkpoint_geometry(
-        emb, pooling, psets, gsets, set_idx, tasks, proto), "geometry")
+    res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pool: checkpoint_geometry(
+        emb, pool, psets, gsets, set_idx, tasks, proto), "geometry")
     report = {"mode": "glue" if tasks is not None else "probing sets only",
               "notes": notes + probe.checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
                   "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
