@@ -615,6 +615,11 @@ def run_cv_eval(emb, name, split, pooling, proto):
     return {"y": y, "p": p}
 
 
+def all_pairs(out, ds, files):
+    """SimCSE's 'all' of an STS dataset: its files' gold scores and predictions concatenated."""
+    return {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
+
+
 def run_senteval(emb, sts, pairs, evals, pooling, proto):
     """Cosine against gold on each pair set and over all pairs of an STS dataset (SimCSE's 'all'); the probes
     of evals. No cosine rows for attention pooling, whose query is trained."""
@@ -622,11 +627,6 @@ def run_senteval(emb, sts, pairs, evals, pooling, proto):
            for ev, (cache, split) in (pairs.items() if pooling != "attention" else [])}
     out.update({f"{ds}.all": all_pairs(out, ds, fs) for ds, fs in sts.items() if pooling != "attention"})
     return {**out, **{k: v for ev in evals for k, v in run_glue_eval(emb, ev, pooling, proto).items()}}
-
-
-def all_pairs(out, ds, files):
-    """SimCSE's 'all' of an STS dataset: its files' gold scores and predictions concatenated."""
-    return {k: np.concatenate([out[f"{ds}.{f}"][k] for f in files]) for k in ("y", "p")}
 
 
 # what a probe result depends on besides the settings and the data: the source of these is in its cache key
@@ -740,18 +740,18 @@ def diff_cell(d, fmt="{:.1f}"):
     return f"{fd(d['diff'])} [{fd(d['lo'])}, {fd(d['hi'])}], p={d['p']:.3f}{q}"
 
 
-def score_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}", baselines=None):
-    """One row per key: the baseline when given (baselines: {key prefix: row}, the longest prefix wins),
+def score_table(scores, diffs, labels, keys=("eval", "metric", "pooling"), fmt="{:.1f}", base=None):
+    """One row per key: the baseline when given (base: {key prefix: row}, the longest prefix wins),
     'score [CI]' per checkpoint, then each difference against its stats.reference()."""
-    head = list(keys) + (["baseline"] if baselines else []) + labels + [
+    head = list(keys) + (["baseline"] if base else []) + labels + [
         f"{b} − {stats.reference(b, labels)} [95% CI], p" for b in labels[1:]]
     by_score = {tuple(s[k] for k in keys) + (s["ckpt"],): s for s in scores}
     by_diff = {tuple(d[k] for k in keys) + (d["a"],): d for d in diffs}
     rows = []
     for key in dict.fromkeys(tuple(s[k] for k in keys) for s in scores):
         row = [str(k) for k in key]
-        if baselines:
-            b = next((baselines[key[:n]] for n in range(len(key), 0, -1) if key[:n] in baselines), None)
+        if base:
+            b = next((base[key[:n]] for n in range(len(key), 0, -1) if key[:n] in base), None)
             row.append("n/a" if b is None else with_ci(b, fmt))
         row += [with_ci(by_score[key + (c,)], fmt) if key + (c,) in by_score else "n/a" for c in labels]
         rows.append(row + [diff_cell(by_diff[key + (c,)], fmt) if key + (c,) in by_diff else "n/a"
@@ -891,8 +891,8 @@ def tables(report, labels):
     scores, diffs = report["scores"], report["diffs"]
     main = [s for s in scores if not senteval(s["eval"])]
     shown = [s for s in scores if senteval(s["eval"]) and s["eval"].endswith((".all", "-cos", "sicke"))]
-    out = score_table(main, diffs, labels, baselines=base)
-    out += "\n\nSentEval:\n\n" + score_table(shown, diffs, labels, baselines=base) if shown else ""
+    out = score_table(main, diffs, labels, base=base)
+    out += "\n\nSentEval:\n\n" + score_table(shown, diffs, labels, base=base) if shown else ""
     out += ("\n\nSentEval STS, cosine Spearman x100 (mean and weighted mean over files as SentEval, 'all' as "
             "SimCSE):\n\n" + senteval_table(report["senteval"], labels)) if report["senteval"] else ""
     across = seed_table(report["across_seeds"])

@@ -1,4 +1,4 @@
-"""Tokenizer, corpus preparation and MLM corruption."""
+"""Tokenizer, corpus preparation, MLM corruption and the run log's readers."""
 
 import json
 import lzma
@@ -141,3 +141,16 @@ def test_unigram_line_by_hand(tmp_path):
     np.full(2000, 5, dtype=np.uint16).tofile(tmp_path / "val.bin")
     got = data.unigram_xent(str(tmp_path), 32, 4, 0.15, seed=0, n_batches=3)
     assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
+
+
+def test_lambda_curve_and_last_val_read_the_log(tmp_path):
+    (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n'
+                                        '{"iter": 0, "val_mlm": 9.1}\n'
+                                        '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
+                                        '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
+    assert data.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
+    assert data.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
+    (tmp_path / "mlm").mkdir()
+    assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
+    (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
+    assert data.lambda_curve(str(tmp_path)) is None

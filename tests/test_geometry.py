@@ -1,5 +1,5 @@
-"""eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the claims' verdicts,
-the CLI."""
+"""eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the claims'
+verdicts, the CLI."""
 
 import json
 import math
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import ROOT
 from test_probe import run_cli
 import data
 import eval_geometry as eg
@@ -58,8 +59,9 @@ def test_effective_rank_and_friends_of_a_known_spectrum():
     X = known_spectrum(sigma)
     p = sigma / sigma.sum()
     lam, sv = eg.spectra(X)
-    assert eg.spectral_stats(lam, sv, len(X))["eff_rank"].item() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-4)
-    assert eg.spectral_stats(lam, sv, len(X))["stable_rank"].item() == pytest.approx((sigma ** 2).sum() / 9, rel=1e-4)
+    figs = eg.spectral_stats(lam, sv, len(X))
+    assert figs["eff_rank"].item() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-4)
+    assert figs["stable_rank"].item() == pytest.approx((sigma ** 2).sum() / 9, rel=1e-4)
 
 
 def test_power_law_exponent_is_recovered():
@@ -107,9 +109,10 @@ def test_spectra_are_the_same_bits_on_any_number_of_threads():
 
 
 def power_law_embeddings(Z, alpha, seed):
-    """Rows of Z mapped through a fixed random basis with per-direction scales i^(-alpha/2): a power-law spectrum."""
+    """Rows of Z through a fixed random basis with per-direction scales i^(-alpha/2): a power-law spectrum."""
     d = Z.size(1)
-    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    g = torch.Generator().manual_seed(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
     return (Z * torch.arange(1, d + 1, dtype=torch.float64) ** (-alpha / 2)) @ Q.T
 
 
@@ -146,7 +149,7 @@ def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_diffe
 MLM = ["mlm-s1", "mlm-s2", "mlm-s3"]
 HYBRID = ["hyb-s1", "hyb-s2", "hyb-s3"]
 HYBRID_ONE_SEED = ["hybone-s1"]
-MLM_FLOP_MATCHED = ["mlmlong-s1", "mlmlong-s2", "mlmlong-s3"]  # a second MLM group: its own rows, after the first's
+MLM_FLOP_MATCHED = ["mlmlong-s1", "mlmlong-s2", "mlmlong-s3"]  # a second MLM group: rows after the first's
 
 
 def figure(key, values):
@@ -156,24 +159,25 @@ def figure(key, values):
 
 @pytest.fixture
 def claim_rows():
-    """The hybrid 0.10-0.12 more uniform than the MLM on every seed (the claim holds), 5-7 points higher on the
-    most-frequent-token probe (the claim's opposite), within 0.3 of it on SST-2 (about the same); the FLOP-matched
-    MLM 0.06 more uniform than the hybrid and 10 points better on SST-2; seed 2's own paired interval given."""
+    """The hybrid 0.10-0.12 more uniform than the MLM on every seed (the claim holds), 5-7 points higher on
+    the most-frequent-token probe (the claim's opposite), within 0.3 of it on SST-2 (about the same); the
+    FLOP-matched MLM 0.06 more uniform than the hybrid and 10 points better on SST-2; seed 2's own paired
+    interval given."""
     labels = MLM + HYBRID + HYBRID_ONE_SEED + MLM_FLOP_MATCHED
     objectives = {label: "mlm" if label.startswith("mlm") else "hybrid" for label in labels}
     uni = {"set": "stsb", "pooling": "mean", "stat": "uniformity"}
     mft = {"eval": "mft", "metric": "acc", "pooling": "mean"}
     sst2 = {"eval": "sst2", "metric": "acc", "pooling": "mean"}
     seed2 = {**uni, "a": "hyb-s2", "b": "mlm-s2", "diff": -0.12, "lo": -0.2, "hi": -0.05, "q": 0.01}
-    sources = {
-        "geometry": (figure(uni, {"mlm-s1": -0.05, "mlm-s2": -0.06, "mlm-s3": -0.04, "hyb-s1": -0.15, "hyb-s2": -0.18,
-                                  "hyb-s3": -0.15, "hybone-s1": -0.9, "mlmlong-s1": -0.2, "mlmlong-s2": -0.25,
-                                  "mlmlong-s3": -0.21}), [seed2]),
-        "lexical": (figure(mft, {"mlm-s1": 30, "mlm-s2": 31, "mlm-s3": 32, "hyb-s1": 35, "hyb-s2": 37, "hyb-s3": 39,
-                                 "hybone-s1": 0, "mlmlong-s1": 30, "mlmlong-s2": 31, "mlmlong-s3": 32}), []),
-        "probe": (figure(sst2, {"mlm-s1": 60.0, "mlm-s2": 61.0, "mlm-s3": 62.0, "hyb-s1": 60.2, "hyb-s2": 60.9,
-                                "hyb-s3": 62.1, "hybone-s1": 99, "mlmlong-s1": 70, "mlmlong-s2": 71,
-                                "mlmlong-s3": 72}), [])}
+    uniformity = {"mlm-s1": -0.05, "mlm-s2": -0.06, "mlm-s3": -0.04, "hyb-s1": -0.15, "hyb-s2": -0.18,
+                  "hyb-s3": -0.15, "hybone-s1": -0.9, "mlmlong-s1": -0.2, "mlmlong-s2": -0.25,
+                  "mlmlong-s3": -0.21}
+    mft_acc = {"mlm-s1": 30, "mlm-s2": 31, "mlm-s3": 32, "hyb-s1": 35, "hyb-s2": 37, "hyb-s3": 39,
+               "hybone-s1": 0, "mlmlong-s1": 30, "mlmlong-s2": 31, "mlmlong-s3": 32}
+    sst2_acc = {"mlm-s1": 60.0, "mlm-s2": 61.0, "mlm-s3": 62.0, "hyb-s1": 60.2, "hyb-s2": 60.9,
+                "hyb-s3": 62.1, "hybone-s1": 99, "mlmlong-s1": 70, "mlmlong-s2": 71, "mlmlong-s3": 72}
+    sources = {"geometry": (figure(uni, uniformity), [seed2]), "lexical": (figure(mft, mft_acc), []),
+               "probe": (figure(sst2, sst2_acc), [])}
     rows = eg.claims(sources, labels, objectives)
     return {(r["hybrid"], r["mlm"], r["claim"][:2]): r for r in rows}, rows
 
@@ -181,19 +185,21 @@ def claim_rows():
 def test_claims_judge_each_hybrid_group_against_each_mlm_group_over_seeds(claim_rows):
     by, rows = claim_rows
     assert [r["mlm"] for r in rows] == ["mlm"] * 6 + ["mlmlong"] * 6  # 3 claims x 2 hybrid groups each
-    assert by["hyb", "mlm", "1."]["verdict"] == "holds" and by["hyb", "mlm", "1."]["diff"] == pytest.approx(-0.11)
-    assert by["hyb", "mlm", "3a"]["verdict"] == "does not hold"  # higher, where the claim says lower
-    assert by["hyb", "mlm", "4."]["verdict"] == "holds" and -2 < by["hyb", "mlm", "4."]["lo"] < by["hyb", "mlm", "4."]["hi"] < 2
-    assert by["hyb", "mlmlong", "1."]["verdict"] == "does not hold" and by["hyb", "mlmlong", "1."]["diff"] == pytest.approx(0.06)
+    uniform, lexical, same = by["hyb", "mlm", "1."], by["hyb", "mlm", "3a"], by["hyb", "mlm", "4."]
+    assert uniform["verdict"] == "holds" and uniform["diff"] == pytest.approx(-0.11)
+    assert lexical["verdict"] == "does not hold"  # higher, where the claim says lower
+    assert same["verdict"] == "holds" and -2 < same["lo"] < same["hi"] < 2
+    flop = by["hyb", "mlmlong", "1."]
+    assert flop["verdict"] == "does not hold" and flop["diff"] == pytest.approx(0.06)
     assert by["hyb", "mlmlong", "4."]["verdict"] == "does not hold"  # 10 points worse: outside ±2
 
 
 def test_a_claim_needs_three_shared_seeds_and_shows_each_seeds_own_interval(claim_rows):
     by, _ = claim_rows
     one = by["hybone", "mlm", "1."]
-    assert one["verdict"] == "inconclusive" and one["n_seeds"] == 1 and one["lo"] is None  # whatever its figure
+    assert one["verdict"] == "inconclusive" and one["n_seeds"] == 1 and one["lo"] is None  # whatever it is
     assert by["hyb", "mlm", "1."]["within"] == ["-0.120 [-0.200, -0.050] q=0.010"]  # seed 2's paired interval
-    assert by["hyb", "mlmlong", "1."]["within"] == []  # the report's within-seed tests are against the first MLM
+    assert by["hyb", "mlmlong", "1."]["within"] == []  # the report's within-seed tests: against the first MLM
 
 
 def test_verdict_rule_for_equivalence_and_direction():
@@ -213,42 +219,33 @@ def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     assert "| 1. more uniform (paper: hybrid < -0.16, MLM -0.05) | 1 | 0 | 0 |" in text  # the tally
 
 
-def test_lambda_curve_and_last_val_read_the_log(tmp_path):
-    (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n{"iter": 0, "val_mlm": 9.1}\n'
-                                        '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
-                                        '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
-    assert data.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
-    assert data.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
-    (tmp_path / "mlm").mkdir()
-    assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
-    (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
-    assert data.lambda_curve(str(tmp_path)) is None
-
-
 def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     early = tmp_path / "out-hybrid-early"  # the hybrid as a run stopped at iter 30 of 100 leaves it
     early.mkdir()
     torch.save({**torch.load(os.path.join(tiny_ckpts[1], "ckpt.pt"), weights_only=True), "iter_num": 30,
                 "max_iters": 100}, early / "ckpt.pt")
-    r = run_cli("eval_geometry.py", tiny_ckpts[0], str(early), f"--glue_dir={glue_dir}", f"--dataset={corpus}",
-                f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100", "--n_folds=3",
-                "--poolings=mean,attention", "--unfinished=True")
+    r = run_cli("eval_geometry.py", tiny_ckpts[0], str(early), f"--glue_dir={glue_dir}",
+                f"--dataset={corpus}", f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100",
+                "--n_folds=3", "--poolings=mean,attention", "--unfinished=True")
     assert r.returncode == 0, r.stderr[-3000:]
     out = json.load(open(tmp_path / "geometry.json"))
     stats = {(g["set"], g["stat"]) for g in out["geometry"]}
     assert ("stsb", "uniformity") in stats and ("corpus", "alpha") in stats
-    assert {a["pairs"] for a in out["alignment"]} == {"stsb", "mrpc", "mnli-dev_matched", "mnli-dev_mismatched"}
+    assert {a["pairs"] for a in out["alignment"]} == {"stsb", "mrpc", "mnli-dev_matched",
+                                                      "mnli-dev_mismatched"}
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
-    score = {(g["set"], g["pooling"], g["stat"], g["ckpt"]): g["score"] for g in out["geometry"]}
-    for d in out["geometry_diffs"]:  # each difference is the two estimates' (on the same half-samples)
-        key = (d["set"], d["pooling"], d["stat"])
-        assert d["diff"] == pytest.approx(score[key + (d["a"],)] - score[key + (d["b"],)], abs=1e-9)
+    for name, keys in (("geometry", ("set", "pooling", "stat")), ("balance", ("figure", "pooling"))):
+        score = {tuple(g[k] for k in keys + ("ckpt",)): g["score"] for g in out[name]}
+        for d in out[f"{name}_diffs"]:  # each difference is the two estimates' (on the same resamples)
+            key = tuple(d[k] for k in keys)
+            assert d["diff"] == pytest.approx(score[key + (d["a"],)] - score[key + (d["b"],)], abs=1e-9)
     mlm = out["checkpoints"][0]["label"]  # every balance figure is compared, hybrid against the MLM reference
-    bd = {d["figure"]: d for d in out["balance_diffs"] if (d["a"], d["b"]) == ("out-hybrid-early", mlm)}
-    assert set(bd) == {b["figure"] for b in out["balance"]} and all(0 <= d["p"] <= 1 for d in bd.values())
+    bd = {d["figure"] for d in out["balance_diffs"] if (d["a"], d["b"]) == ("out-hybrid-early", mlm)}
+    assert bd == {b["figure"] for b in out["balance"]}
     report = (tmp_path / "REPORT.md").read_text()
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
-    assert "| 30 of 100 (unfinished) |" in report and "UNFINISHED: out-hybrid-early is at iter 30 of the 100" in report
+    assert "| 30 of 100 (unfinished) |" in report
+    assert "UNFINISHED: out-hybrid-early is at iter 30 of the 100" in report
     assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}  # one seed each
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
         assert (tmp_path / png).stat().st_size > 1000
@@ -264,3 +261,23 @@ def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     again = json.load(open(tmp_path / "stub" / "geometry.json"))
     for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "lambda"):
         assert again[k] == out[k], k
+
+
+def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scores():
+    """results/cpu (4 arms x 3 seeds): from the report's own per-checkpoint scores and within-seed
+    differences, the claims, their t-tests over seeds and the BH q-values come out as the report has them."""
+    g = json.load(open(os.path.join(ROOT, "results", "cpu", "geometry.json")))
+    p = json.load(open(os.path.join(ROOT, "results", "cpu", "probe.json")))
+    labels = [c["label"] for c in g["checkpoints"]]
+    sources = {k: (g[k], g[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
+    rows = eg.claims({**sources, "probe": (p["scores"], p["diffs"])}, labels,
+                     {c["label"]: c["objective"] for c in g["checkpoints"]})
+    assert len(rows) == len(g["claims"]) == 156
+    for new, old in zip(rows, g["claims"]):
+        assert (new["claim"], new["figure"], new["verdict"], new["within"]) == \
+            (old["claim"], old["figure"], old["verdict"], old["within"])
+        for k in ("diff", "lo", "hi", "p"):
+            assert new[k] == pytest.approx(old[k], abs=1e-9)
+    diffs = [dict(d) for d in p["diffs"]]
+    stats.control_fdr(diffs, apart={probe.RANDOM})
+    assert [d["q"] for d in diffs] == pytest.approx([d["q"] for d in p["diffs"]], abs=1e-12)

@@ -93,12 +93,12 @@ def test_paired_t_against_a_hand_computation():
 
 
 def test_seed_groups_and_each_checkpoints_reference():
-    labels = ["out-hybrid-s1", "out-hybrid-s2", "out-hybrid-s3", "out-mlm-s1", "out-mlm-s2", "out-mlm-s3", "other"]
+    labels = [f"out-{arm}-s{s}" for arm in ("hybrid", "mlm") for s in (1, 2, 3)] + ["other"]
     assert stats.seed_groups(labels) == {"out-hybrid": labels[:3], "out-mlm": labels[3:6]}
     assert stats.run_groups(labels)["other"] == ["other"] and stats.seed_of("out-mlm-s2") == "2"
     labels = ["mlm-s1", "mlm-s2", "hybrid-s1", "hybrid-s2", "other", "random-init"]
-    assert [stats.reference(label, labels) for label in labels[1:]] == ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1",
-                                                                        "mlm-s1"]
+    expected = ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1", "mlm-s1"]
+    assert [stats.reference(label, labels) for label in labels[1:]] == expected
 
 
 def test_across_seeds_mean_sd_and_the_test_it_picks():
@@ -114,6 +114,7 @@ def test_across_seeds_mean_sd_and_the_test_it_picks():
     assert test["p"] == stats.t_test([50, 51, 52], [60, 62, 64], paired=True)["p"]
     # seeds not shared by both groups: Welch's t over the seeds each has
     other = [label.replace("mlm-s", "mlm-s9") for label in labels]
-    row, = stats.across_seeds([{**s, "ckpt": s["ckpt"].replace("mlm-s", "mlm-s9")} for s in scores], other, keys)
+    renamed = [{**s, "ckpt": s["ckpt"].replace("mlm-s", "mlm-s9")} for s in scores]
+    row, = stats.across_seeds(renamed, other, keys)
     assert row["tests"][0]["test"] == "welch" and row["tests"][0]["n"] == [3, 3]
     assert row["tests"][0]["p"] == pytest.approx(stats.t_test([50, 51, 52], [60, 62, 64], paired=False)["p"])
