@@ -223,6 +223,13 @@ def corpus_docs(dataset):
 # -----------------------------------------------------------------------------
 # preparation: documents -> tokens + [SEP] -> train.bin / val.bin, resumable, done once
 
+def save_json(obj, path):
+    """Write via a temporary file and rename, so a kill never leaves half a file."""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 # every VAL_EVERY-th document is held out for validation and the probing sets; the small embedded
 # corpus holds out more so that its probing sets have a few thousand sentences
 VAL_EVERY = {"embedded": 10}
@@ -282,13 +289,6 @@ def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
     print(f"\r  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"in {time.time() - t0:.0f}s", file=sys.stderr)
     return out
-
-
-def save_json(obj, path):
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    with open(path + ".tmp", "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 def read_log(path):
@@ -654,6 +654,20 @@ def words_of(sentence):
     return re.findall(r"[a-z]+(?:'[a-z]+)?", sentence.lower())
 
 
+def most_frequent_token(ids, tok):
+    """The text token that occurs most often, or -1 where there is none or two tie for the most."""
+    top = Counter(i for i in ids if i < tok.n_normal).most_common(2)
+    return top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else -1
+
+
+def keep_classes(pairs, min_class):
+    """Drop (x, label) pairs whose label has fewer than min_class examples: k-fold CV needs a few per class."""
+    n = {}
+    for _, y in pairs:
+        n[y] = n.get(y, 0) + 1
+    return [(x, y) for x, y in pairs if n[y] >= min_class and y != -1]
+
+
 def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpus"):
     """SentLen, WordContent, BShift and the most-frequent-token probe on the given sentences (the held-out
     ones of source), each as a split dict, plus notes: their sizes, and where a set was scaled down."""
@@ -706,20 +720,6 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
         del sets[name]
     sizes = ", ".join(f"{k} {len(v['a']):,}" for k, v in sets.items())
     return sets, notes + [f"probing sets from the held-out documents of {source}: {sizes} sentences"]
-
-
-def most_frequent_token(ids, tok):
-    """The text token that occurs most often, or -1 where there is none or two tie for the most."""
-    top = Counter(i for i in ids if i < tok.n_normal).most_common(2)
-    return top[0][0] if top and (len(top) == 1 or top[0][1] > top[1][1]) else -1
-
-
-def keep_classes(pairs, min_class):
-    """Drop (x, label) pairs whose label has fewer than min_class examples: k-fold CV needs a few per class."""
-    n = {}
-    for _, y in pairs:
-        n[y] = n.get(y, 0) + 1
-    return [(x, y) for x, y in pairs if n[y] >= min_class and y != -1]
 
 
 if __name__ == "__main__":
