@@ -4,6 +4,7 @@ verdicts, the CLI."""
 import json
 import math
 import os
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import torch
 
 from conftest import ROOT
 from test_probe import run_cli
+import configurator
 import data
 import eval_geometry as eg
 import probe
@@ -254,10 +256,10 @@ def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
     stubs = [str(tmp_path / "stub" / os.path.basename(p)) for p in (tiny_ckpts[0], str(early))]
     for p, s in zip((tiny_ckpts[0], str(early)), stubs):
         probe.results_only(p, s)
-    r = run_cli("eval_geometry.py", *stubs, f"--glue_dir={glue_dir}", f"--dataset={corpus}",
-                f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}/stub", "--n_boot=100", "--n_folds=3",
-                "--poolings=mean,attention", "--unfinished=True")
-    assert r.returncode == 0, r.stderr[-3000:]
+    cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "threads": 0, "glue_dir": glue_dir,
+                             "dataset": corpus, "data_dir": f"{tmp_path}/data", "report_dir": f"{tmp_path}/stub",
+                             "n_boot": 100, "n_folds": 3, "poolings": "mean,attention", "unfinished": True})
+    eg.run(stubs, cfg)  # in process, as its __main__ runs it
     again = json.load(open(tmp_path / "stub" / "geometry.json"))
     for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "lambda"):
         assert again[k] == out[k], k

@@ -6,11 +6,14 @@ import os
 import subprocess
 import sys
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT
+import configurator
 import model
 import probe
 import stats
@@ -348,25 +351,29 @@ def test_probe_cli_on_glue_fixture(tiny_ckpts, glue_dir, tmp_path):
     assert base[("stsb-cos", "spearman")] == base[("stsb", "spearman")]
 
 
+def settings(**changes):
+    """probe.py's settings as its __main__ passes them to run(); threads=0 leaves torch's thread count alone."""
+    return SimpleNamespace(**{**configurator.settings(vars(probe)), "threads": 0, **changes})
+
+
 def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir, tmp_path, capsys):
     # what a later GPU session has of an earlier one's checkpoints: no weights, the cached results beside them
-    args = (f"--glue_dir={glue_dir}", "--n_boot=200", "--poolings=mean,attention", "--n_folds=3")
-    r = run_cli("probe.py", *tiny_ckpts, *args, f"--report_dir={tmp_path}/full")
-    assert r.returncode == 0, r.stderr[-2000:]
+    args = dict(glue_dir=glue_dir, n_boot=200, poolings="mean,attention", n_folds=3)
+    probe.run(tiny_ckpts, settings(**args, report_dir=f"{tmp_path}/full"))
     stubs = [str(tmp_path / os.path.basename(p)) for p in tiny_ckpts]  # the same names: the same report labels
     for p, s in zip(tiny_ckpts, stubs):
         probe.results_only(p, s)
     assert all(os.path.getsize(os.path.join(s, "ckpt.pt")) < 20_000 for s in stubs)  # its weights: MBs
     assert not [f for s in stubs for f in os.listdir(os.path.join(s, "analysis_cache")) if not f.endswith(".pkl")]
-    r = run_cli("probe.py", *stubs, *args, f"--report_dir={tmp_path}/stub")
-    assert r.returncode == 0, r.stderr[-2000:]
+    probe.run(stubs, settings(**args, report_dir=f"{tmp_path}/stub"))
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
     # anything not in the cache needs the weights: one line that says so, not a fallback, and before the
     # checkpoints that have their weights are fitted
-    r = run_cli("probe.py", tiny_ckpts[1], stubs[0], *args[:-1], "--n_folds=4", f"--report_dir={tmp_path}/other")
-    assert r.returncode != 0 and "stripped of its weights" in r.stderr and "Traceback" not in r.stderr
-    assert f"probing {os.path.basename(tiny_ckpts[1])}" not in r.stderr
+    capsys.readouterr()
+    with pytest.raises(SystemExit, match="stripped of its weights"):
+        probe.run([tiny_ckpts[1], stubs[0]], settings(**{**args, "n_folds": 4}, report_dir=f"{tmp_path}/other"))
+    assert f"probing {os.path.basename(tiny_ckpts[1])}" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         model.load_encoder(stubs[0])
     assert "is a stripped checkpoint" in capsys.readouterr().err
@@ -375,18 +382,19 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
-    r = run_cli("probe.py", str(tmp_path / "missing"))
-    assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
-    r = run_cli("probe.py", tiny_ckpts[0], "--poolings=cls")
-    assert r.returncode != 0 and r.stderr.strip().startswith("error:")
+    # the others as run() meets them: a SystemExit with its one line (the CLI prints it, no traceback)
+    with pytest.raises(SystemExit, match="^error: no checkpoint at"):
+        probe.run([str(tmp_path / "missing")], settings(report_dir=str(tmp_path)))
+    with pytest.raises(SystemExit, match="^error: --poolings=cls"):
+        probe.run([tiny_ckpts[0]], settings(poolings="cls"))
 
 
-def test_probe_cli_refuses_a_checkpoint_twice_and_an_unwritable_report_dir_before_any_work(tiny_ckpts, tmp_path):
-    r = run_cli("probe.py", tiny_ckpts[0], os.path.join(tiny_ckpts[0], "ckpt.pt"), "--glue_dir=nope")
-    assert r.returncode != 0 and "given twice" in r.stderr and "Traceback" not in r.stderr
+def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
+    with pytest.raises(SystemExit, match="^error: the same checkpoint given twice"):
+        probe.run([tiny_ckpts[0], os.path.join(tiny_ckpts[0], "ckpt.pt")], settings(report_dir=str(tmp_path)))
     (tmp_path / "a-file").write_text("not a folder")
-    r = run_cli("probe.py", tiny_ckpts[0], f"--report_dir={tmp_path}/a-file", "--glue_dir=nope")
-    assert r.returncode != 0 and "cannot be written" in r.stderr and "Traceback" not in r.stderr
+    with pytest.raises(SystemExit, match="^error: --report_dir=.*a-file cannot be written"):
+        probe.run([tiny_ckpts[0]], settings(report_dir=f"{tmp_path}/a-file"))
 
 
 def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ckpts, tmp_path):
