@@ -26,27 +26,14 @@ import stats
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
-# settings (override with --key=value); those shared with probe.py mean the same there
-glue_dir = ""  # a folder in the standard GLUE layout; '' = the HF hub, else the corpus probing sets only
-dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
-data_dir = "data"
-encoder = "online"  # 'online' or 'target' (the EMA copy, hybrid only)
-poolings = "mean,max,first,attention"
-max_train = 10000  # the SST-2 probe of the probe gap and the attentive query are fitted on this many
-n_folds = 5
-n_boot = 1000
-seed = 0
-batch_size = 256
-device = "cuda" if torch.cuda.is_available() else "cpu"
+# settings (override with --key=value): probe.py's, meaning the same here, and the geometry's own
+from probe import (batch_size, data_dir, dataset, device, encoder, glue_dir, max_train, n_boot,
+                   n_folds, poolings, random_init, report_dir, seed, threads, unfinished)
 n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
 # width (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer
-report_dir = "report"
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
-threads = 1  # torch CPU threads (0: all cores); the spectra use them all, one subsample per thread
-random_init = True  # a randomly initialised encoder of the first checkpoint's config, last column
-unfinished = False  # analyse checkpoints whose run stopped before its max_iters (refused otherwise)
-# -----------------------------------------------------------------------------
+# with --threads=0 (all cores) the spectra spread over them, one half-sample per thread
 
 # -----------------------------------------------------------------------------
 # statistics of a set of embeddings, for the data and for B subsamples at once. A subsample is a row of
