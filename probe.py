@@ -541,8 +541,10 @@ def checkpoint_notes(labels, embs, seed, random_init):
     notes = [f"UNFINISHED: {label} is at iter {e.iter_num:,} of the {e.max_iters:,} its run was set to train "
              "(--unfinished=True): its figures are not that run's result"
              for label, e in zip(labels, embs) if not e.finished()]
-    return notes + [f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), "
-                    "through the same pipeline: what pre-training added"] * bool(random_init)
+    if random_init:
+        notes.append(f"{RANDOM}: the first checkpoint's encoder config, freshly initialised (seed {seed}), "
+                     "through the same pipeline: what pre-training added")
+    return notes
 
 
 # -----------------------------------------------------------------------------
