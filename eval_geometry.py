@@ -613,7 +613,7 @@ def write(report, labels, res, paths, cfg):
 
 def run(paths, cfg):
     t0 = time.time()
-    pools = probe.check_args(cfg, "eval_geometry.py")
+    pools = probe.check_args(paths, cfg, "eval_geometry.py")
     proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                    cfg.unfinished)

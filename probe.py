@@ -823,8 +823,10 @@ def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs
 # the run: check, embed and fit, score, write
 
 
-def check_args(cfg, script="probe.py"):
+def check_args(paths, cfg, script="probe.py"):
     """The poolings as a list and the report folder, created: bad settings stop here, before any work."""
+    if not paths:
+        raise SystemExit(f"error: name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
     pools = [p.strip() for p in cfg.poolings.split(",") if p.strip()]
     if not pools or any(p not in POOLINGS for p in pools):
         raise SystemExit(f"error: --poolings={cfg.poolings}: use a comma-separated subset of "
@@ -905,7 +907,7 @@ def tables(report, labels):
 def run(paths, cfg):
     """Embed and fit per checkpoint (cached), score, write probe.json, probe.md and probe_scores.png."""
     t0 = time.time()
-    pools = check_args(cfg)
+    pools = check_args(paths, cfg)
     proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                              cfg.unfinished)
