@@ -221,46 +221,66 @@ def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     assert "| 1. more uniform (paper: hybrid < -0.16, MLM -0.05) | 1 | 0 | 0 |" in text  # the tally
 
 
-def test_geometry_cli_on_glue_fixture(tiny_ckpts, glue_dir, corpus, tmp_path):
-    early = tmp_path / "out-hybrid-early"  # the hybrid as a run stopped at iter 30 of 100 leaves it
+@pytest.fixture(scope="module")
+def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
+    """eval_geometry.py run once from the command line on the GLUE fixture, against an MLM checkpoint and a
+    hybrid stopped at iter 30 of 100: (geometry.json, the report folder, the two checkpoint folders)."""
+    tmp = tmp_path_factory.mktemp("geometry-report")
+    early = tmp / "out-hybrid-early"  # the hybrid as a run stopped at iter 30 of 100 leaves it
     early.mkdir()
     torch.save({**torch.load(os.path.join(tiny_ckpts[1], "ckpt.pt"), weights_only=True), "iter_num": 30,
                 "max_iters": 100}, early / "ckpt.pt")
     r = run_cli("eval_geometry.py", tiny_ckpts[0], str(early), f"--glue_dir={glue_dir}",
-                f"--dataset={corpus}", f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100",
+                f"--dataset={corpus}", f"--data_dir={tmp}/data", f"--report_dir={tmp}", "--n_boot=100",
                 "--n_folds=3", "--poolings=mean,attention", "--unfinished=True")
     assert r.returncode == 0, r.stderr[-3000:]
-    out = json.load(open(tmp_path / "geometry.json"))
+    return json.load(open(tmp / "geometry.json")), tmp, (tiny_ckpts[0], str(early))
+
+
+def test_the_report_holds_every_figure_family(geometry_report):
+    out, folder, _ = geometry_report
     stats = {(g["set"], g["stat"]) for g in out["geometry"]}
     assert ("stsb", "uniformity") in stats and ("corpus", "alpha") in stats
     assert {a["pairs"] for a in out["alignment"]} == {"stsb", "mrpc", "mnli-dev_matched",
                                                       "mnli-dev_mismatched"}
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
+    report = (folder / "REPORT.md").read_text()
+    assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
+    for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
+        assert (folder / png).stat().st_size > 1000
+
+
+def test_each_difference_is_its_two_estimates_difference_against_the_reference(geometry_report):
+    out, _, _ = geometry_report
     for name, keys in (("geometry", ("set", "pooling", "stat")), ("balance", ("figure", "pooling"))):
         score = {tuple(g[k] for k in keys + ("ckpt",)): g["score"] for g in out[name]}
-        for d in out[f"{name}_diffs"]:  # each difference is the two estimates' (on the same resamples)
+        for d in out[f"{name}_diffs"]:  # on the same resamples
             key = tuple(d[k] for k in keys)
             assert d["diff"] == pytest.approx(score[key + (d["a"],)] - score[key + (d["b"],)], abs=1e-9)
     mlm = out["checkpoints"][0]["label"]  # every balance figure is compared, hybrid against the MLM reference
     bd = {d["figure"] for d in out["balance_diffs"] if (d["a"], d["b"]) == ("out-hybrid-early", mlm)}
     assert bd == {b["figure"] for b in out["balance"]}
-    report = (tmp_path / "REPORT.md").read_text()
-    assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
+
+
+def test_an_unfinished_run_is_labelled_and_one_seed_decides_no_claim(geometry_report):
+    out, folder, _ = geometry_report
+    report = (folder / "REPORT.md").read_text()
     assert "| 30 of 100 (unfinished) |" in report
     assert "UNFINISHED: out-hybrid-early is at iter 30 of the 100" in report
     assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}  # one seed each
-    for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
-        assert (tmp_path / png).stat().st_size > 1000
-    # the checkpoints stripped of their weights (probe.results_only), as an earlier GPU session leaves them,
-    # give the same report from the cache alone
-    stubs = [str(tmp_path / "stub" / os.path.basename(p)) for p in (tiny_ckpts[0], str(early))]
-    for p, s in zip((tiny_ckpts[0], str(early)), stubs):
+
+
+def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_report, glue_dir, corpus):
+    """The checkpoints stripped of their weights (probe.results_only), as a GPU session leaves them."""
+    out, folder, ckpts = geometry_report
+    stubs = [str(folder / "stub" / os.path.basename(p)) for p in ckpts]
+    for p, s in zip(ckpts, stubs):
         probe.results_only(p, s)
     cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "threads": 0, "glue_dir": glue_dir,
-                             "dataset": corpus, "data_dir": f"{tmp_path}/data", "report_dir": f"{tmp_path}/stub",
+                             "dataset": corpus, "data_dir": f"{folder}/data", "report_dir": f"{folder}/stub",
                              "n_boot": 100, "n_folds": 3, "poolings": "mean,attention", "unfinished": True})
     eg.run(stubs, cfg)  # in process, as its __main__ runs it
-    again = json.load(open(tmp_path / "stub" / "geometry.json"))
+    again = json.load(open(folder / "stub" / "geometry.json"))
     for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "lambda"):
         assert again[k] == out[k], k
 

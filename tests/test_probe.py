@@ -39,11 +39,11 @@ def test_joint_fit_equals_separate_fits():
 
 
 def test_joint_fit_converges_at_weak_l2_like_a_separate_fit():
-    """A weak-L2 problem (3000 x 512, L2 1e-5, nearly separable: slow to converge) fitted jointly with stronger
-    penalties reaches its own optimum: the objective and the predictions of a separate fit."""
+    """A weak-L2 problem (3000 x 512, L2 1e-5, nearly separable: slow to converge) fitted jointly with
+    stronger penalties reaches its own optimum: the objective and the predictions of a separate fit."""
     g = torch.Generator().manual_seed(0)
     X = torch.randn(3000, 512, generator=g)
-    y = (X[:, :8].sum(1) + 0.5 * torch.randn(3000, generator=g) > 0).long()  # nearly separable: slow at weak L2
+    y = (X[:, :8].sum(1) + 0.5 * torch.randn(3000, generator=g) > 0).long()  # nearly separable
     grid = probe.L2_GRID  # 1e-5 first
     W = probe.fit_logreg(X, y, 2, grid)
     alone = probe.fit_logreg(X, y, 2, 1e-5)[0]
@@ -73,7 +73,8 @@ def test_cv_folds_standardise_with_their_training_rows_only():
 
 def test_cv_picks_the_penalty_by_the_tasks_metric():
     """On imbalanced labels with a weak signal (14% positive, as CoLA's trap), accuracy prefers the penalty
-    that predicts the majority class everywhere (MCC 0); selection by MCC keeps a probe that says something."""
+    that predicts the majority class everywhere (MCC 0); selection by MCC keeps a probe that says
+    something."""
     g = torch.Generator().manual_seed(0)
     X = torch.randn(400, 30, generator=g)
     y = (X[:, 0] + 1.5 * torch.randn(400, generator=g) > 2.2).long()
@@ -151,7 +152,8 @@ def test_ridge_recovers_a_linear_map():
 
 def test_encoder_pooling_ignores_padding():
     torch.manual_seed(0)
-    enc = model.Encoder(model.EncoderConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)).eval()
+    config = model.EncoderConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    enc = model.Encoder(config).eval()
     idx = torch.randint(0, 60, (2, 10))
     mask = torch.ones(2, 10, dtype=torch.bool)
     mask[1, 6:] = False
@@ -178,7 +180,7 @@ def test_attentive_pooling_ignores_padded_states():
 
 def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
     emb = probe.Embedder(tiny_ckpts[0], batch_size=4)
-    texts = ["a short one.", "a much longer sentence that needs a lot more padding in its batch than the rest.",
+    texts = ["a short one.", "a much longer sentence that needs more padding in its batch than the rest.",
              "mid length sentence here.", "x", "another one"]
     f = emb("t-test", texts)
     for i, t in enumerate(texts):
@@ -243,16 +245,19 @@ def test_editing_the_embedding_code_invalidates_cached_vectors_and_results(tiny_
 
 
 def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
-    texts = ["a short one.", "a much longer sentence that needs more padding than the rest of its batch.", "x"]
+    texts = ["a short one.", "a much longer sentence that needs more padding than the rest.", "x"]
     X = probe.encode(tiny_ckpts[0], texts, pooling="max", batch_size=2, device="cpu")
     assert isinstance(X, np.ndarray) and X.shape == (3, 32) and X.dtype == np.float32
     np.testing.assert_allclose(X, probe.Embedder(tiny_ckpts[0]).embed("ref", texts)["max"].numpy(), atol=1e-6)
-    for i, t in enumerate(texts):  # input order kept through the length-sorted batches; padding changes nothing
-        np.testing.assert_allclose(probe.encode(tiny_ckpts[0], [t], pooling="max")[0], X[i], atol=1e-5, rtol=1e-5)
-    U = probe.encode(tiny_ckpts[0], texts, normalize_embeddings=True, show_progress_bar=False, task_name="STS12")
+    for i, t in enumerate(texts):  # input order kept through the length-sorted batches; padding changes none
+        alone = probe.encode(tiny_ckpts[0], [t], pooling="max")[0]
+        np.testing.assert_allclose(alone, X[i], atol=1e-5, rtol=1e-5)
+    U = probe.encode(tiny_ckpts[0], texts, normalize_embeddings=True, show_progress_bar=False,
+                     task_name="STS12")
     np.testing.assert_allclose(np.linalg.norm(U, axis=1), 1.0, atol=1e-5)  # MTEB-style keywords accepted
     enc, _ = model.load_encoder(tiny_ckpts[0])  # a loaded encoder with its tokenizer gives the same vectors
-    np.testing.assert_allclose(probe.encode(enc, texts, pooling="max", tok=probe.data.get_tokenizer()), X, atol=1e-6)
+    loaded = probe.encode(enc, texts, pooling="max", tok=probe.data.get_tokenizer())
+    np.testing.assert_allclose(loaded, X, atol=1e-6)
 
 
 def test_encode_refuses_what_it_cannot_honour(tiny_ckpts):
@@ -272,13 +277,13 @@ def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
     """For geometry, attention pooling must be a convex combination of the raw token states, as the other
     poolings are: a zero query (uniform weights) gives exactly mean pooling, and any query stays inside the
     states' per-dimension range. Standardised states ((h - mu) / sd) would give neither."""
-    feats = probe.Embedder(tiny_ckpts[0])("t-attn", ["a short one.", "mid length sentence here, a bit longer.", "x"])
+    feats = probe.Embedder(tiny_ckpts[0])("t-attn", ["a short one.", "a mid length sentence, longer.", "x"])
     mu, sd = probe.token_stats(feats)
     mu0, _ = probe.token_stats(feats, idx=[0])  # the training rows' statistics only: here sentence 0's
     torch.testing.assert_close(mu0.cpu(), feats["states"][:feats["offsets"][1]].float().mean(0))
     att = probe.AttentiveProbe(feats["states"].size(1), 2, pair=False)
     pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
-    torch.testing.assert_close(pooled, feats["mean"].float(), atol=1e-3, rtol=1e-3)  # states are stored in fp16
+    torch.testing.assert_close(pooled, feats["mean"].float(), atol=1e-3, rtol=1e-3)  # states stored in fp16
     with torch.no_grad():
         att.query.normal_(std=3.0)
     pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
@@ -328,31 +333,53 @@ def test_random_init_encoder_is_the_config_freshly_initialised_and_cached_apart(
 
 
 def run_cli(script, *args, env=None):
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300,
                           env={**os.environ, **(env or {})})
 
 
-def test_probe_cli_on_glue_fixture(tiny_ckpts, glue_dir, tmp_path):
-    r = run_cli("probe.py", *tiny_ckpts, f"--glue_dir={glue_dir}", f"--report_dir={tmp_path}", "--n_boot=200",
+@pytest.fixture(scope="module")
+def glue_report(tiny_ckpts, glue_dir, tmp_path_factory):
+    """probe.py run once from the command line on the GLUE fixture: (probe.json, the report folder)."""
+    out = tmp_path_factory.mktemp("glue-report")
+    r = run_cli("probe.py", *tiny_ckpts, f"--glue_dir={glue_dir}", f"--report_dir={out}", "--n_boot=200",
                 "--poolings=mean,attention", "--n_folds=3")
     assert r.returncode == 0, r.stderr[-2000:]
-    out = json.load(open(tmp_path / "probe.json"))
+    return json.load(open(out / "probe.json")), out
+
+
+def test_the_glue_report_scores_every_task_by_its_own_metric(glue_report):
+    out, folder = glue_report
     evals = {(s["eval"], s["metric"]) for s in out["scores"]}
     assert {("sst2", "acc"), ("mrpc", "f1"), ("mnli-m", "acc"), ("mnli-mm", "acc"), ("cola", "mcc"),
             ("stsb", "spearman"), ("stsb-cos", "pearson")} <= evals
-    assert all(s["lo"] <= s["score"] <= s["hi"] for s in out["scores"])
-    assert len(out["diffs"]) == len(out["scores"]) * 2 // 3  # two checkpoints and random-init, each against the first
-    assert (tmp_path / "probe_scores.png").exists() and "| sst2 | acc | mean |" in (tmp_path / "probe.md").read_text()
-    # the random-init encoder is the last column, and every score has its trivial baseline beside it
-    assert [c["label"] for c in out["checkpoints"]][-1] == "random-init"
+    assert (folder / "probe_scores.png").exists()
+    assert "| sst2 | acc | mean |" in (folder / "probe.md").read_text()
+
+
+def test_each_checkpoint_is_compared_with_the_first_and_random_init_is_the_last_column(glue_report):
+    out, _ = glue_report
+    labels = [c["label"] for c in out["checkpoints"]]
+    assert labels[-1] == "random-init" and len(labels) == 3
+    assert {(d["a"], d["b"]) for d in out["diffs"]} == {(labels[1], labels[0]), (labels[2], labels[0])}
+    assert len(out["diffs"]) == len(out["scores"]) * 2 // 3  # every figure of the two, against the first
+    score = {(s["eval"], s["metric"], s["pooling"], s["ckpt"]): s["score"] for s in out["scores"]}
+    for d in out["diffs"]:
+        key = (d["eval"], d["metric"], d["pooling"])
+        assert d["diff"] == pytest.approx(score[key + (d["a"],)] - score[key + (d["b"],)], abs=1e-9)
+
+
+def test_every_score_has_its_trivial_baseline_beside_it(glue_report):
+    out, _ = glue_report
     base = {(b["eval"], b["metric"]): b["score"] for b in out["baselines"]}
-    assert base[("sst2", "acc")] == pytest.approx(50.0) and base[("cola", "mcc")] == 0  # the fixture's balanced dev
+    assert {(s["eval"], s["metric"]) for s in out["scores"]} <= set(base)
+    assert base[("sst2", "acc")] == pytest.approx(50.0) and base[("cola", "mcc")] == 0  # a balanced dev
     assert base[("mrpc", "f1")] == pytest.approx(100 * 2 * 0.5 / 1.5)  # all-positive on a half-positive dev
     assert base[("stsb-cos", "spearman")] == base[("stsb", "spearman")]
 
 
 def settings(**changes):
-    """probe.py's settings as its __main__ passes them to run(); threads=0 leaves torch's thread count alone."""
+    """probe.py's settings as its __main__ passes them to run(); threads=0 leaves torch's threads alone."""
     return SimpleNamespace(**{**configurator.settings(vars(probe)), "threads": 0, **changes})
 
 
@@ -360,11 +387,12 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     # what a later GPU session has of an earlier one's checkpoints: no weights, the cached results beside them
     args = dict(glue_dir=glue_dir, n_boot=200, poolings="mean,attention", n_folds=3)
     probe.run(tiny_ckpts, settings(**args, report_dir=f"{tmp_path}/full"))
-    stubs = [str(tmp_path / os.path.basename(p)) for p in tiny_ckpts]  # the same names: the same report labels
+    stubs = [str(tmp_path / os.path.basename(p)) for p in tiny_ckpts]  # the same names: the same labels
     for p, s in zip(tiny_ckpts, stubs):
         probe.results_only(p, s)
     assert all(os.path.getsize(os.path.join(s, "ckpt.pt")) < 20_000 for s in stubs)  # its weights: MBs
-    assert not [f for s in stubs for f in os.listdir(os.path.join(s, "analysis_cache")) if not f.endswith(".pkl")]
+    copied = [f for s in stubs for f in os.listdir(os.path.join(s, "analysis_cache"))]
+    assert copied and all(f.endswith(".pkl") for f in copied)
     probe.run(stubs, settings(**args, report_dir=f"{tmp_path}/stub"))
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
@@ -372,7 +400,8 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     # checkpoints that have their weights are fitted
     capsys.readouterr()
     with pytest.raises(SystemExit, match="stripped of its weights"):
-        probe.run([tiny_ckpts[1], stubs[0]], settings(**{**args, "n_folds": 4}, report_dir=f"{tmp_path}/other"))
+        probe.run([tiny_ckpts[1], stubs[0]], settings(**{**args, "n_folds": 4},
+                                                      report_dir=f"{tmp_path}/other"))
     assert f"probing {os.path.basename(tiny_ckpts[1])}" not in capsys.readouterr().err
     with pytest.raises(SystemExit):
         model.load_encoder(stubs[0])
@@ -410,9 +439,9 @@ def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ck
     done = saved("done", iter_num=1600, max_iters=1600)
     older = saved("older", iter_num=1600, config={"objective": "mlm", "max_iters": 1600, "max_flops": 0.0})
     budget = saved("budget", iter_num=5, config={"objective": "mlm", "max_iters": 100000, "max_flops": 1e12})
-    with pytest.raises(SystemExit, match=r"unfinished run: .*killed \(iter 700 of 1,600\).*--unfinished=True"):
+    with pytest.raises(SystemExit, match=r"unfinished run: .*killed \(iter 700 of 1,600\).*--unfinished"):
         probe.embedders([done, killed], "online", "cpu", 8, True, 0)
-    # an older checkpoint without max_iters is judged by its config's; a FLOP budget's count was not saved: unknown
+    # a checkpoint without max_iters is judged by its config's; a FLOP budget's count was not saved: unknown
     labels, embs = probe.embedders([done, older, budget], "online", "cpu", 8, True, 0)
     assert [e.finished() for e in embs] == [True, True, True, True] and embs[2].max_iters is None
     labels, embs = probe.embedders([done, killed], "online", "cpu", 8, True, 0, unfinished=True)
@@ -420,7 +449,8 @@ def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ck
     notes = probe.checkpoint_notes(labels, embs, seed=0, random_init=False)
     assert len(notes) == 1 and notes[0].startswith("UNFINISHED: killed is at iter 700 of the 1,600")
     r = run_cli("probe.py", killed, "--glue_dir=nope")
-    assert r.returncode != 0 and r.stderr.strip().startswith("error: unfinished run") and "Traceback" not in r.stderr
+    assert r.returncode != 0 and r.stderr.strip().startswith("error: unfinished run")
+    assert "Traceback" not in r.stderr
 
 
 def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
@@ -430,7 +460,8 @@ def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert sum("GLUE is unavailable" in line for line in r.stderr.splitlines()) == 1
     out = json.load(open(tmp_path / "probe.json"))
-    assert out["mode"] == "probing" and {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
+    assert out["mode"] == "probing"
+    assert {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
 
 
 def test_senteval_summary_mean_weighted_mean_and_all():
@@ -444,7 +475,8 @@ def test_senteval_summary_mean_weighted_mean_and_all():
     r1, r2 = stats.spearman(y1, p1), stats.spearman(y2, p2)
     assert row["mean"] == pytest.approx(100 * (r1 + r2) / 2)
     assert row["wmean"] == pytest.approx(100 * (10 * r1 + 30 * r2) / 40)
-    assert row["all"] == pytest.approx(100 * stats.spearman(np.concatenate([y1, y2]), np.concatenate([p1, p2])))
+    both = stats.spearman(np.concatenate([y1, y2]), np.concatenate([p1, p2]))
+    assert row["all"] == pytest.approx(100 * both)
 
 
 def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
@@ -455,8 +487,10 @@ def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.load(open(tmp_path / "probe.json"))
     evals = {s["eval"] for s in out["scores"]}
-    assert {"STS12.MSRpar", "STS12.surprise.OnWN", "STS12.all", "STS16.headlines", "STS16.all", "sickr-cos", "sicke"} <= evals
-    assert {(r["dataset"], r["files"], r["pairs"]) for r in out["senteval"]} == {("STS12", 2, 21 + 26), ("STS16", 1, 21)}
+    assert {"STS12.MSRpar", "STS12.surprise.OnWN", "STS12.all", "STS16.headlines", "STS16.all", "sickr-cos",
+            "sicke"} <= evals
+    assert {(r["dataset"], r["files"], r["pairs"]) for r in out["senteval"]} == {("STS12", 2, 21 + 26),
+                                                                                 ("STS16", 1, 21)}
     base = {(b["eval"], b["metric"]) for b in out["baselines"]}
     assert ("STS16.headlines", "spearman") in base and ("sicke", "acc") in base
     assert "SentEval STS" in (tmp_path / "probe.md").read_text()
@@ -466,7 +500,8 @@ def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
 
 def test_palette_gives_every_checkpoint_its_own_colour():
     # a CPU-scale report has 4 arms x 3 seeds and the random encoder: the default cycle would repeat after 10
-    labels = [f"out-{arm}-cpu-s{s}" for arm in ("mlm", "hybrid", "hybunc", "mlmflop") for s in (1337, 1338, 1339)]
+    arms = ("mlm", "hybrid", "hybunc", "mlmflop")
+    labels = [f"out-{arm}-cpu-s{s}" for arm in arms for s in (1337, 1338, 1339)]
     labels.append("random-init")
     colors = probe.palette(labels)
     assert list(colors) == labels and len(set(colors.values())) == 13
