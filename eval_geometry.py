@@ -26,7 +26,8 @@ import stats
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
-# settings (override with --key=value): probe.py's, meaning the same here, and the geometry's own
+# settings (override with --key=value): probe.py's, meaning the same here (configurator reads them from
+# globals()), and the geometry's own
 from probe import (batch_size, data_dir, dataset, device, encoder, glue_dir, max_train, n_boot,
                    n_folds, poolings, random_init, report_dir, seed, threads, unfinished)
 n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals

@@ -13,7 +13,6 @@ import torch
 from conftest import ROOT
 from test_probe import run_cli
 import configurator
-import data
 import eval_geometry as eg
 import probe
 import stats
