@@ -304,9 +304,14 @@ def read_log(path):
     return records
 
 
-def run_log(out_dir):
-    """The log.jsonl records of a run's out_dir (or of its ckpt.pt's folder); none where there is no log."""
-    log = os.path.join(out_dir if os.path.isdir(out_dir) else os.path.dirname(os.path.abspath(out_dir)), "log.jsonl")
+def run_dir(path):
+    """The out_dir of a run given as its out_dir or as a checkpoint file in it."""
+    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+
+
+def run_log(path):
+    """The log.jsonl records of a run (its out_dir or checkpoint); none where there is no log."""
+    log = os.path.join(run_dir(path), "log.jsonl")
     return read_log(log) if os.path.exists(log) else []
 
 
@@ -597,8 +602,9 @@ def glue_evals(tasks, max_train, seed=0):
             m, mm = splits["dev_matched"], splits["dev_mismatched"]
             evals += [("mnli-m", task, mm, m, "mnli-dev_mismatched", "mnli-dev_matched"),
                       ("mnli-mm", task, m, mm, "mnli-dev_matched", "mnli-dev_mismatched")]
-            notes.append("MNLI: no train split (only the two 1,000-pair dev subsets): cross-fitted, the probe "
-                         "scored on matched is trained on mismatched and vice versa; not comparable to GLUE MNLI")
+            notes.append("MNLI: no train split (only the two 1,000-pair dev subsets): cross-fitted, the "
+                         "probe scored on matched is trained on mismatched and vice versa; not comparable to "
+                         "GLUE MNLI")
             continue
         train = subsample(splits["train"], max_train, seed)
         if len(train["a"]) < len(splits["train"]["a"]):
@@ -615,12 +621,13 @@ def glue_evals(tasks, max_train, seed=0):
 def senteval_tasks(sts, sick):
     """SentEval as cosine pair sets {eval: (cache name, split)} (each STS file, SICK-R on SICK test) and
     GLUE-style evals (SICK-E: a probe trained on SICK train, scored on SICK test)."""
-    pairs = {f"{ds}.{f}": (f"senteval-{ds}.{f}", split) for ds, files in sts.items() for f, split in files.items()}
+    pairs = {f"{ds}.{f}": (f"senteval-{ds}.{f}", split)
+             for ds, files in sts.items() for f, split in files.items()}
     if sick is None:
         return pairs, []
     entail = {sp: {**sick[sp], "y": sick[sp]["label"]} for sp in ("train", "test")}
-    return {**pairs, "sickr-cos": ("sick-test", sick["test"])}, [("sicke", "sicke", entail["train"], entail["test"],
-                                                     "sick-train", "sick-test")]
+    sicke = ("sicke", "sicke", entail["train"], entail["test"], "sick-train", "sick-test")
+    return {**pairs, "sickr-cos": ("sick-test", sick["test"])}, [sicke]
 
 
 # SentEval-style probing sets (Conneau et al. 2018) from the held-out documents of a prepared corpus.
@@ -661,7 +668,7 @@ def most_frequent_token(ids, tok):
 
 
 def keep_classes(pairs, min_class):
-    """Drop (x, label) pairs whose label has fewer than min_class examples: k-fold CV needs a few per class."""
+    """Drop (x, label) pairs whose label has fewer than min_class examples: k-fold CV needs a few each."""
     n = {}
     for _, y in pairs:
         n[y] = n.get(y, 0) + 1

@@ -420,7 +420,7 @@ class Embedder:
                 self._encoder = model.Encoder(self.config).to(device).eval()
             self.which, self.objective, self.iter_num, self.max_iters = f"{RANDOM}-s{seed}", "none", 0, None
         self.stripped = self._encoder is None
-        self.out_dir = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+        self.out_dir = data.run_dir(path)
         self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
         self.stamp = f"{self.iter_num}-{ckpt['saved']}"
         self.memo = {}
@@ -488,7 +488,7 @@ def results_only(path, dst):
     """A checkpoint's out_dir without the weights (the stripped checkpoint, log.jsonl and the cached results,
     a few MB): the analysis reads it like the out_dir, so a report can join checkpoints analysed in earlier
     GPU sessions, as long as code, data and settings are those it was analysed with."""
-    src = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    src = data.run_dir(path)
     os.makedirs(os.path.join(dst, "analysis_cache"), exist_ok=True)
     model.strip_checkpoint(path, os.path.join(dst, "ckpt.pt"))
     cache = os.path.join(src, "analysis_cache")
