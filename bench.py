@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import data
 import jepa
-from configurator import configure, settings
+from configurator import configure, die, settings
 from model import EncoderConfig, MaskedLM, peak_flops
 
 # -----------------------------------------------------------------------------
@@ -66,10 +66,10 @@ seed = 0
 # -----------------------------------------------------------------------------
 extra = configure(globals(), sys.argv[1:])
 if extra:
-    raise SystemExit(f"error: unexpected argument {extra[0]!r}: pass --key=value")
+    die(f"unexpected argument {extra[0]!r}: pass --key=value")
 on_cuda = device.startswith("cuda")
 if on_cuda and not torch.cuda.is_available():
-    raise SystemExit("error: no CUDA device here: pass --device=cpu (a tiny model) or run on a GPU")
+    die("no CUDA device here: pass --device=cpu (a tiny model) or run on a GPU")
 device_type = "cuda" if on_cuda else "cpu"
 sizes = sizes or ("paper,bert-base-128,bert-base-512" if on_cuda else "tiny")
 warmup_iters = warmup_iters or (10 if on_cuda else 1)
@@ -83,9 +83,9 @@ embed_batch_size = embed_batch_size or (256 if on_cuda else 32)
 threads = threads or (torch.get_num_threads() if on_cuda else 1)
 torch.set_num_threads(threads)
 if dtype not in ("float32", "bfloat16"):
-    raise SystemExit(f"error: dtype={dtype}: use float32 or bfloat16 (autocast)")
+    die(f"dtype={dtype}: use float32 or bfloat16 (autocast)")
 if optimizer_impl not in ("", "fused", "foreach", "for-loop"):
-    raise SystemExit(f"error: optimizer_impl={optimizer_impl}: use '', fused, foreach or for-loop")
+    die(f"optimizer_impl={optimizer_impl}: use '', fused, foreach or for-loop")
 config = {k: v for k, v in settings(globals()).items() if k not in ("extra", "on_cuda", "device_type")}  # as resolved
 
 # model sizes: encoder, sequence length, default batch, predictor (train.py's default predictor throughout
@@ -104,10 +104,10 @@ OBJECTIVES = ("mlm", "hybrid-separate", "hybrid-shared", "official")
 size_names, objective_names = sizes.split(","), objectives.split(",")
 for s in size_names:
     if s not in SIZES:
-        raise SystemExit(f"error: unknown size '{s}': use {', '.join(SIZES)}")
+        die(f"unknown size '{s}': use {', '.join(SIZES)}")
 for o in objective_names:
     if o not in OBJECTIVES:
-        raise SystemExit(f"error: unknown objective '{o}': use {', '.join(OBJECTIVES)}")
+        die(f"unknown objective '{o}': use {', '.join(OBJECTIVES)}")
 
 torch.manual_seed(seed)
 torch.backends.cuda.matmul.allow_tf32 = True  # as train.py

@@ -6,11 +6,26 @@ nanoGPT's "poor man's configurator", as a function. A script keeps its settings 
 Arguments ending in .py are config files, executed in order over those globals; --key=value overrides one
 setting (the value is read as a Python literal, else kept as a string); anything else is returned as a
 positional argument. An unknown key or a value of the wrong type stops with one line that says what to do.
+
+Bad input has one convention in every script: library code raises InputError (a ValueError; MissingInput is
+also a FileNotFoundError), so a caller of the API can catch it, and configure() installs the hook that turns
+an uncaught one into one line on stderr and exit code 2. A Ctrl-C outside training (train.py saves and
+exits itself) is one line and exit code 130, the shell's code for SIGINT.
 """
 
 import ast
 import difflib
+import os
 import sys
+import traceback
+
+
+class InputError(ValueError):
+    """Bad input: a setting, a file, a corpus. The message says what is wrong and what to do, in one line."""
+
+
+class MissingInput(InputError, FileNotFoundError):
+    """A file or folder the input names that is not there."""
 
 
 def die(message):
@@ -19,10 +34,29 @@ def die(message):
     raise SystemExit(2)
 
 
+def one_line_errors(kind, value, tb):
+    """sys.excepthook of the scripts: InputError and Ctrl-C as one line, anything else as a traceback
+    (a bug). Exits at once: the interpreter would give an uncaught exception exit code 1."""
+    if not issubclass(kind, (InputError, KeyboardInterrupt)):
+        return sys.__excepthook__(kind, value, tb)
+    interrupted = issubclass(kind, KeyboardInterrupt)
+    print("interrupted: run the same command again to go on where it stopped (prepared chunks and the "
+          "analysis cache are kept)" if interrupted else f"error: {value}", file=sys.stderr)
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(130 if interrupted else 2)
+
+
+def writable(folder):
+    """Create folder and a file in it, or raise OSError: where a run writes is checked before its work."""
+    os.makedirs(folder, exist_ok=True)
+    open(os.path.join(folder, ".writable"), "w").close()
+    os.remove(os.path.join(folder, ".writable"))
+
+
 def settings(g):
-    """The settable globals of a script: plain values, not modules, functions or private names."""
-    return {k: v for k, v in g.items()
-            if not k.startswith("_") and isinstance(v, (int, float, bool, str, tuple, list, type(None)))}
+    """The settable globals of a script: plain values, not modules, functions, private names or CONSTANTS."""
+    return {k: v for k, v in g.items() if not k.startswith("_") and not k.isupper()
+            and isinstance(v, (int, float, bool, str, tuple, list, type(None)))}
 
 
 def unknown_key(key, known, where=""):
@@ -32,18 +66,30 @@ def unknown_key(key, known, where=""):
     die(f"unknown config key '{key}'{where}: {hint}")
 
 
+def run_config_file(path, scope):
+    """exec a config file; a syntax error or an exception in it is one line naming the file and line."""
+    try:
+        with open(path) as f:
+            code = compile(f.read(), path, "exec")
+    except OSError:
+        die(f"config file {path} not found (see config/ for the ones that exist)")
+    except SyntaxError as e:
+        die(f"{path}:{e.lineno}: {e.msg}")
+    try:
+        exec(code, scope)
+    except Exception as e:
+        line = [f.lineno for f in traceback.extract_tb(e.__traceback__) if f.filename == path][-1]
+        die(f"{path}:{line}: {type(e).__name__}: {e}")
+
+
 def configure(g, argv):
+    sys.excepthook = one_line_errors
     known = settings(g)
     positional = []
     for arg in argv:
         if arg.endswith(".py") and not arg.startswith("--"):
-            try:
-                with open(arg) as f:
-                    source = f.read()
-            except OSError:
-                die(f"config file {arg} not found (see config/ for the ones that exist)")
             scope = dict(g)
-            exec(source, scope)
+            run_config_file(arg, scope)
             for key, value in scope.items():
                 if key.startswith("_") or key == "__builtins__" or (key in g and value is g[key]):
                     continue
@@ -65,7 +111,8 @@ def configure(g, argv):
                 if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                     value = float(value)
                 else:
-                    die(f"--{key} expects a {type(default).__name__} (like {default!r}), got {val!r}")
+                    kind = type(default).__name__
+                    die(f"--{key} expects a{'n' if kind[0] in 'aeiou' else ''} {kind} (like {default!r}), got {val!r}")
             g[key] = value
         else:
             positional.append(arg)

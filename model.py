@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import die
+from configurator import InputError, MissingInput
 
 
 @dataclass
@@ -240,13 +240,14 @@ def load_checkpoint(path, map_location="cpu"):
     if os.path.isdir(path):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.exists(path):
-        raise SystemExit(f"error: no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
+        raise MissingInput(f"no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
     try:  # weights_only: tensors and plain values only, so a checkpoint from elsewhere cannot run code
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         assert isinstance(ckpt, dict) and "model_args" in ckpt and ("model" in ckpt or ckpt.get("stripped"))
     except Exception as e:
-        die(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain values "
-            f"({type(e).__name__}): refused; delete it and resume from another, or train again with --init_from=scratch")
+        raise InputError(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain "
+                         f"values ({type(e).__name__}): refused; delete it and resume from another, or train again "
+                         "with --init_from=scratch")
     ckpt.setdefault("saved", os.path.getmtime(path))  # the analysis cache's key; older checkpoints: the mtime
     return ckpt
 
@@ -281,16 +282,16 @@ def load_encoder(path, which="online", device="cpu"):
 
 def encoder_of(ckpt, which="online", path="the checkpoint"):
     if ckpt.get("stripped"):
-        die(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")
+        raise InputError(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")
     encoder = Encoder(EncoderConfig(**ckpt["model_args"]))
     if which == "online":
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
     elif which == "target":
         if ckpt.get("target") is None:
-            raise SystemExit(f"error: {path} has no target encoder (objective='mlm'): use --encoder=online")
+            raise InputError(f"{path} has no target encoder (objective='mlm'): use --encoder=online")
         state = ckpt["target"]
     else:
-        raise SystemExit(f"error: unknown encoder '{which}': use online or target")
+        raise InputError(f"unknown encoder '{which}': use online or target")
     encoder.load_state_dict(state)
     return encoder

@@ -29,6 +29,7 @@ import configurator
 import data
 import model
 import stats
+from configurator import InputError, writable
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
@@ -49,6 +50,7 @@ senteval_dir = ""  # SentEval's data/downstream folder: adds STS12-16, SICK-R (c
 random_init = True  # also a randomly initialised encoder of the first checkpoint's config, last column
 threads = 1  # torch CPU threads (0: torch's default); the probes' small matrices gain little from more
 unfinished = False  # analyse checkpoints whose run stopped before its max_iters (the reports then say so)
+cache_dir = ""  # the analysis cache: '' = analysis_cache/ in each checkpoint's out_dir, else one folder each here
 # -----------------------------------------------------------------------------
 
 POOLINGS = ("mean", "max", "first", "attention")
@@ -343,6 +345,8 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
         raise ValueError(f"pooling={pooling!r}: use 'mean', 'max' or 'first' (attention is a trained probe)")
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
+    if (bad := next((i for i, x in enumerate(sentences) if not isinstance(x, str)), None)) is not None:
+        raise ValueError(f"sentences[{bad}] is {type(sentences[bad]).__name__}, not a string")
     if isinstance(encoder, (str, os.PathLike)):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         encoder, ckpt = model.load_encoder(encoder, which, device)
@@ -404,15 +408,18 @@ class Embedder:
     """A checkpoint's frozen encoder. Embeds a named sentence set once (mean/max/first vectors and the token
     states) into <out_dir>/analysis_cache, keyed by the checkpoint's iteration and save time, EMBED_CODE and
     the sentences; results() caches what is computed from them the same way. A stripped checkpoint
-    (model.strip_checkpoint) has no weights: it answers from the cache alone."""
+    (model.strip_checkpoint) has no weights: it answers from the cache alone. cache_root puts the cache in
+    a folder of its own there instead (a checkpoint folder that cannot be written)."""
 
-    def __init__(self, path, which="online", device="cpu", batch_size=256, random_init=False, seed=0):
+    def __init__(self, path, which="online", device="cpu", batch_size=256, random_init=False, seed=0,
+                 cache_root=""):
         ckpt = model.load_checkpoint(path)  # random_init: its config freshly initialised (seeded)
         self.path, self.which, self.device, self.batch_size = path, which, device, batch_size
         self.config = model.EncoderConfig(**ckpt["model_args"])
         self.tok = tokenizer_of(ckpt)
         self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device)
         self.objective = (ckpt.get("config") or {}).get("objective", "?")
+        self.resume = ckpt.get("command")  # how its run is resumed, as train.py saved it
         self.iter_num, self.max_iters = ckpt.get("iter_num", 0), model.planned_iters(ckpt)
         if random_init:
             with torch.random.fork_rng():  # leaves the probes' own seeding untouched
@@ -421,14 +428,16 @@ class Embedder:
             self.which, self.objective, self.iter_num, self.max_iters = f"{RANDOM}-s{seed}", "none", 0, None
         self.stripped = self._encoder is None
         self.out_dir = data.run_dir(path)
-        self.cache_dir = os.path.join(self.out_dir, "analysis_cache")
+        self.cache_dir = os.path.join(self.out_dir, "analysis_cache") if not cache_root else \
+            os.path.join(cache_root, f"{os.path.basename(os.path.abspath(self.out_dir))}-"
+                                     f"{digest(os.path.realpath(self.out_dir))}")
         self.stamp = f"{self.iter_num}-{ckpt['saved']}"
         self.memo = {}
 
     @property
     def encoder(self):
         if self.stripped:
-            raise SystemExit(f"error: {self.path} is stripped of its weights and its analysis_cache holds "
+            raise InputError(f"{self.path} is stripped of its weights and its analysis_cache holds "
                              "nothing for this code, data and settings: analyse it with the commit and "
                              "arguments it was analysed with (its session's note says which), or train again")
         return self._encoder.eval()
@@ -469,11 +478,7 @@ class Embedder:
             with open(path, "rb") as f:
                 return load(f)
         out = compute()
-        try:
-            os.makedirs(self.cache_dir, exist_ok=True)
-        except OSError as e:
-            raise SystemExit(f"error: cannot write the analysis cache {self.cache_dir} ({e.strerror}): "
-                             "make the checkpoint's folder writable, or analyse a copy of it")
+        self.check_cache()
         stem = fname[:fname.rindex("-") + 1]  # which-name-, then a key with no dash
         for old in os.listdir(self.cache_dir):
             if old.startswith(stem) and "-" not in old[len(stem):] and old.endswith(ext):
@@ -482,6 +487,14 @@ class Embedder:
             dump(out, f)
         os.replace(path + ".tmp", path)
         return out
+
+    def check_cache(self):
+        """Stop at start, not after the work, where the cache cannot be written."""
+        try:
+            writable(self.cache_dir)
+        except OSError as e:
+            raise InputError(f"cannot write the analysis cache {self.cache_dir} ({e.strerror}): pass "
+                             "--cache_dir=DIR (a folder you can write) or make the checkpoint's folder writable")
 
 
 def results_only(path, dst):
@@ -503,25 +516,31 @@ def results_only(path, dst):
 # the checkpoints of a report, and the one per-checkpoint loop
 
 
-def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False):
+def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False, cache_root=""):
     """(labels: the out_dirs' names, Embedders), and last the random-init encoder of the first one's config.
-    A checkpoint given twice is refused, and one whose run has not reached its max_iters unless unfinished."""
+    A checkpoint given twice is refused, one whose run has not reached its max_iters unless unfinished,
+    and one whose analysis cache cannot be written."""
     if not paths:
-        raise SystemExit("error: name at least one checkpoint (an out_dir or ckpt.pt), e.g. out-hybrid-tiny")
+        raise InputError("name at least one checkpoint (an out_dir or ckpt.pt), e.g. out-hybrid-tiny")
     files = [os.path.abspath(os.path.join(p, "ckpt.pt") if os.path.isdir(p) else p) for p in paths]
     real = [os.path.realpath(f) for f in files]
     if twice := [p for p, r in zip(paths, real) if real.count(r) > 1]:
-        raise SystemExit(f"error: the same checkpoint given twice ({', '.join(twice)}): name each once")
+        raise InputError(f"the same checkpoint given twice ({', '.join(twice)}): name each once")
     names = [os.path.basename(os.path.dirname(f)) for f in files]
     labels = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
-    embs = [Embedder(p, which, device, batch_size) for p in paths]
+    embs = [Embedder(p, which, device, batch_size, cache_root=cache_root) for p in paths]
     if (early := [f"{e.path} (iter {e.iter_num:,} of {e.max_iters:,})" for e in embs if not e.finished()]) \
             and not unfinished:
-        raise SystemExit(f"error: unfinished run: {', '.join(early)}: resume it (python train.py <its "
-                         "configs> --init_from=resume --out_dir=...) or pass --unfinished=True to analyse it")
+        how = next((e.resume for e in embs if not e.finished() and e.resume), None) or \
+            "python train.py <its configs> --init_from=resume --out_dir=..."
+        raise InputError(f"unfinished run: {', '.join(early)}: resume it ({how}) or pass --unfinished=True to "
+                         "analyse it")
+    for e in embs:
+        if not e.stripped:
+            e.check_cache()
     if random_init:
         labels.append(RANDOM)
-        embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed))
+        embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed, cache_root=cache_root))
     return labels, embs
 
 
@@ -826,17 +845,15 @@ def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs
 def check_args(paths, cfg, script="probe.py"):
     """The poolings as a list and the report folder, created: bad settings stop here, before any work."""
     if not paths:
-        raise SystemExit(f"error: name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
+        raise InputError(f"name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
     pools = [p.strip() for p in cfg.poolings.split(",") if p.strip()]
     if not pools or any(p not in POOLINGS for p in pools):
-        raise SystemExit(f"error: --poolings={cfg.poolings}: use a comma-separated subset of "
+        raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "
                          f"{','.join(POOLINGS)}")
     try:
-        os.makedirs(cfg.report_dir, exist_ok=True)
-        open(os.path.join(cfg.report_dir, ".writable"), "w").close()
-        os.remove(os.path.join(cfg.report_dir, ".writable"))
+        writable(cfg.report_dir)
     except OSError as e:
-        raise SystemExit(f"error: --report_dir={cfg.report_dir} cannot be written ({e.strerror}): "
+        raise InputError(f"--report_dir={cfg.report_dir} cannot be written ({e.strerror}): "
                          f"name a folder this user can write, e.g. python {script} ... --report_dir=report")
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -910,7 +927,7 @@ def run(paths, cfg):
     pools = check_args(paths, cfg)
     proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
-                             cfg.unfinished)
+                             cfg.unfinished, cfg.cache_dir)
     sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)  # before any work
     mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok)
     results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)

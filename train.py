@@ -11,6 +11,8 @@ $ torchrun --standalone --nproc_per_node=2 train.py config/hybrid.py config/tiny
 import json
 import math
 import os
+import shlex
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -23,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import jepa
-from configurator import configure, die, settings
+from configurator import configure, die, settings, writable
 from model import EncoderConfig, MaskedLM, load_checkpoint
 from model import peak_flops as peak_flops_of
 
@@ -174,6 +176,11 @@ else:
     rank = 0
 master = rank == 0
 
+if device.startswith("cuda") and not torch.cuda.is_available():
+    die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
+device_type = "cuda" if device.startswith("cuda") else "cpu"
+check("dtype", device_type == "cuda" or dtype == "float32", "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
+
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
 if master:
@@ -182,17 +189,13 @@ if ddp:
     torch.distributed.barrier()
 folder = data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns the folder at once
 
-if device.startswith("cuda") and not torch.cuda.is_available():
-    raise SystemExit("error: no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
-device_type = "cuda" if device.startswith("cuda") else "cpu"
-if device_type == "cpu" and dtype != "float32":
-    raise SystemExit(f"error: dtype={dtype} is for CUDA; on the CPU pass --dtype=float32")
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=getattr(torch, dtype))
 tokens_per_iter = batch_size * block_size
 train_batches = data.PackedBatches(os.path.join(folder, "train.bin"), block_size, micro_batch, mlm_prob, seed + rank,
                                    tok)
+data.PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed, tok)  # refuses a short val
 span_gen = torch.Generator().manual_seed(seed + rank + 10_000)
 
 
@@ -235,6 +238,13 @@ if max_flops > 0:
     if max_iters < 1:
         die(f"--max_flops={max_flops:.3g}: less than one iteration ({flops_per_iter:.3g} FLOPs)")
 
+if master:  # checked before anything in out_dir is touched (a resume's checks below only read): a failed start
+    # leaves an earlier run there as it was
+    try:
+        writable(out_dir)
+    except OSError as e:
+        die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
+
 iter_num, flops_done = 0, 0.0
 ckpt_path = os.path.join(out_dir, "ckpt.pt")
 log_path = os.path.join(out_dir, "log.jsonl")
@@ -267,10 +277,7 @@ if init_from == "resume":
             f.writelines(json.dumps(r) + "\n" for r in records
                          if r["iter"] < iter_num or (r["iter"] == iter_num and "val_mlm" not in r))
     del ckpt
-elif init_from != "scratch":
-    raise SystemExit(f"error: init_from must be 'scratch' or 'resume', not {init_from!r}")
 elif master:
-    os.makedirs(out_dir, exist_ok=True)
     open(log_path, "w").close()
 
 raw_model = model
@@ -338,7 +345,8 @@ def save_checkpoint():
     ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
             "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng,
-            "saved": time.time()}  # the analysis cache's key: it survives a copy, where the file's mtime does not
+            "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
+            "command": resume_command}
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
@@ -370,6 +378,24 @@ def stop_reason(record):
     return ""
 
 
+# the command that continues this run, as it was started, for the lines that say how to resume it
+launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
+resume_command = f"{launcher} {shlex.join([a for a in sys.argv[1:] if not a.startswith('--init_from=')])} --init_from=resume"
+interrupted = []  # the signals received: Ctrl-C (SIGINT) or a scheduler's SIGTERM
+
+
+def on_signal(signum, frame):
+    """The first signal lets the step finish and the checkpoint be written; a second Ctrl-C stops at once
+    (the last checkpoint stays whole: it is written atomically). torchrun follows a Ctrl-C with its own SIGTERM."""
+    if interrupted and signum == signal.SIGINT:
+        print(f"stopped at once: resume from the last checkpoint with {resume_command}", file=sys.stderr)
+        raise SystemExit(130)
+    if not interrupted and master:
+        print(f"{signal.Signals(signum).name}: finishing the step to save a checkpoint (Ctrl-C again stops at once)",
+              file=sys.stderr)
+    interrupted.append(signum)
+
+
 def stop_if(reason):
     """Every process decides together: a stop seen by one process stops all, each with the same line
     (a process that left alone would leave the others waiting in the next all-reduce)."""
@@ -383,7 +409,19 @@ def stop_if(reason):
         raise SystemExit(f"error: {reason}")
 
 
+def interrupt_now(it):
+    """Whether a signal stops training after step it: at once in one process; under DDP at a log step,
+    where every process agrees (one all-gather every log_interval steps, no synchronisation in between)."""
+    if not ddp or it % log_interval:
+        return bool(interrupted) and not ddp
+    flags = [None] * world
+    torch.distributed.all_gather_object(flags, bool(interrupted))
+    return any(flags)
+
+
 # training loop
+signal.signal(signal.SIGINT, on_signal)
+signal.signal(signal.SIGTERM, on_signal)
 peak = peak_flops or peak_flops_of(device)
 if master:
     n_params = sum(p.numel() for p in raw_model.parameters())
@@ -471,6 +509,13 @@ while True:
                 print(f"WARNING: the target features are near collapse at iter {iter_num}: RankMe "
                       f"{record['tgt_rankme']:.2f} < rankme_warn={rankme_warn} (std {record['tgt_std']:.3f})",
                       file=sys.stderr)
+    if interrupt_now(iter_num):  # the step is done and batch_rng points at the next batch: resume is exact
+        save_checkpoint()
+        if master:
+            print(f"interrupted at iter {iter_num}: resume with {resume_command}", file=sys.stderr)
+        if ddp:
+            destroy_process_group()
+        raise SystemExit(130)
 
 if ddp:  # leave together: a process that closes its connections while another still works can abort it
     torch.distributed.barrier()

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import data
+from configurator import InputError, MissingInput
 
 
 def test_tokenizer_round_trip_and_layout():
@@ -128,7 +129,7 @@ def test_packed_batches(tmp_path):
 
 
 def test_unknown_dataset_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="neither 'embedded', 'wikipedia' nor an existing path"):
+    with pytest.raises(FileNotFoundError, match="neither 'embedded', 'wikipedia' nor an existing path"):
         data.prepare(str(tmp_path / "nope"), str(tmp_path / "d"))
 
 

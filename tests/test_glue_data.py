@@ -7,6 +7,7 @@ import pytest
 
 from conftest import ROOT
 import data
+from configurator import InputError
 
 SHARED_GLUE = os.path.join(ROOT, "..", "shared", "data", "glue")
 
@@ -41,9 +42,9 @@ def test_mnli_subset_format(tmp_path):
 
 def test_missing_glue_file_is_one_clear_error(glue_dir, tmp_path):
     os.makedirs(tmp_path / "SST-2")
-    with pytest.raises(SystemExit, match="error: .*SST-2/train.tsv not found"):
+    with pytest.raises(FileNotFoundError, match=".*SST-2/train.tsv not found"):
         data.load_glue(str(tmp_path))
-    with pytest.raises(SystemExit, match="error: --glue_dir"):
+    with pytest.raises(FileNotFoundError, match="^--glue_dir"):
         data.load_glue(str(tmp_path / "nope"))
 
 
@@ -111,7 +112,7 @@ def test_senteval_layout_with_the_real_files_quirks(senteval_dir, tmp_path):
     assert len(sick["test"]["a"]) == 30 and not any(s.endswith("\r") for s in sick["test"]["b"])
     assert sick["test"]["label"][:3].tolist() == [data.SICK_LABELS[k] for k in ("NEUTRAL", "ENTAILMENT", "CONTRADICTION")]
     assert sick["train"]["y"][1] == 1.9
-    with pytest.raises(SystemExit, match="neither"):
+    with pytest.raises(InputError, match="neither"):
         data.load_senteval(str(tmp_path))
-    with pytest.raises(SystemExit, match="not a folder"):
+    with pytest.raises(FileNotFoundError, match="not a folder"):
         data.load_senteval(str(tmp_path / "nope"))

@@ -14,6 +14,7 @@ import torch
 
 from conftest import ROOT
 import configurator
+from configurator import InputError
 import model
 import probe
 import stats
@@ -399,30 +400,29 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     # anything not in the cache needs the weights: one line that says so, not a fallback, and before the
     # checkpoints that have their weights are fitted
     capsys.readouterr()
-    with pytest.raises(SystemExit, match="stripped of its weights"):
+    with pytest.raises(InputError, match="stripped of its weights"):
         probe.run([tiny_ckpts[1], stubs[0]], settings(**{**args, "n_folds": 4},
                                                       report_dir=f"{tmp_path}/other"))
     assert f"probing {os.path.basename(tiny_ckpts[1])}" not in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(InputError, match="is a stripped checkpoint"):
         model.load_encoder(stubs[0])
-    assert "is a stripped checkpoint" in capsys.readouterr().err
 
 
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
-    # the others as run() meets them: a SystemExit with its one line (the CLI prints it, no traceback)
-    with pytest.raises(SystemExit, match="^error: no checkpoint at"):
+    # the others as run() meets them: an InputError with its one line (the CLI prints it, no traceback)
+    with pytest.raises(FileNotFoundError, match="^no checkpoint at"):
         probe.run([str(tmp_path / "missing")], settings(report_dir=str(tmp_path)))
-    with pytest.raises(SystemExit, match="^error: --poolings=cls"):
+    with pytest.raises(InputError, match="^--poolings=cls"):
         probe.run([tiny_ckpts[0]], settings(poolings="cls"))
 
 
 def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
-    with pytest.raises(SystemExit, match="^error: the same checkpoint given twice"):
+    with pytest.raises(InputError, match="^the same checkpoint given twice"):
         probe.run([tiny_ckpts[0], os.path.join(tiny_ckpts[0], "ckpt.pt")], settings(report_dir=str(tmp_path)))
     (tmp_path / "a-file").write_text("not a folder")
-    with pytest.raises(SystemExit, match="^error: --report_dir=.*a-file cannot be written"):
+    with pytest.raises(InputError, match="^--report_dir=.*a-file cannot be written"):
         probe.run([tiny_ckpts[0]], settings(report_dir=f"{tmp_path}/a-file"))
 
 
@@ -439,7 +439,7 @@ def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ck
     done = saved("done", iter_num=1600, max_iters=1600)
     older = saved("older", iter_num=1600, config={"objective": "mlm", "max_iters": 1600, "max_flops": 0.0})
     budget = saved("budget", iter_num=5, config={"objective": "mlm", "max_iters": 100000, "max_flops": 1e12})
-    with pytest.raises(SystemExit, match=r"unfinished run: .*killed \(iter 700 of 1,600\).*--unfinished"):
+    with pytest.raises(InputError, match=r"unfinished run: .*killed \(iter 700 of 1,600\).*--unfinished"):
         probe.embedders([done, killed], "online", "cpu", 8, True, 0)
     # a checkpoint without max_iters is judged by its config's; a FLOP budget's count was not saved: unknown
     labels, embs = probe.embedders([done, older, budget], "online", "cpu", 8, True, 0)

@@ -106,7 +106,7 @@ def test_corrupt_checkpoint(data_dir, tmp_path):
 def test_wikipedia_without_network_says_what_to_run(tmp_path):
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: no hub, on any machine
     env.pop("HF_HUB_OFFLINE", None)
-    p = train("config/hybrid.py", f"--data_dir={tmp_path}", check=False, env=env)
+    p = train("config/hybrid.py", "--device=cpu", "--dtype=float32", f"--data_dir={tmp_path}", check=False, env=env)
     assert p.returncode != 0 and len(p.stderr.strip().splitlines()) == 1
     assert "python data.py wikipedia" in p.stderr
     assert not os.listdir(tmp_path)  # nothing half-prepared left behind
