@@ -885,8 +885,9 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
 
 
 if __name__ == "__main__":
-    vocab_ranks = N_RANKS  # the only setting: --vocab_ranks=N prepares a smaller vocabulary's copy
+    vocab_ranks = N_RANKS  # --vocab_ranks=N prepares a smaller vocabulary's copy
+    data_dir = "data"
     args = configure(globals(), sys.argv[1:])
     if len(args) != 1:
-        die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N]")
-    prepare(args[0], n_ranks=vocab_ranks)
+        die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N] [--data_dir=data]")
+    prepare(args[0], data_dir, vocab_ranks)

@@ -240,7 +240,8 @@ def load_checkpoint(path, map_location="cpu"):
     if os.path.isdir(path):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.exists(path):
-        raise MissingInput(f"no checkpoint at {path}: train one first (python train.py config/hybrid.py config/tiny.py)")
+        raise MissingInput(f"no checkpoint at {path}: train one first "
+                           "(python train.py config/hybrid.py config/tiny.py)")
     try:  # weights_only: tensors and plain values only, so a checkpoint from elsewhere cannot run code
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         assert isinstance(ckpt, dict) and "model_args" in ckpt and ("model" in ckpt or ckpt.get("stripped"))

@@ -179,7 +179,8 @@ master = rank == 0
 if device.startswith("cuda") and not torch.cuda.is_available():
     die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
 device_type = "cuda" if device.startswith("cuda") else "cpu"
-check("dtype", device_type == "cuda" or dtype == "float32", "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
+check("dtype", device_type == "cuda" or dtype == "float32",
+      "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
 
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
@@ -380,7 +381,8 @@ def stop_reason(record):
 
 # the command that continues this run, as it was started, for the lines that say how to resume it
 launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
-resume_command = f"{launcher} {shlex.join([a for a in sys.argv[1:] if not a.startswith('--init_from=')])} --init_from=resume"
+resume_command = " ".join([launcher, shlex.join(a for a in sys.argv[1:] if not a.startswith("--init_from=")),
+                           "--init_from=resume"])
 interrupted = []  # the signals received: Ctrl-C (SIGINT) or a scheduler's SIGTERM
 
 

@@ -4,13 +4,16 @@ import json
 import lzma
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 
 import data
-from configurator import InputError, MissingInput
+from configurator import InputError
+from conftest import ROOT
 
 
 def test_tokenizer_round_trip_and_layout():
@@ -155,3 +158,78 @@ def test_lambda_curve_and_last_val_read_the_log(tmp_path):
     assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
     assert data.lambda_curve(str(tmp_path)) is None
+
+
+def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):
+    """meta.json records what a corpus was made from: an empty source is refused before anything is written,
+    an edited one (even at the same size) is prepared again and says so, a copy elsewhere is re-used, and
+    another corpus under the same name is refused rather than overwritten."""
+    src, d = tmp_path / "my.txt", str(tmp_path / "data")
+    src.write_text("")
+    with pytest.raises(InputError, match="holds no documents"):
+        data.prepare(str(src), d)
+    assert not os.path.exists(d)
+    src.write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
+    out = data.prepare(str(src), d)
+    stamp = os.path.getmtime(os.path.join(out, "train.bin"))
+    assert data.prepare(str(src), d) == out and os.path.getmtime(os.path.join(out, "train.bin")) == stamp
+    src.write_text(src.read_text().replace("topic 150.", "thing 150."))  # the same size, other text
+    capsys.readouterr()
+    data.prepare(str(src), d)
+    assert "data/my.txt is out of date (my.txt changed): preparing it again" in capsys.readouterr().err
+    train = np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16).tolist()
+    assert "thing 150." in data.get_tokenizer().decode(train)
+    copy = tmp_path / "copy" / "my.txt"
+    copy.parent.mkdir()
+    copy.write_bytes(src.read_bytes())
+    stamp = os.path.getmtime(os.path.join(out, "train.bin"))
+    assert data.prepare(str(copy), d) == out and os.path.getmtime(os.path.join(out, "train.bin")) == stamp
+    copy.write_text("Another corpus.\n\nWith other text.")
+    with pytest.raises(InputError, match="holds .*my.txt, not .*copy/my.txt: remove"):
+        data.prepare(str(copy), d)
+
+
+def test_a_corpus_too_small_for_both_splits_is_refused_and_left_nowhere(tmp_path):
+    (tmp_path / "one.txt").write_text("A single document of text.\n")  # it is held out: no train text
+    with pytest.raises(InputError, match="1 documents give 0 train and .* more than 100 documents"):
+        data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "d"))
+    assert os.listdir(tmp_path / "d") == []
+
+
+BAD_FILES = [  # (file name, content, the start of the one line it gives)
+    ("latin.txt", b"A good line.\n\nThen caf\xe9 au lait.\n", r"latin.txt:3: not UTF-8 text"),
+    ("broken.jsonl", b'{"text": "fine"}\n{"text": "cut\n', r"broken.jsonl:2: not a JSON object"),
+    ("other.jsonl", b'{"content": "a", "id": 1}\n', r'other.jsonl:1: no string "text" field \(the line has keys '
+                                                    r"content, id\)"),
+    ("fake.txt.gz", b"plain text, not gzip\n", r"fake.txt.gz: cannot be read as .txt.gz"),
+    ("notes.csv", b"a,b\n", r"no .txt/.jsonl/.parquet files .* under"),
+]
+
+
+@pytest.mark.parametrize("name,content,line", BAD_FILES, ids=[b[0] for b in BAD_FILES])
+def test_a_bad_source_file_is_one_line_and_leaves_nothing(name, content, line, tmp_path, monkeypatch):
+    """A folder with a good file first and the bad one after it: the bad one is found after chunks of the
+    good one were written; the error names the file (and line), and nothing is left to be taken for a corpus."""
+    monkeypatch.setattr(data, "CHUNK_DOCS", 4)
+    corpus = tmp_path / "corpus"
+    write_corpus(corpus)
+    (corpus / f"z-{name}").write_bytes(content)
+    if name.endswith(".csv"):
+        corpus = tmp_path / "only-csv"
+        corpus.mkdir()
+        (corpus / name).write_bytes(content)
+    with pytest.raises(InputError, match=line) as e:
+        data.prepare(str(corpus), str(tmp_path / "d"))
+    assert "\n" not in str(e.value) and not os.path.exists(tmp_path / "d" / corpus.name)
+    os.remove(corpus / (name if name.endswith(".csv") else f"z-{name}"))
+    if not name.endswith(".csv"):  # fixed, the next run prepares from scratch
+        assert data.prepare(str(corpus), str(tmp_path / "d")) == str(tmp_path / "d" / "corpus")
+
+
+def test_data_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
+    (tmp_path / "other.jsonl").write_text('{"body": "x"}\n')
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), "other.jsonl"], cwd=tmp_path,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.splitlines() == [
+        'error: other.jsonl:1: no string "text" field (the line has keys body): write each document as {"text": ...}']
+    assert not os.path.exists(tmp_path / "data" / "other.jsonl")

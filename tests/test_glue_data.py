@@ -1,6 +1,7 @@
 """data.py's GLUE loaders (on small fixtures in the real formats) and probing sets."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -116,3 +117,36 @@ def test_senteval_layout_with_the_real_files_quirks(senteval_dir, tmp_path):
         data.load_senteval(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="not a folder"):
         data.load_senteval(str(tmp_path / "nope"))
+
+
+GLUE_BREAKS = [  # (file, what is done to it, the start of the one line it gives)
+    ("SST-2/train.tsv", lambda rows: rows[:2] + ["a fine film\tpositive"] + rows[3:],
+     r"SST-2/train.tsv:3: 'positive' in column 2 is not an int"),
+    ("SST-2/dev.tsv", lambda rows: rows[:1], r"SST-2/dev.tsv has a header and no rows"),
+    ("MRPC/train.tsv", lambda rows: rows[:3] + ["1\t101\tonly three fields"] + rows[4:],
+     r"MRPC/train.tsv:4: 3 tab-separated fields where the format has at least 5: a broken row"),
+    ("CoLA/dev.tsv", lambda rows: rows[:4] + ["gj04\tyes\t\tA sentence."] + rows[5:],
+     r"CoLA/dev.tsv:5: 'yes' in column 2 is not an int"),
+    ("STS-B/dev.tsv", lambda rows: rows[:2] + [rows[2].rsplit("\t", 1)[0] + "\tfive"] + rows[3:],
+     r"STS-B/dev.tsv:3: 'five' in column 10 is not a float"),
+    ("MNLI/dev_matched.tsv", lambda rows: [r.replace("sentence2\t", "hypothesis\t") for r in rows],
+     r"MNLI/dev_matched.tsv has no column 'sentence2' in its header"),
+]
+
+
+@pytest.mark.parametrize("fn,change,line", GLUE_BREAKS, ids=[g[0] for g in GLUE_BREAKS])
+def test_a_broken_glue_file_is_one_line_naming_file_and_row(fn, change, line, glue_dir, tmp_path):
+    broken = tmp_path / "glue"
+    shutil.copytree(glue_dir, broken)
+    rows = (broken / fn).read_text(encoding="utf-8-sig").splitlines()
+    (broken / fn).write_text("\n".join(change(rows)) + "\n")
+    with pytest.raises(InputError, match=line) as e:
+        data.load_glue(str(broken))
+    assert "\n" not in str(e.value)
+
+
+def test_mnli_subset_rows_are_checked(tmp_path):
+    path = tmp_path / "sub.tsv"
+    path.write_text("entailment\tA man sleeps.\tA person rests.\nmaybe\tA cat.\tAn animal.\n")
+    with pytest.raises(InputError, match=r"sub.tsv:2: 'maybe' in column 1 is not entailment/neutral/contradiction"):
+        data.mnli_subset(str(path))

@@ -3,6 +3,7 @@ keys, encode(), the baselines and the CLI."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -272,6 +273,11 @@ def test_encode_refuses_what_it_cannot_honour(tiny_ckpts):
         probe.encode(tiny_ckpts[0], "one string")
     with pytest.raises(TypeError, match="poolng"):
         probe.encode(tiny_ckpts[0], texts, poolng="max")
+    # a library call raises what a caller can catch, saying which input is wrong
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*no-such-run"):
+        probe.encode("no-such-run", texts)
+    with pytest.raises(ValueError, match=r"sentences\[1\] is NoneType, not a string"):
+        probe.encode(enc, ["fine", None], tok=probe.data.get_tokenizer())
 
 
 def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
@@ -424,6 +430,24 @@ def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(InputError, match="^--report_dir=.*a-file cannot be written"):
         probe.run([tiny_ckpts[0]], settings(report_dir=f"{tmp_path}/a-file"))
+
+
+def test_an_unwritable_cache_is_refused_before_any_work_and_cache_dir_moves_it(tiny_ckpts, glue_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    os.makedirs(run)
+    shutil.copyfile(os.path.join(tiny_ckpts[0], "ckpt.pt"), run / "ckpt.pt")
+    (run / "analysis_cache").write_text("a file where the cache would go")  # unwritable, even for root
+    args = dict(glue_dir=glue_dir, n_boot=50, poolings="mean", n_folds=3, random_init=False)
+    with pytest.raises(InputError, match=r"cannot write the analysis cache .*run/analysis_cache .*--cache_dir="):
+        probe.run([str(run)], settings(**args, report_dir=f"{tmp_path}/report"))
+    assert "probing" not in capsys.readouterr().err  # refused before the first fit
+    report = probe.run([str(run)], settings(**args, report_dir=f"{tmp_path}/report", cache_dir=f"{tmp_path}/c"))
+    (folder,) = os.listdir(tmp_path / "c")
+    assert folder.startswith("run-") and any(f.endswith(".pkl") for f in os.listdir(tmp_path / "c" / folder))
+    cached = {f.path: f.stat().st_mtime_ns for f in os.scandir(tmp_path / "c" / folder)}
+    again = probe.run([str(run)], settings(**args, report_dir=f"{tmp_path}/again", cache_dir=f"{tmp_path}/c"))
+    assert again["scores"] == report["scores"]  # from the cache there, untouched
+    assert {f.path: f.stat().st_mtime_ns for f in os.scandir(tmp_path / "c" / folder)} == cached
 
 
 def test_an_unfinished_run_is_refused_unless_asked_for_and_then_labelled(tiny_ckpts, tmp_path):

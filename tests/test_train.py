@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -10,6 +12,7 @@ import time
 import pytest
 import torch
 
+import configurator
 import data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,28 +61,79 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
     assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
 
-def test_kill_and_resume_reproduces_the_losses(data_dir, tmp_path):
-    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--max_iters=60",
+def resume_args(data_dir):
+    return ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--max_iters=60",
             "--eval_interval=10", "--dropout=0.1"]  # dropout: the torch RNG must be restored too
-    ref = str(tmp_path / "ref")
-    train(*args, f"--out_dir={ref}")
 
-    out = str(tmp_path / "killed")
-    proc = subprocess.Popen([sys.executable, "train.py", *args, f"--out_dir={out}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = os.path.join(out, "ckpt.pt")
+
+def losses(log):
+    return [(r["iter"], r.get("mlm"), r.get("jepa"), r.get("val_mlm"), r.get("val_jepa")) for r in log]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(data_dir, tmp_path_factory):
+    """The log of the run that the interrupted-and-resumed ones must reproduce."""
+    ref = str(tmp_path_factory.mktemp("ref"))
+    train(*resume_args(data_dir), f"--out_dir={ref}")
+    return losses(read_log(ref))
+
+
+def start_and_wait(args, until, **kw):
+    """train.py in the background, once until() holds (or it has ended)."""
+    proc = subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, stdout=subprocess.DEVNULL, **kw)
     deadline = time.time() + 120
-    while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
+    while not until() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    return proc
+
+
+def test_kill_and_resume_reproduces_the_losses(data_dir, uninterrupted, tmp_path):
+    args = resume_args(data_dir)
+    out = str(tmp_path / "killed")
+    ckpt = os.path.join(out, "ckpt.pt")
+    proc = start_and_wait([*args, f"--out_dir={out}"], lambda: os.path.exists(ckpt), stderr=subprocess.DEVNULL)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     resumed_from = torch.load(ckpt, weights_only=True)["iter_num"]
     assert resumed_from < 60, "the run finished before it could be killed"
     train(*args, f"--out_dir={out}", "--init_from=resume")
+    assert losses(read_log(out)) == uninterrupted  # bit for bit, before and after the kill
 
-    def losses(log):
-        return [(r["iter"], r.get("mlm"), r.get("jepa"), r.get("val_mlm"), r.get("val_jepa")) for r in log]
-    assert losses(read_log(out)) == losses(read_log(ref))  # bit for bit, before and after the kill
+
+def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir, uninterrupted, tmp_path):
+    """SIGINT mid-run: the step finishes, the checkpoint is written, one line names the command that resumes
+    (the run's own configs and settings), exit code 130; that command, run as printed, continues exactly."""
+    out = str(tmp_path / "interrupted")
+    log = os.path.join(out, "log.jsonl")
+    started = lambda: os.path.exists(log) and sum(1 for _ in open(log)) >= 5  # noqa: E731
+    proc = start_and_wait([*resume_args(data_dir), f"--out_dir={out}"], started, stderr=subprocess.PIPE, text=True)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    m = re.fullmatch(r"interrupted at iter (\d+): resume with python train.py (.*)", err.strip().splitlines()[-1])
+    assert m and torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)["iter_num"] == int(m[1]) < 60
+    assert shlex.split(m[2]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
+    train(*shlex.split(m[2]))
+    assert losses(read_log(out)) == uninterrupted
+
+
+def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was(data_dir, tmp_path):
+    out = tmp_path / "out"
+    train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
+          "--eval_interval=2")
+    before = {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")}
+    short = tmp_path / "short.txt"  # val holds documents 0 and 100 only: fewer tokens than one block of 64
+    short.write_text("\n\n".join(f"Document {i} is short." for i in range(150)))
+    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--dataset={short}", f"--data_dir={tmp_path}/d",
+              f"--out_dir={out}", check=False)
+    assert p.returncode == 2 and p.stderr.splitlines()[-1].startswith("error: ") and "Traceback" not in p.stderr
+    assert re.search(r"val.bin holds \d+ tokens, not more than one block of 64", p.stderr)
+    assert {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")} == before
+    (tmp_path / "a-file").write_text("")
+    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={tmp_path}/a-file",
+              check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"error: --out_dir={tmp_path}/a-file cannot be written (File exists): pass a folder you can write to"]
 
 
 def test_unknown_config_key(tmp_path):
@@ -90,6 +144,38 @@ def test_unknown_config_key(tmp_path):
     p = train(str(bad), check=False)
     assert p.returncode != 0 and "unknown config key 'n_layers'" in p.stderr and "'n_layer'" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("text,line", [("n_layer = 2\nn_embd = = 64\n", "bad.py:2: invalid syntax"),
+                                       ("n_layer = 2\n\nn_embd = width\n", "bad.py:3: NameError: name 'width' is "
+                                                                           "not defined")])
+def test_a_broken_config_file_is_one_line_naming_file_and_line(text, line, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # configure() installs the scripts' own
+    (tmp_path / "bad.py").write_text(text)
+    with pytest.raises(SystemExit) as e:
+        configurator.configure({"n_layer": 6, "n_embd": 512}, [str(tmp_path / "bad.py")])
+    assert e.value.code == 2 and capsys.readouterr().err == f"error: {tmp_path}/{line}\n"
+
+
+def test_constants_are_not_settings(monkeypatch, capsys):
+    import eval_geometry
+    import probe
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    for module, constant in ((probe, "POOLINGS"), (eval_geometry, "GEOMETRY_CODE"), (data, "VAL_EVERY")):
+        assert constant in vars(module) and constant not in configurator.settings(vars(module))
+    with pytest.raises(SystemExit):
+        configurator.configure(dict(vars(probe)), ["--POOLINGS=('mean',)"])
+    assert capsys.readouterr().err.startswith("error: unknown config key 'POOLINGS'")
+
+
+@pytest.mark.parametrize("command", [["data.py", "no-such-corpus"], ["train.py", "config/tiny.py", "--dataset=nope"],
+                                     ["probe.py", "no-such-run"], ["eval_geometry.py", "no-such-run"]],
+                         ids=lambda c: c[0])
+def test_every_script_gives_bad_input_one_line_and_exit_code_2(command, tmp_path):
+    p = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *command[1:], f"--data_dir={tmp_path}"],
+                       cwd=ROOT if command[0] == "train.py" else tmp_path, capture_output=True, text=True)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert p.stderr.startswith("error: ") and ("nope" in p.stderr or "no-such" in p.stderr)
 
 
 def test_corrupt_checkpoint(data_dir, tmp_path):
