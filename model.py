@@ -5,6 +5,8 @@ sentence embeddings, and the FLOP count that train.py and bench.py use for MFU.
 Everything JEPA-specific (predictor, target encoder, losses, balance) lives in jepa.py.
 """
 
+import hashlib
+import json
 import math
 import os
 from dataclasses import dataclass
@@ -236,7 +238,10 @@ def peak_flops(device):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """Read a train.py checkpoint (a file, or an out_dir holding ckpt.pt) or stop with one clear line."""
+    """Read a train.py checkpoint (a file, or an out_dir holding ckpt.pt), or an exported folder (export()) as
+    one, or raise an InputError that says what is wrong in one line."""
+    if is_export(path):
+        return read_export(path)
     if os.path.isdir(path):
         path = os.path.join(path, "ckpt.pt")
     if not os.path.exists(path):
@@ -284,6 +289,8 @@ def load_encoder(path, which="online", device="cpu"):
 def encoder_of(ckpt, which="online", path="the checkpoint"):
     if ckpt.get("stripped"):
         raise InputError(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")
+    if ckpt.get("exported", which) != which:
+        raise InputError(f"{path} is an export of the {ckpt['exported']} encoder only: use --encoder={ckpt['exported']}")
     encoder = Encoder(EncoderConfig(**ckpt["model_args"]))
     if which == "online":
         prefix = "encoder."
@@ -296,3 +303,118 @@ def encoder_of(ckpt, which="online", path="the checkpoint"):
         raise InputError(f"unknown encoder '{which}': use online or target")
     encoder.load_state_dict(state)
     return encoder
+
+
+# -----------------------------------------------------------------------------
+# portable weights: one encoder as model.safetensors + config.json (the Hugging Face convention), no pickle
+
+EXPORT_FILES = ("model.safetensors", "config.json")
+
+
+def is_export(path):
+    return os.path.isdir(path) and not os.path.exists(os.path.join(path, "ckpt.pt")) and \
+        any(os.path.exists(os.path.join(path, f)) for f in EXPORT_FILES)
+
+
+def safetensors_torch():
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise InputError("exported weights are read and written with safetensors: pip install safetensors")
+    return safetensors.torch
+
+
+def export_config(ckpt, which, path):
+    """config.json: the encoder's shape, the tokenizer, and how the weights were trained."""
+    import data  # the tokenizer's special ids; data.py does not import this file
+    cfg = ckpt.get("config") or {}
+    tok = data.get_tokenizer(cfg.get("vocab_ranks", data.N_RANKS))
+    return {"format": "predict-reconstruct encoder, version 1", "encoder": ckpt["model_args"], "which": which,
+            "pooling": "mean",
+            "tokenizer": {"name": tok.enc.name, "vocab_ranks": tok.n_normal, "pad_id": tok.pad_id,
+                          "cls_id": tok.cls_id, "sep_id": tok.sep_id, "mask_id": tok.mask_id},
+            "training": {"objective": cfg.get("objective"), "iter_num": ckpt.get("iter_num"),
+                         "max_iters": planned_iters(ckpt), "flops": ckpt.get("flops_done"),
+                         **data.last_val(path), "commit": ckpt.get("commit"), "config": cfg}}
+
+
+MODEL_CARD = """# {name}
+
+A BERT-style text encoder ({n_layer} layers, {n_embd} wide, {block_size} tokens) pre-trained with the
+**{objective}** objective of "Predict and Reconstruct" ({which} encoder), {iter_num} steps, {flops:.3g} FLOPs;
+validation MLM loss {val_mlm} against a unigram line of {val_unigram} (what ignoring the context scores).
+Tokenizer: {tokenizer} (cl100k's first ranks plus [PAD] [CLS] [SEP] [MASK]). Source commit: {commit}.
+
+    from probe import encode                 # from the project's repository: model.py, data.py, probe.py
+    X = encode("{name}", ["A sentence.", "Another one."], pooling="mean")
+
+or `model.load_encoder("{name}")` for the module. model.safetensors holds the weights (float32), config.json the
+shape, tokenizer and training run.
+"""
+
+
+def export(path, out="", which="online"):
+    """Write one encoder of a checkpoint to out (default: <out_dir>-<which>): model.safetensors (its weights
+    only, float32), config.json and a model card, README.md. Returns out."""
+    ckpt = load_checkpoint(path)
+    encoder = encoder_of(ckpt, which, path)
+    run = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    out = out or f"{os.path.normpath(run)}-{which}"
+    config = export_config(ckpt, which, run)
+    os.makedirs(out, exist_ok=True)
+    state = {k: v.detach().float().contiguous() for k, v in encoder.state_dict().items()}
+    safetensors_torch().save_file(state, os.path.join(out, "model.safetensors.tmp"))
+    os.replace(os.path.join(out, "model.safetensors.tmp"), os.path.join(out, "model.safetensors"))
+    with open(os.path.join(out, "config.json"), "w") as f:
+        json.dump(config, f, indent=1)
+    card = {**ckpt["model_args"], **{k: v if v is not None else "unknown" for k, v in config["training"].items()},
+            **{k: f"{config['training'][k]:.4f}" if k in config["training"] else "unknown"
+               for k in ("val_mlm", "val_unigram")},
+            "name": os.path.basename(os.path.normpath(out)), "which": which,
+            "tokenizer": config["tokenizer"]["name"], "flops": config["training"]["flops"] or 0.0}
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(MODEL_CARD.format(**card))
+    return out
+
+
+def read_export(folder):
+    """An exported folder as load_checkpoint returns a checkpoint, its analysis-cache key the weights'
+    digest; a missing file, a config that does not match the tensors or a damaged file is an InputError."""
+    if missing := [f for f in EXPORT_FILES if not os.path.exists(os.path.join(folder, f))]:
+        raise MissingInput(f"{folder} has no {missing[0]}: an export holds {' and '.join(EXPORT_FILES)} "
+                           "(python model.py export OUT_DIR)")
+    weights = os.path.join(folder, "model.safetensors")
+    try:
+        with open(os.path.join(folder, "config.json")) as f:
+            cfg = json.load(f)
+        with torch.device("meta"):  # the names and shapes the config implies, without allocating them
+            shapes = {k: tuple(v.shape) for k, v in Encoder(EncoderConfig(**cfg["encoder"])).state_dict().items()}
+    except (ValueError, KeyError, TypeError) as e:
+        raise InputError(f"{folder}/config.json is not an export's config ({type(e).__name__}: {e}): export it again")
+    try:
+        state = safetensors_torch().load_file(weights)
+    except Exception as e:  # safetensors' own error type, raised for a truncated or foreign file
+        raise InputError(f"{weights} is truncated or not a safetensors file ({e}): export it again")
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != shapes:
+        k = sorted(k for k in shapes.keys() | got.keys() if shapes.get(k) != got.get(k))[0]
+        raise InputError(f"{folder}: the weights do not match config.json: {k} is {got.get(k, 'missing')} in "
+                         f"model.safetensors, {shapes.get(k, 'not in the encoder')} by config.json")
+    with open(weights, "rb") as f:
+        digest = hashlib.sha1(f.read()).hexdigest()[:16]
+    which, t = cfg["which"], cfg["training"]
+    return {"model_args": cfg["encoder"], "exported": which, "config": t["config"], "iter_num": t["iter_num"],
+            "max_iters": t["max_iters"], "saved": digest, "target": state if which == "target" else None,
+            "model": {"encoder." + k: v for k, v in state.items()} if which == "online" else {}}
+
+
+if __name__ == "__main__":
+    import sys
+
+    import configurator
+    which = "online"  # the encoder to export: 'online' (trained by gradient) or 'target' (a hybrid's EMA copy)
+    out = ""  # the folder to write; '' = <out_dir>-<which>
+    args = configurator.configure(globals(), sys.argv[1:])
+    if len(args) != 2 or args[0] != "export":
+        configurator.die("usage: python model.py export OUT_DIR|CKPT [--which=online|target] [--out=DIR]")
+    print(f"wrote {export(args[1], out, which)}: model.safetensors, config.json, README.md")

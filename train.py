@@ -13,6 +13,7 @@ import math
 import os
 import shlex
 import signal
+import subprocess
 import sys
 import time
 from contextlib import nullcontext
@@ -347,7 +348,7 @@ def save_checkpoint():
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
             "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng,
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
-            "command": resume_command}
+            "command": resume_command, "commit": commit}
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
@@ -383,6 +384,11 @@ def stop_reason(record):
 launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
 resume_command = " ".join([launcher, shlex.join(a for a in sys.argv[1:] if not a.startswith("--init_from=")),
                            "--init_from=resume"])
+try:  # the code's commit, for an exported encoder's card
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                            capture_output=True, text=True).stdout.strip() or None
+except OSError:  # no git on this machine
+    commit = None
 interrupted = []  # the signals received: Ctrl-C (SIGINT) or a scheduler's SIGTERM
 
 

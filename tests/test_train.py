@@ -9,11 +9,14 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 import configurator
 import data
+import model
+import probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a micro model on the embedded corpus: seconds per run on 2 cores
@@ -71,11 +74,16 @@ def losses(log):
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(data_dir, tmp_path_factory):
-    """The log of the run that the interrupted-and-resumed ones must reproduce."""
+def reference_run(data_dir, tmp_path_factory):
+    """The out_dir of the run that interrupted-and-resumed ones must reproduce: a trained hybrid (read only)."""
     ref = str(tmp_path_factory.mktemp("ref"))
     train(*resume_args(data_dir), f"--out_dir={ref}")
-    return losses(read_log(ref))
+    return ref
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(reference_run):
+    return losses(read_log(reference_run))
 
 
 def start_and_wait(args, until, **kw):
@@ -115,6 +123,46 @@ def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir,
     assert shlex.split(m[2]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
     train(*shlex.split(m[2]))
     assert losses(read_log(out)) == uninterrupted
+
+
+@pytest.mark.parametrize("which", ["online", "target"])
+def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, reference_run, tmp_path, monkeypatch):
+    texts = ["A man plays a guitar.", "x", "The documentation of a module says what it does."]
+    out = str(tmp_path / "export")
+    p = subprocess.run([sys.executable, "model.py", "export", reference_run, f"--which={which}", f"--out={out}"],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors"]
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["which"] == which and config["training"]["objective"] == "hybrid"
+    assert {k: config["training"][k] for k in ("val_mlm", "val_unigram")} == data.last_val(reference_run)
+    ref = {p: probe.encode(reference_run, texts, pooling=p, which=which, device="cpu") for p in ("mean", "max")}
+    monkeypatch.setattr(torch, "load", None)  # an export is read without pickle
+    for pooling, X in ref.items():
+        assert np.array_equal(probe.encode(out, texts, pooling=pooling, which=which, device="cpu"), X)
+    with pytest.raises(ValueError, match=f"an export of the {which} encoder only"):
+        probe.encode(out, texts, which={"online": "target", "target": "online"}[which])
+
+
+def test_a_damaged_export_is_one_line(reference_run, tmp_path):
+    out = model.export(reference_run, str(tmp_path / "e"))
+    os.rename(os.path.join(out, "config.json"), os.path.join(out, "c.json"))
+    with pytest.raises(FileNotFoundError, match=r"e has no config.json: an export holds model.safetensors and"):
+        model.load_encoder(out)
+    config = json.load(open(os.path.join(out, "c.json")))
+    config["encoder"]["n_embd"] = 32
+    json.dump(config, open(os.path.join(out, "config.json"), "w"))
+    with pytest.raises(ValueError, match=r"the weights do not match config.json: blocks.0.attn.proj.bias is "
+                                         r"\(64,\) in model.safetensors, \(32,\) by config.json"):
+        model.load_encoder(out)
+    os.rename(os.path.join(out, "c.json"), os.path.join(out, "config.json"))
+    with open(os.path.join(out, "model.safetensors"), "r+b") as f:
+        f.truncate(os.path.getsize(os.path.join(out, "model.safetensors")) // 2)
+    with pytest.raises(ValueError, match=r"model.safetensors is truncated or not a safetensors file"):
+        model.load_encoder(out)
+    p = subprocess.run([sys.executable, "model.py", "export", str(tmp_path / "none")], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and p.stderr.startswith("error: no checkpoint at") and len(p.stderr.splitlines()) == 1
 
 
 def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was(data_dir, tmp_path):
