@@ -363,7 +363,8 @@ def export(path, out="", which="online"):
     config = export_config(ckpt, which, run)
     os.makedirs(out, exist_ok=True)
     state = {k: v.detach().float().contiguous() for k, v in encoder.state_dict().items()}
-    safetensors_torch().save_file(state, os.path.join(out, "model.safetensors.tmp"))
+    with open(os.path.join(out, "model.safetensors.tmp"), "wb") as f:  # open(): the user's usual file mode
+        f.write(safetensors_torch().save(state))
     os.replace(os.path.join(out, "model.safetensors.tmp"), os.path.join(out, "model.safetensors"))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
