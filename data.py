@@ -213,8 +213,13 @@ def parquet_docs(fn):
     f = pq.ParquetFile(fn)
     if "text" not in f.schema_arrow.names:
         raise InputError(f"{fn}: no 'text' column (it has {', '.join(f.schema_arrow.names)})")
+    row = 0
     for batch in f.iter_batches(columns=["text"]):
-        yield from batch.column(0).to_pylist()
+        for text in batch.column(0).to_pylist():
+            if not isinstance(text, str):
+                raise InputError(f"{fn}: row {row} has no text ({text!r}): drop or fill the empty rows")
+            row += 1
+            yield text
 
 
 def first_bad_line(fn, opener):
