@@ -141,10 +141,11 @@ def measure_matmul_ceiling(dtype, n, reps):
 
 
 # the achievable ceiling of this very machine, beside the datasheet peak: bf16 on the GPU, fp32 on the CPU
-# (and bf16 there too, for the record: CPUs with AVX512-BF16 or AMX run it faster)
+# (and bf16 there too where the rows run in bf16: CPUs with AVX512-BF16 or AMX run it faster; one without
+# them emulates it at ~1 GFLOP/s, half a minute of measuring that an fp32 bench does not need)
 ceiling = matmul_ceiling or (measure_matmul_ceiling(torch.bfloat16, 8192, 20) if on_cuda else
                              measure_matmul_ceiling(torch.float32, 1024, 10))
-cpu_bf16_ceiling = None if on_cuda else measure_matmul_ceiling(torch.bfloat16, 1024, 10)
+cpu_bf16_ceiling = measure_matmul_ceiling(torch.bfloat16, 1024, 10) if not on_cuda and dtype == "bfloat16" else None
 
 
 def to_device(batch):
@@ -457,7 +458,8 @@ M = 1e6
 print(f"{device_name}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
       + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)")
       + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if on_cuda else
-         f", measured matmul ceiling fp32 {ceiling / 1e9:.0f} GFLOP/s (bf16 {cpu_bf16_ceiling / 1e9:.0f})"))
+         f", measured matmul ceiling fp32 {ceiling / 1e9:.0f} GFLOP/s"
+         + (f" (bf16 {cpu_bf16_ceiling / 1e9:.0f})" if cpu_bf16_ceiling else "")))
 head = (f"{'row':<28} {'B x T':>9} {'tok/s':>10} {'ms/step':>8} {'1st s':>6} {'MFU':>6} {'ofCeil':>6} {'mem GB':>7} "
         f"{'enc':>8} {'xv':>2} {'head':>8} {'target':>8} {'pred':>8} {'total':>8}  (MFLOP/token)")
 print(head)
