@@ -358,7 +358,8 @@ def export(path, out="", which="online"):
     only, float32), config.json and a model card, README.md. Returns out."""
     ckpt = load_checkpoint(path)
     encoder = encoder_of(ckpt, which, path)
-    run = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    import data  # run_dir; data.py does not import this file
+    run = data.run_dir(path)
     out = out or f"{os.path.normpath(run)}-{which}"
     config = export_config(ckpt, which, run)
     os.makedirs(out, exist_ok=True)
@@ -392,8 +393,10 @@ def read_export(folder):
             shapes = {k: tuple(v.shape) for k, v in Encoder(EncoderConfig(**cfg["encoder"])).state_dict().items()}
     except (ValueError, KeyError, TypeError) as e:
         raise InputError(f"{folder}/config.json is not an export's config ({type(e).__name__}: {e}): export it again")
+    with open(weights, "rb") as f:
+        raw = f.read()  # once: the tensors and the cache key's digest
     try:
-        state = safetensors_torch().load_file(weights)
+        state = safetensors_torch().load(raw)
     except Exception as e:  # safetensors' own error type, raised for a truncated or foreign file
         raise InputError(f"{weights} is truncated or not a safetensors file ({e}): export it again")
     got = {k: tuple(v.shape) for k, v in state.items()}
@@ -401,8 +404,7 @@ def read_export(folder):
         k = sorted(k for k in shapes.keys() | got.keys() if shapes.get(k) != got.get(k))[0]
         raise InputError(f"{folder}: the weights do not match config.json: {k} is {got.get(k, 'missing')} in "
                          f"model.safetensors, {shapes.get(k, 'not in the encoder')} by config.json")
-    with open(weights, "rb") as f:
-        digest = hashlib.sha1(f.read()).hexdigest()[:16]
+    digest = hashlib.sha1(raw).hexdigest()[:16]
     which, t = cfg["which"], cfg["training"]
     return {"model_args": cfg["encoder"], "exported": which, "config": t["config"], "iter_num": t["iter_num"],
             "max_iters": t["max_iters"], "saved": digest, "target": state if which == "target" else None,
