@@ -20,7 +20,10 @@ train)
     hybrid) cfg="config/hybrid.py config/cpu.py" ;;
     hybunc) cfg="config/hybrid.py config/cpu.py --balance=uncertainty" ;;
     mlmflop) cfg="config/mlm.py config/cpu.py --max_flops=96623342387200" ;;  # flops_done of out-hybrid-cpu-s*
-    *) echo "error: arm '$2': use mlm, hybrid, hybunc or mlmflop" >&2; exit 2 ;;
+    fix95) cfg="config/hybrid.py config/cpu.py --balance=fixed --fixed_lambda=0.95" ;;  # results/cpu-lambda
+    fix80) cfg="config/hybrid.py config/cpu.py --balance=fixed --fixed_lambda=0.8" ;;
+    hyblr1) cfg="config/hybrid.py config/cpu.py --balance_lr=1.0" ;;  # the official code's rate: λ climbs
+    *) echo "error: arm '$2': use mlm, hybrid, hybunc, mlmflop, fix95, fix80 or hyblr1" >&2; exit 2 ;;
   esac
   [[ "$3" =~ ^[0-9]+$ ]] || { echo "error: give a seed: bash results/cpu/run.sh train $2 1337" >&2; exit 2; }
   /usr/bin/time -f "$2 s$3: %e s" python train.py $cfg --seed=$3 --out_dir=out-$2-cpu-s$3 --dataset=$wiki ;;
