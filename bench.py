@@ -116,6 +116,18 @@ tok = data.get_tokenizer()  # each row switches to its size's vocabulary (size_c
 ptdtype = getattr(torch, dtype)
 autocast = nullcontext() if dtype == "float32" else torch.autocast(device_type, dtype=ptdtype)
 peak = peak_flops(device)
+
+
+def cpu_name():
+    """'<model name> (N cores, <torch's kernel ISA>)': on the CPU, timings depend on AVX2 vs AVX-512 kernels."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "CPU")
+    except OSError:
+        model = "CPU"
+    return f"{model} ({os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()})"
+
+
 device_name = torch.cuda.get_device_name() if on_cuda else "cpu"
 
 
@@ -455,7 +467,7 @@ rows = [bench_row(s, o) for s in size_names for o in objective_names]
 embeds = [bench_embed(s) for s in size_names] if embed else []
 
 M = 1e6
-print(f"{device_name}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
+print(f"{device_name if on_cuda else cpu_name()}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
       + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)")
       + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if on_cuda else
          f", measured matmul ceiling fp32 {ceiling / 1e9:.0f} GFLOP/s"
@@ -487,7 +499,7 @@ for e in embeds:
 
 out = out or os.path.join("results", "bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-data.save_json({"device": device_name, "torch": torch.__version__, "command": "python " + " ".join(sys.argv),
+data.save_json({"device": device_name, "cpu": cpu_name(), "torch": torch.__version__, "command": "python " + " ".join(sys.argv),
                 "peak_flops": peak, "matmul_ceiling": ceiling, "cpu_bf16_matmul_ceiling": cpu_bf16_ceiling, "settings": config, "rows": rows, "embed": embeds,
                 "analysis_wall_time": "not measured by bench.py: time probe.py and eval_geometry.py on one checkpoint"},
                out)

@@ -1,6 +1,6 @@
 # A scale overlay for a CPU: put it after config/hybrid.py or config/mlm.py.
 # A small encoder on the embedded corpus (prose shipped with CPython, no network), float32, no compile;
-# 4 and 2 minutes on 2 cores, ending 1.6 nats below the unigram line. Not the paper's setting.
+# under 4 and 2 minutes on 2 cores, ending over 1 nat below the unigram line. Not the paper's setting.
 out_dir = out_dir + "-tiny"  # out-hybrid-tiny / out-mlm-tiny: never overwrite a paper-size run
 dataset = "embedded"
 # What took the tiny runs off the unigram plateau (val MLM 7.1 against the line's 7.2, for 1,200 steps):
@@ -22,8 +22,11 @@ pred_width = 64
 pred_n_head = 4
 
 batch_size = 16
-max_iters = 1200  # ~4 min for the hybrid alone on 2 cores: margin under the 5-minute quickstart
-# the hybrid's MLM weight 1 - λ over these steps: 0.498 at 120, 0.488 at 600, 0.484 at 1200 (results/balance/)
+# A step is the model's FLOPs at ~half this CPU's fp32 matmul ceiling, with no lever left that wins on both CPU
+# kinds (results/bench/cpu-levers-avx2.md), so the quickstart's time is its step count: 1,000 steps end
+# ~1.2 nats under the unigram line, 800 only 0.87 (the analysis in results/tiny/ was made at 1,200)
+max_iters = 1000
+# the hybrid's MLM weight 1 - λ over these steps: see the README's table (results/balance/trajectory.py)
 learning_rate = 1e-3
 min_lr = 1e-4
 warmup_frac = 0.05

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import runpy
 import shlex
 import signal
 import subprocess
@@ -252,15 +253,26 @@ def torchrun(*args, nproc=2, env=None, timeout=300, **kw):
                           env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}, **kw)
 
 
-def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(data_dir, tmp_path):
-    """The README's DDP command on the CPU (gloo): every process starts from and keeps the same online and
-    target weights, the global batch is batch_size, the loss falls, and MFU is per device."""
-    out = str(tmp_path / "ddp")
-    p = torchrun("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
-                 "--backend=gloo", "--device=cpu", "--grad_accum=2", "--max_iters=40", "--eval_interval=20",
-                 "--learning_rate=2e-3", "--peak_flops=1e12")
+def ddp_args(data_dir):
+    return ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--backend=gloo", "--device=cpu",
+            "--grad_accum=2", "--max_iters=40", "--eval_interval=20", "--learning_rate=2e-3", "--peak_flops=1e12",
+            "--dropout=0.1"]  # dropout: each process's torch RNG must be restored too
+
+
+@pytest.fixture(scope="module")
+def ddp_reference(data_dir, tmp_path_factory):
+    """The README's DDP command on the CPU (gloo), run once: (its stdout, its out_dir), read only."""
+    out = str(tmp_path_factory.mktemp("ddp"))
+    p = torchrun(*ddp_args(data_dir), f"--out_dir={out}")
     assert p.returncode == 0, p.stderr[-3000:]
-    assert "global batch 8 sequences = 2 processes x 2 micro-steps x 2 sequences" in p.stdout
+    return p.stdout, out
+
+
+def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(ddp_reference):
+    """Every process starts from and keeps the same online and target weights, the global batch is
+    batch_size, the loss falls, and MFU is per device."""
+    stdout, out = ddp_reference
+    assert "global batch 8 sequences = 2 processes x 2 micro-steps x 2 sequences" in stdout
     log = read_log(out)
     sums = [r["rank_param_sums"] for r in log if "rank_param_sums" in r]
     assert len(sums) == 3  # iters 0 (after init), 20 and 40
@@ -275,12 +287,8 @@ def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(data_dir, tmp_pa
     assert len(ckpt["rng"]["data"]) == 2 and not torch.equal(ckpt["rng"]["data"][0], ckpt["rng"]["data"][1])
 
 
-def test_ddp_kill_and_resume_equals_the_uninterrupted_run(data_dir, tmp_path):
-    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", "--backend=gloo",
-            "--max_iters=30", "--eval_interval=10", "--dropout=0.1"]
-    ref = str(tmp_path / "ref")
-    p = torchrun(*args, f"--out_dir={ref}")
-    assert p.returncode == 0, p.stderr[-3000:]
+def test_ddp_kill_and_resume_equals_the_uninterrupted_run(data_dir, ddp_reference, tmp_path):
+    args, (_, ref) = ddp_args(data_dir), ddp_reference
     out = str(tmp_path / "killed")
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "train.py", *args, f"--out_dir={out}"], cwd=ROOT, start_new_session=True,
@@ -291,7 +299,7 @@ def test_ddp_kill_and_resume_equals_the_uninterrupted_run(data_dir, tmp_path):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
     proc.wait()
-    assert torch.load(ckpt, weights_only=True)["iter_num"] < 30, "the run finished before it could be killed"
+    assert torch.load(ckpt, weights_only=True)["iter_num"] < 40, "the run finished before it could be killed"
     p = torchrun(*args, f"--out_dir={out}", "--init_from=resume")
     assert p.returncode == 0, p.stderr[-3000:]
 
@@ -317,11 +325,19 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
                                      ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
                                      ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate")])
-def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path):
+def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path, monkeypatch, capsys):
+    """train.py checks every setting before any work. Run in this process (a Python start per case would cost
+    more than the checks; test_every_script_gives_bad_input_one_line_and_exit_code_2 runs the scripts)."""
     out, d = tmp_path / "out", tmp_path / "data"
-    p = train("config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}", f"--out_dir={out}", check=False)
-    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
-    assert p.stderr.startswith(f"error: --{key}=") and "Traceback" not in p.stderr
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["train.py", "config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}",
+                                      f"--out_dir={out}"])
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # configure() installs its own
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path("train.py", run_name="__main__")
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith(f"error: --{key}=")
     assert not out.exists() and not d.exists()  # nothing written
 
 

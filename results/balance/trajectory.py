@@ -22,7 +22,7 @@ configure(globals(), sys.argv[1:])
 CONFIGS = {  # max_iters, learning_rate, min_lr, warmup_frac, as the config files set them
     "config/hybrid.py": (100000, 5e-4, 5e-5, 0.02),
     "config/hybrid.py config/wiki_sample.py": (12000, 5e-4, 5e-5, 0.03),
-    "config/hybrid.py config/tiny.py": (1200, 1e-3, 1e-4, 0.05),
+    "config/hybrid.py config/tiny.py": (1000, 1e-3, 1e-4, 0.05),
 }
 
 
