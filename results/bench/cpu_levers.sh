@@ -25,12 +25,12 @@ declare -A V=(
 )
 for round in $(seq 1 ${ROUNDS:-3}); do
   for name in $levers; do
-    python bench.py $common ${V[$name]} --out=$dir/$name-$round.json | grep "^cpu/" | sed "s|^|$name $round |"
+    python bench.py $common ${V[$name]} --out=$dir/$name-$round.json | grep -E "^[a-z0-9-]+/(mlm|hybrid)" | sed "s|^|$name $round |"
   done
 done
 # compile (inductor, C++ codegen): one round, its first step holds the compile
 for name in ${COMPILE-compile compile-bf16}; do
   extra="--threads=2 --compile=True"; [ $name = compile-bf16 ] && extra="$extra --dtype=bfloat16"
-  python bench.py $common $extra --out=$dir/$name-1.json | grep "^cpu/" | sed "s|^|$name 1 |"
+  python bench.py $common $extra --out=$dir/$name-1.json | grep -E "^[a-z0-9-]+/(mlm|hybrid)" | sed "s|^|$name 1 |"
 done
 python results/bench/cpu_levers.py $dir
