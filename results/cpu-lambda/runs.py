@@ -1,0 +1,38 @@
+"""
+The λ ablation's runs table from their out_dirs: command and commit (as the checkpoint saved them), val MLM at
+the end against the unigram line, λ at the end, the targets' health (lowest RankMe and std over the logged
+steps; 'collapsed' below train.py's warning line) and the median tokens/s. Prints markdown for RUNS.md.
+
+$ python results/cpu-lambda/runs.py out-mlm-cpu-s1337 out-fix95-cpu-s1337 ...
+"""
+import json
+import statistics
+import sys
+
+import torch
+
+RANKME_WARN = 10  # train.py's rankme_warn: below it the targets sit on a handful of directions
+
+
+def summary(out_dir):
+    ckpt = torch.load(f"{out_dir}/ckpt.pt", map_location="cpu", weights_only=True)
+    log = [json.loads(line) for line in open(f"{out_dir}/log.jsonl")]
+    val = [r for r in log if "val_mlm" in r][-1]
+    steps = [r for r in log if "tok_per_s" in r]
+    rankme = [r["tgt_rankme"] for r in steps if "tgt_rankme" in r]
+    std = [r["tgt_std"] for r in steps if "tgt_std" in r]
+    health = "–" if not rankme else (f"RankMe ≥ {min(rankme):.1f}, std ≥ {min(std):.3f}" +
+                                     (" **collapsed**" if min(rankme) < RANKME_WARN else ": healthy"))
+    lam = f"{steps[-1]['lambda']:.3f}" if "lambda" in steps[-1] else "0 (MLM)"
+    command = ckpt.get("command", "?").replace(" --init_from=resume", "")  # saved as the resume command
+    return (f"| {out_dir} | `{command}` | {ckpt.get('commit', '?')[:7]} | {val['iter']} | "
+            f"{val['val_mlm']:.3f} | {val['val_unigram']:.3f} | {val['val_unigram'] - val['val_mlm']:.2f} | {lam} | "
+            f"{health} | {statistics.median(r['tok_per_s'] for r in steps):,.0f} |")
+
+
+if __name__ == "__main__":
+    print("| run | command | commit | steps | val MLM | unigram line | below the line | λ at the end | targets "
+          "| tokens/s (median) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for d in sys.argv[1:]:
+        print(summary(d))
