@@ -88,7 +88,7 @@ def main(folder):
     report = json.load(open(path))
     pts = points(report)
     lines = ["Each claim figure per arm: the mean over seeds, the arm's λ at the end and its seeds (n); "
-             "`python results/cpu-lambda/by_lambda.py` from geometry.json.", ""] + table(report, pts)
+             f"`python results/cpu-lambda/by_lambda.py {folder}` from its geometry.json.", ""] + table(report, pts)
     open(os.path.join(folder, "by_lambda.md"), "w").write("\n".join(lines) + "\n")
     plot(pts, os.path.join(folder, "by_lambda.png"))
     report_md = os.path.join(folder, "REPORT.md")
