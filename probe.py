@@ -404,6 +404,14 @@ EMBED_CODE = snapshot((forward_sentences, model.pool, model.Encoder, model.Block
                        model.init_weights, data.Tokenizer))
 
 
+def cache_dir_of(out_dir, cache_root=""):
+    """Where a run's analysis cache lives: analysis_cache/ in its out_dir, or with cache_root a folder of its
+    own there, named by the out_dir and a digest of its real path (two runs of one name never share one)."""
+    if not cache_root:
+        return os.path.join(out_dir, "analysis_cache")
+    return os.path.join(cache_root, f"{os.path.basename(os.path.abspath(out_dir))}-{digest(os.path.realpath(out_dir))}")
+
+
 class Embedder:
     """A checkpoint's frozen encoder. Embeds a named sentence set once (mean/max/first vectors and the token
     states) into <out_dir>/analysis_cache, keyed by the checkpoint's iteration and save time, EMBED_CODE and
@@ -428,9 +436,7 @@ class Embedder:
             self.which, self.objective, self.iter_num, self.max_iters = f"{RANDOM}-s{seed}", "none", 0, None
         self.stripped = self._encoder is None
         self.out_dir = data.run_dir(path)
-        self.cache_dir = os.path.join(self.out_dir, "analysis_cache") if not cache_root else \
-            os.path.join(cache_root, f"{os.path.basename(os.path.abspath(self.out_dir))}-"
-                                     f"{digest(os.path.realpath(self.out_dir))}")
+        self.cache_dir = cache_dir_of(self.out_dir, cache_root)
         self.stamp = f"{self.iter_num}-{ckpt['saved']}"
         self.memo = {}
 
@@ -497,14 +503,15 @@ class Embedder:
                              "--cache_dir=DIR (a folder you can write) or make the checkpoint's folder writable")
 
 
-def results_only(path, dst):
+def results_only(path, dst, cache_root=""):
     """A checkpoint's out_dir without the weights (the stripped checkpoint, log.jsonl and the cached results,
     a few MB): the analysis reads it like the out_dir, so a report can join checkpoints analysed in earlier
-    GPU sessions, as long as code, data and settings are those it was analysed with."""
+    sessions, as long as code, data and settings are those it was analysed with. cache_root: the --cache_dir
+    it was analysed with."""
     src = data.run_dir(path)
     os.makedirs(os.path.join(dst, "analysis_cache"), exist_ok=True)
     model.strip_checkpoint(path, os.path.join(dst, "ckpt.pt"))
-    cache = os.path.join(src, "analysis_cache")
+    cache = cache_dir_of(src, cache_root)
     for f in os.listdir(cache) if os.path.isdir(cache) else []:
         if f.endswith(".pkl"):
             shutil.copyfile(os.path.join(cache, f), os.path.join(dst, "analysis_cache", f))

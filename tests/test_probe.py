@@ -414,6 +414,17 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
         model.load_encoder(stubs[0])
 
 
+def test_results_only_takes_the_cache_from_where_the_analysis_wrote_it(tiny_ckpts, tmp_path):
+    # analysed with --cache_dir: the results-only copy carries that cache, and answers from it alone
+    root, stub = str(tmp_path / "cache"), str(tmp_path / "stub" / os.path.basename(tiny_ckpts[0]))
+    emb = probe.Embedder(tiny_ckpts[0], cache_root=root)
+    assert emb.results("figure", {"setting": 1}, lambda: {"score": 0.5}) == {"score": 0.5}
+    assert not os.path.exists(os.path.join(tiny_ckpts[0], "analysis_cache", os.listdir(emb.cache_dir)[0]))
+    probe.results_only(tiny_ckpts[0], stub, cache_root=root)
+    never = lambda: pytest.fail("recomputed: the copy lost the cache")  # noqa: E731
+    assert probe.Embedder(stub).results("figure", {"setting": 1}, never) == {"score": 0.5}
+
+
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr

@@ -1,11 +1,13 @@
 """
 The λ ablation's runs table from their out_dirs: command and commit (as the checkpoint saved them), val MLM at
 the end against the unigram line, λ at the end, the targets' health (lowest RankMe and std over the logged
-steps; 'collapsed' below train.py's warning line) and the median tokens/s. Prints markdown for RUNS.md.
+steps; 'collapsed' below train.py's warning line), the median tokens/s and the wall time (wall_s, which
+run.sh's train writes). Takes out_dirs or their results-only copies. Prints markdown for RUNS.md.
 
-$ python results/cpu-lambda/runs.py out-mlm-cpu-s1337 out-fix95-cpu-s1337 ...
+$ python results/cpu-lambda/runs.py out-mlm-cpu-s1337 results/cpu-lambda/ckpt/out-fix95-cpu-s1337 ...
 """
 import json
+import os
 import statistics
 import sys
 
@@ -24,15 +26,17 @@ def summary(out_dir):
     health = "–" if not rankme else (f"RankMe ≥ {min(rankme):.1f}, std ≥ {min(std):.3f}" +
                                      (" **collapsed**" if min(rankme) < RANKME_WARN else ": healthy"))
     lam = f"{steps[-1]['lambda']:.3f}" if "lambda" in steps[-1] else "0 (MLM)"
+    wall = f"{out_dir}/wall_s"
+    wall = f"{int(open(wall).read()) / 60:.1f} min" if os.path.exists(wall) else "–"
     command = ckpt.get("command", "?").replace(" --init_from=resume", "")  # saved as the resume command
-    return (f"| {out_dir} | `{command}` | {ckpt.get('commit', '?')[:7]} | {val['iter']} | "
+    return (f"| {os.path.basename(out_dir)} | `{command}` | {ckpt.get('commit', '?')[:7]} | {val['iter']} | "
             f"{val['val_mlm']:.3f} | {val['val_unigram']:.3f} | {val['val_unigram'] - val['val_mlm']:.2f} | {lam} | "
-            f"{health} | {statistics.median(r['tok_per_s'] for r in steps):,.0f} |")
+            f"{health} | {statistics.median(r['tok_per_s'] for r in steps):,.0f} | {wall} |")
 
 
 if __name__ == "__main__":
     print("| run | command | commit | steps | val MLM | unigram line | below the line | λ at the end | targets "
-          "| tokens/s (median) |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| tokens/s (median) | wall time |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for d in sys.argv[1:]:
         print(summary(d))
