@@ -371,8 +371,8 @@ def stop_reason(record):
     """Why training must stop after this record, or ''."""
     bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
     if bad:
-        return (f"{', '.join(bad)} not finite at iter {record['iter']}: lower learning_rate or raise warmup_frac, "
-                f"then --init_from=resume from the last checkpoint in {out_dir}")
+        return (f"{', '.join(bad)} not finite at iter {record['iter']}: start a new run (another --out_dir) with a "
+                "lower learning_rate or a larger warmup_frac; a resume keeps the run's settings")
     if record.get("tgt_std", 1.0) < collapse_std or record.get("tgt_rankme", math.inf) < rankme_stop:
         return (f"target features collapsed at iter {record['iter']} (std {record['tgt_std']:.2e}, RankMe "
                 f"{record['tgt_rankme']:.2f}; stops below collapse_std={collapse_std}, rankme_stop={rankme_stop}): "

@@ -317,6 +317,7 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
     assert p.returncode != 0
     line = "error: loss not finite at iter 4"
     assert p.stderr.count(line) == 2, p.stderr  # the same line from both ranks (their writes may interleave)
+    assert "start a new run" in p.stderr and "init_from=resume" not in p.stderr  # resume would refuse new settings
     assert max(r["iter"] for r in read_log(out)) == 3
 
 
