@@ -39,11 +39,12 @@ analyse)
   python $out/by_lambda.py $out
   bash $0 pack ;;
 pack)
-  for d in $(checkpoints | grep -v /); do  # this session's: replaces an older copy of the same run
-    rm -rf $out/ckpt/$d
-    python -c "import sys, probe; probe.results_only(sys.argv[1], sys.argv[2])" $d $out/ckpt/$d
-    cp $d/wall_s $out/ckpt/$d/ 2>/dev/null || true
-  done
+  runs=$(checkpoints | grep -v /) || true  # this session's: each replaces an older copy of the same run
+  [ -n "$runs" ] || { echo "error: no trained out-{${arms// /,}}-cpu-s* checkpoints here to pack" >&2; exit 2; }
+  for d in $runs; do rm -rf $out/ckpt/$d; done
+  # one process for all: each start imports torch
+  python -c "import sys, probe; [probe.results_only(d, sys.argv[1] + '/' + d) for d in sys.argv[2:]]" $out/ckpt $runs
+  for d in $runs; do cp $d/wall_s $out/ckpt/$d/ 2>/dev/null || true; done
   du -sh $out/ckpt ;;
 runs) python $out/runs.py $(checkpoints) ;;
 *) echo "usage: bash results/cpu-lambda/run.sh train {${arms// /,}} SEED | analyse | pack | runs" >&2; exit 2 ;;

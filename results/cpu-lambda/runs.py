@@ -13,9 +13,6 @@ import sys
 
 import torch
 
-RANKME_WARN = 10  # train.py's rankme_warn: below it the targets sit on a handful of directions
-
-
 def summary(out_dir):
     ckpt = torch.load(f"{out_dir}/ckpt.pt", map_location="cpu", weights_only=True)
     log = [json.loads(line) for line in open(f"{out_dir}/log.jsonl")]
@@ -23,11 +20,12 @@ def summary(out_dir):
     steps = [r for r in log if "tok_per_s" in r]
     rankme = [r["tgt_rankme"] for r in steps if "tgt_rankme" in r]
     std = [r["tgt_std"] for r in steps if "tgt_std" in r]
+    warn = ckpt["config"]["rankme_warn"]  # the run's own warning line: below it the targets sit on a few directions
     health = "–" if not rankme else (f"RankMe ≥ {min(rankme):.1f}, std ≥ {min(std):.3f}" +
-                                     (" **collapsed**" if min(rankme) < RANKME_WARN else ": healthy"))
+                                     (" **collapsed**" if min(rankme) < warn else ": healthy"))
     lam = f"{steps[-1]['lambda']:.3f}" if "lambda" in steps[-1] else "0 (MLM)"
-    wall = f"{out_dir}/wall_s"
-    wall = f"{int(open(wall).read()) / 60:.1f} min" if os.path.exists(wall) else "–"
+    wall_s = f"{out_dir}/wall_s"
+    wall = f"{int(open(wall_s).read()) / 60:.1f} min" if os.path.exists(wall_s) else "–"
     command = ckpt.get("command", "?").replace(" --init_from=resume", "")  # saved as the resume command
     return (f"| {os.path.basename(out_dir)} | `{command}` | {ckpt.get('commit', '?')[:7]} | {val['iter']} | "
             f"{val['val_mlm']:.3f} | {val['val_unigram']:.3f} | {val['val_unigram'] - val['val_mlm']:.2f} | {lam} | "
