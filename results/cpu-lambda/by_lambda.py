@@ -1,8 +1,8 @@
 """
 Each claim's figure as a function of the JEPA weight λ, from an analysis report's geometry.json (eval_geometry.py
-puts every claim row there, probe scores included): the MLM at λ = 0, each hybrid arm at the λ its log ends with,
-every seed a point. Writes by_lambda.md (the table) and by_lambda.png (one panel per claim) beside the JSON, and
-puts both in REPORT.md there as its last section (replacing the one an earlier run put there).
+puts every claim row there, probe scores included): each MLM arm (step- and FLOP-matched) at λ = 0, each hybrid
+arm at the λ its log ends with, every seed a point. Writes by_lambda.md (the table) and by_lambda.png (one panel
+per claim) beside the JSON, and puts both in REPORT.md there as its last section (replacing an earlier one).
 
 $ python results/cpu-lambda/by_lambda.py [results/cpu-lambda]
 """
@@ -31,13 +31,11 @@ def final_lambda(report):
 
 
 def points(report):
-    """{figure: {arm group: [(λ, value, seed)]}} from the claim rows against the first (step-matched) MLM."""
+    """{figure: {arm group: [(λ, value, seed)]}} from the claim rows: every MLM group (step- and FLOP-matched) at
+    λ = 0, each hybrid group at its own λ (the rows list every seed of both groups)."""
     lam = final_lambda(report)
-    first_mlm = report["claims"][0]["mlm"]
     out = defaultdict(dict)
     for row in report["claims"]:
-        if row["mlm"] != first_mlm:
-            continue
         fig = row["figure"]
         out[fig][row["mlm"]] = [(0.0, v, s) for s, v in row["mlm_seeds"].items()]
         out[fig][row["hybrid"]] = [(lam[f"{row['hybrid']}-s{s}"], v, s) for s, v in row["hybrid_seeds"].items()]
@@ -46,10 +44,9 @@ def points(report):
 
 def table(report, pts):
     """The figure-vs-λ table: one line per claim figure, one column per arm (λ, mean over seeds, seeds)."""
-    rows = [r for r in report["claims"] if r["mlm"] == report["claims"][0]["mlm"]]
+    rows = report["claims"]
     first = pts[rows[0]["figure"]]
-    arms = sorted(dict.fromkeys([rows[0]["mlm"]] + [r["hybrid"] for r in rows]),
-                  key=lambda arm: sum(x for x, _, _ in first[arm]) / len(first[arm]))  # by λ
+    arms = sorted(dict.fromkeys(first), key=lambda arm: sum(x for x, _, _ in first[arm]) / len(first[arm]))  # by λ
     lines = ["| claim | figure | " + " | ".join(arms) + " |", "|---|---|" + "---|" * len(arms)]
     seen = set()
     for r in rows:
@@ -71,8 +68,8 @@ def table(report, pts):
 def plot(pts, path):
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4 * len(PANELS), 3.6))
     for ax, (title, figure) in zip(axes, PANELS):
-        for arm, p in pts.get(figure, {}).items():
-            ax.scatter([x for x, _, _ in p], [v for _, v, _ in p], label=arm, s=28)
+        for i, (arm, p) in enumerate(pts.get(figure, {}).items()):
+            ax.scatter([x for x, _, _ in p], [v for _, v, _ in p], label=arm, s=28, marker="osD^v<>"[i % 7])
         ax.set_title(f"{title}\n{figure}", fontsize=9)
         ax.set_xlabel("λ (JEPA weight) at the end")
         ax.set_xlim(-0.05, 1.0)
