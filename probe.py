@@ -368,8 +368,19 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
 SOURCE = {}  # function or class -> its source as imported: an edit during a long run does not change its keys
 
 
+def source_of(f):
+    """f's source. A class of a script run under a wrapper (python -m cProfile probe.py) cannot be found by
+    inspect, whose __main__ is then the wrapper: it is keyed by its methods' source, which can."""
+    try:
+        return inspect.getsource(f)
+    except OSError:
+        if not inspect.isclass(f):
+            raise
+        return f.__qualname__ + "".join(inspect.getsource(m) for m in vars(f).values() if inspect.isfunction(m))
+
+
 def snapshot(fns):
-    SOURCE.update({f: inspect.getsource(f) for f in fns})
+    SOURCE.update({f: source_of(f) for f in fns})
     return tuple(fns)
 
 
@@ -390,7 +401,7 @@ def digest(*parts):
             x = np.ascontiguousarray(x.cpu().numpy() if torch.is_tensor(x) else x)
             h.update(f"{x.dtype}{x.shape}".encode() + x.tobytes())
         elif callable(x):
-            h.update((SOURCE.get(x) or inspect.getsource(x)).encode())
+            h.update((SOURCE.get(x) or source_of(x)).encode())
         else:
             h.update(repr(x).encode() + b"\x00")
     feed(parts)

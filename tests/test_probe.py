@@ -1,6 +1,7 @@
 """probe.py: the probes (against scikit-learn where it is installed), pooling, the embedding cache and its
 keys, encode(), the baselines and the CLI."""
 
+import inspect
 import json
 import os
 import shutil
@@ -224,6 +225,25 @@ def test_cache_keys_hold_the_data_and_the_source_of_the_code_as_imported(monkeyp
     key = probe.digest(probe.PROBE_CODE)  # a file edited while an analysis runs does not change its keys
     monkeypatch.setattr(probe.inspect, "getsource", lambda f: "edited since")
     assert probe.digest(probe.PROBE_CODE) == key
+
+
+def test_a_class_inspect_cannot_find_is_keyed_by_its_methods():
+    """Under `python -m cProfile probe.py` inspect looks for probe's classes in the wrapper's file: the key
+    then comes from the methods' source, and still changes with them."""
+    def lost(body):
+        cls = type("AttentiveProbe", (), {"forward": body})
+        cls.__module__ = "os"  # a module with a file that holds no such class
+        return cls
+
+    def f(self):
+        return 1
+
+    def g(self):
+        return 2
+
+    with pytest.raises(OSError):
+        inspect.getsource(lost(f))
+    assert probe.digest(lost(f)) == probe.digest(lost(f)) != probe.digest(lost(g))
 
 
 @pytest.mark.parametrize("edited", ["forward_sentences", "pool"])
