@@ -242,7 +242,7 @@ def file_docs(fn):
         if kind == ".parquet":
             yield from parquet_docs(fn)
             return
-        with opener(fn, "rt", encoding="utf-8") as f:
+        with opener(fn, "rt", encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
             yield from jsonl_docs(f, fn) if kind == ".jsonl" else text_docs(f)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "

@@ -78,6 +78,14 @@ def test_local_documents(tmp_path):
     assert docs[-1] == "json document 4"
 
 
+def test_files_saved_with_a_byte_order_mark_or_crlf_read_as_plain_utf8(tmp_path):
+    """Editors on Windows write a BOM and CRLF line ends: neither may reach the tokens, nor break a .jsonl."""
+    (tmp_path / "w.txt").write_bytes("\ufeffFirst doc.\r\nLine two.\r\n\r\nSecond doc.\r\n".encode())
+    (tmp_path / "w.jsonl").write_bytes(("\ufeff" + json.dumps({"text": "json doc"}) + "\r\n").encode())
+    assert list(data.file_docs(str(tmp_path / "w.txt"))) == ["First doc.\nLine two.", "Second doc."]
+    assert list(data.file_docs(str(tmp_path / "w.jsonl"))) == ["json doc"]
+
+
 def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
     write_corpus(tmp_path / "corpus")
     tok = data.get_tokenizer()
