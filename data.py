@@ -382,9 +382,12 @@ def not_empty(docs, source):
 def check_splits(meta, source):
     """Both splits must hold text, not only the [SEP] that ends each document."""
     if min(meta["train_tokens"] - meta["train_docs"], meta["val_tokens"] - meta["val_docs"]) <= 0:
-        raise InputError(f"{source}: {meta['docs']:,} documents give {meta['train_tokens']:,} train and "
+        docs = "1 document gives" if meta["docs"] == 1 else f"{meta['docs']:,} documents give"
+        raise InputError(f"{source}: {docs} {meta['train_tokens']:,} train and "
                          f"{meta['val_tokens']:,} val tokens; every {meta['val_every']}th document is held out "
-                         f"for val, so a corpus needs more than {meta['val_every']} documents with text")
+                         f"for val, so a corpus needs more than {meta['val_every']} documents with text (a .txt "
+                         "ends a document at a blank line: put one between documents, or write a .jsonl, a "
+                         '{"text": ...} per document)')
 
 
 def prepare(dataset, data_dir="data", n_ranks=N_RANKS):

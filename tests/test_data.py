@@ -199,7 +199,8 @@ def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):
 
 def test_a_corpus_too_small_for_both_splits_is_refused_and_left_nowhere(tmp_path):
     (tmp_path / "one.txt").write_text("A single document of text.\n")  # it is held out: no train text
-    with pytest.raises(InputError, match="1 documents give 0 train and .* more than 100 documents"):
+    with pytest.raises(InputError, match="1 document gives 0 train and .* more than 100 documents with text "
+                                         r"\(a .txt ends a document at a blank line"):
         data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "d"))
     assert os.listdir(tmp_path / "d") == []
 
