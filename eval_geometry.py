@@ -628,8 +628,7 @@ def run(paths, cfg):
                   "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
                   "checkpoints in this report (geometry, alignment, lexical, balance; the differences to "
                   "random-init are a family of their own); * marks q < 0.05"],
-              "checkpoints": [{**e.summary(label), **(data.last_val(e.path) if label != probe.RANDOM else {})}
-                              for label, e in zip(labels, embs)],
+              "checkpoints": [{**e.summary(label), **e.val} for label, e in zip(labels, embs)],
               **summarise(res, labels, tasks, embs[0].tok, psets, set_idx, cfg)}
     judge(report, labels, cfg.report_dir)
     report["seconds"] = time.time() - t0

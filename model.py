@@ -408,6 +408,7 @@ def read_export(folder):
     which, t = cfg["which"], cfg["training"]
     return {"model_args": cfg["encoder"], "exported": which, "config": t["config"], "iter_num": t["iter_num"],
             "max_iters": t["max_iters"], "saved": digest, "target": state if which == "target" else None,
+            "val": {k: t[k] for k in ("val_mlm", "val_unigram") if k in t},  # an export has no log.jsonl
             "model": {"encoder." + k: v for k, v in state.items()} if which == "online" else {}}
 
 

@@ -439,6 +439,7 @@ class Embedder:
         self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device)
         self.objective = (ckpt.get("config") or {}).get("objective", "?")
         self.resume = ckpt.get("command")  # how its run is resumed, as train.py saved it
+        self.val = {} if random_init else ckpt.get("val") or data.last_val(path)  # its last val MLM loss
         self.iter_num, self.max_iters = ckpt.get("iter_num", 0), model.planned_iters(ckpt)
         if random_init:
             with torch.random.fork_rng():  # leaves the probes' own seeding untouched

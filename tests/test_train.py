@@ -141,6 +141,7 @@ def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, r
     monkeypatch.setattr(torch, "load", None)  # an export is read without pickle
     for pooling, X in ref.items():
         assert np.array_equal(probe.encode(out, texts, pooling=pooling, which=which, device="cpu"), X)
+    assert probe.Embedder(out, which).val == data.last_val(reference_run)  # the reports' val loss, with no log
     with pytest.raises(ValueError, match=f"an export of the {which} encoder only"):
         probe.encode(out, texts, which={"online": "target", "target": "online"}[which])
 
