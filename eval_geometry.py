@@ -23,6 +23,7 @@ import configurator
 import data
 import probe
 import stats
+from configurator import InputError
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
@@ -181,11 +182,17 @@ def geometry_sets(tasks, sentences):
     return {**sets, "corpus": [("probing-sentences", sentences)]}
 
 
+MIN_SET = 4
+MIN_WHY = ": a half-sample's covariance needs 2 sentences"
+
+
 def sample_sets(gsets, n_max, n_sub, seed):
     """{set name: (seeded sample of at most n_max sentences, its half-samples)}, shared by all checkpoints."""
     out = {}
     for sname, parts in gsets.items():
-        pick = np.sort(np.random.default_rng(seed).permutation(sum(len(t) for _, t in parts))[:n_max])
+        if (n := sum(len(t) for _, t in parts)) < MIN_SET:
+            raise InputError(f"the {sname} sentence set has {n}: the geometry needs at least {MIN_SET}{MIN_WHY}")
+        pick = np.sort(np.random.default_rng(seed).permutation(n)[:n_max])
         out[sname] = (pick, half_samples(len(pick), n_sub, seed))
     return out
 
@@ -615,6 +622,9 @@ def write(report, labels, res, paths, cfg):
 def run(paths, cfg):
     t0 = time.time()
     pools = probe.check_args(paths, cfg, "eval_geometry.py")
+    probe.whole_number(cfg, "n_sub", 40, " (a 95% interval leaves 2.5% of the half-samples beyond each end)")
+    if cfg.geom_n != 0:
+        probe.whole_number(cfg, "geom_n", MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
     proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                    cfg.unfinished, cfg.cache_dir)

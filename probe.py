@@ -861,10 +861,34 @@ def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs
 # the run: check, embed and fit, score, write
 
 
+def whole_number(cfg, key, lo, why=""):
+    if isinstance(v := getattr(cfg, key), bool) or not isinstance(v, int) or v < lo:
+        raise InputError(f"--{key}={v!r}: must be a whole number >= {lo}{why}")
+
+
+def check_settings(cfg):
+    """The settings both analysis scripts share, each checked as train.py checks its own."""
+    whole_number(cfg, "n_folds", 2, " (each fold is scored by a probe fitted on the others)")
+    whole_number(cfg, "n_boot", 40, " (a 95% interval leaves 2.5% of the resamples beyond each end)")
+    whole_number(cfg, "max_train", cfg.n_folds, f" (n_folds={cfg.n_folds}: every fold needs an example)")
+    whole_number(cfg, "batch_size", 1)
+    whole_number(cfg, "threads", 0, " (0: torch's default)")
+    whole_number(cfg, "seed", 0)
+    if cfg.encoder not in ("online", "target"):
+        raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a hybrid's EMA)")
+    try:
+        cuda = torch.device(cfg.device).type == "cuda"
+    except RuntimeError:
+        raise InputError(f"--device={cfg.device!r}: not a device torch knows: use cpu or cuda")
+    if cuda and not torch.cuda.is_available():
+        raise InputError(f"--device={cfg.device}: no CUDA device here: pass --device=cpu")
+
+
 def check_args(paths, cfg, script="probe.py"):
     """The poolings as a list and the report folder, created: bad settings stop here, before any work."""
     if not paths:
         raise InputError(f"name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
+    check_settings(cfg)
     pools = [p.strip() for p in cfg.poolings.split(",") if p.strip()]
     if not pools or any(p not in POOLINGS for p in pools):
         raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "

@@ -236,6 +236,18 @@ def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
     return json.load(open(tmp / "geometry.json")), tmp, (tiny_ckpts[0], str(early))
 
 
+@pytest.mark.parametrize("key, value, says", [("n_sub", 1, ">= 40"), ("geom_n", 3, ">= 4 or 0")])
+def test_a_bad_geometry_setting_is_one_line_before_any_work(key, value, says, tmp_path):
+    cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path), key: value})
+    with pytest.raises(probe.InputError, match=f"^--{key}={value}: must be a whole number {says}"):
+        eg.run([os.path.join(ROOT, "no-such-run")], cfg)  # refused before the checkpoint is even read
+
+
+def test_a_sentence_set_too_small_for_half_samples_is_refused():
+    sets = {"mrpc": [("mrpc-dev-a", ["one.", "two."])], "corpus": [("probing-sentences", ["a."] * 50)]}
+    with pytest.raises(probe.InputError, match="^the mrpc sentence set has 2: the geometry needs at least 4"):
+        eg.sample_sets(sets, 640, 200, 0)
+
 def test_the_report_holds_every_figure_family(geometry_report):
     out, folder, _ = geometry_report
     stats = {(g["set"], g["stat"]) for g in out["geometry"]}

@@ -4,6 +4,7 @@ keys, encode(), the baselines and the CLI."""
 import inspect
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -454,6 +455,18 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     with pytest.raises(InputError, match="^--poolings=cls"):
         probe.run([tiny_ckpts[0]], settings(poolings="cls"))
 
+
+@pytest.mark.parametrize("key, value, says", [
+    ("n_folds", 1, "a whole number >= 2"), ("n_boot", 0, ">= 40"), ("max_train", 3, ">= 5 (n_folds=5"),
+    ("batch_size", 0, ">= 1"), ("threads", -1, ">= 0"), ("seed", 1.5, "a whole number"), ("n_boot", True, ">= 40"),
+    ("encoder", "ema", "use online"), ("device", "gpu", "not a device torch knows"),
+    pytest.param("device", "cuda", "no CUDA device here: pass --device=cpu",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here"))])
+def test_a_bad_analysis_setting_is_one_line_before_any_work(tiny_ckpts, tmp_path, key, value, says):
+    """A fold count of 1 would fit probes on no examples; each bad value stops with what to pass instead."""
+    with pytest.raises(InputError, match=f"^--{key}=.*{re.escape(says)}"):
+        probe.run([tiny_ckpts[0]], settings(report_dir=str(tmp_path), **{key: value}))
+    assert os.listdir(tmp_path) == []
 
 def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
     with pytest.raises(InputError, match="^the same checkpoint given twice"):
