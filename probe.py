@@ -862,6 +862,7 @@ def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs
 
 
 def whole_number(cfg, key, lo, why=""):
+    """The setting cfg.key as a whole number >= lo, or one line that says so (why: the reason for lo)."""
     if isinstance(v := getattr(cfg, key), bool) or not isinstance(v, int) or v < lo:
         raise InputError(f"--{key}={v!r}: must be a whole number >= {lo}{why}")
 

@@ -248,6 +248,7 @@ def test_a_sentence_set_too_small_for_half_samples_is_refused():
     with pytest.raises(probe.InputError, match="^the mrpc sentence set has 2: the geometry needs at least 4"):
         eg.sample_sets(sets, 640, 200, 0)
 
+
 def test_the_report_holds_every_figure_family(geometry_report):
     out, folder, _ = geometry_report
     stats = {(g["set"], g["stat"]) for g in out["geometry"]}

@@ -468,6 +468,7 @@ def test_a_bad_analysis_setting_is_one_line_before_any_work(tiny_ckpts, tmp_path
         probe.run([tiny_ckpts[0]], settings(report_dir=str(tmp_path), **{key: value}))
     assert os.listdir(tmp_path) == []
 
+
 def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
     with pytest.raises(InputError, match="^the same checkpoint given twice"):
         probe.run([tiny_ckpts[0], os.path.join(tiny_ckpts[0], "ckpt.pt")], settings(report_dir=str(tmp_path)))
