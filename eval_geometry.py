@@ -622,7 +622,7 @@ def write(report, labels, res, paths, cfg):
 def run(paths, cfg):
     t0 = time.time()
     pools = probe.check_args(paths, cfg, "eval_geometry.py")
-    probe.whole_number(cfg, "n_sub", 40, " (a 95% interval leaves 2.5% of the half-samples beyond each end)")
+    probe.whole_number(cfg, "n_sub", probe.MIN_RESAMPLES, probe.RESAMPLES_WHY.format("half-samples"))
     if cfg.geom_n != 0:
         probe.whole_number(cfg, "geom_n", MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
     proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)

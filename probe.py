@@ -861,6 +861,10 @@ def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs
 # the run: check, embed and fit, score, write
 
 
+MIN_RESAMPLES = 40  # n_boot and eval_geometry's n_sub: a 95% interval needs some beyond each 2.5% end
+RESAMPLES_WHY = " (a 95% interval leaves 2.5% of the {} beyond each end)"
+
+
 def whole_number(cfg, key, lo, why=""):
     """The setting cfg.key as a whole number >= lo, or one line that says so (why: the reason for lo)."""
     if isinstance(v := getattr(cfg, key), bool) or not isinstance(v, int) or v < lo:
@@ -870,7 +874,7 @@ def whole_number(cfg, key, lo, why=""):
 def check_settings(cfg):
     """The settings both analysis scripts share, each checked as train.py checks its own."""
     whole_number(cfg, "n_folds", 2, " (each fold is scored by a probe fitted on the others)")
-    whole_number(cfg, "n_boot", 40, " (a 95% interval leaves 2.5% of the resamples beyond each end)")
+    whole_number(cfg, "n_boot", MIN_RESAMPLES, RESAMPLES_WHY.format("resamples"))
     whole_number(cfg, "max_train", cfg.n_folds, f" (n_folds={cfg.n_folds}: every fold needs an example)")
     whole_number(cfg, "batch_size", 1)
     whole_number(cfg, "threads", 0, " (0: torch's default)")
