@@ -43,11 +43,12 @@ def test_joint_fit_equals_separate_fits():
 
 
 def test_joint_fit_converges_at_weak_l2_like_a_separate_fit():
-    """A weak-L2 problem (3000 x 512, L2 1e-5, nearly separable: slow to converge) fitted jointly with
-    stronger penalties reaches its own optimum: the objective and the predictions of a separate fit."""
+    """A weak-L2 problem (1000 x 256, L2 1e-5, nearly separable: slow to converge) fitted jointly with
+    stronger penalties reaches its own optimum: the objective and the predictions of a separate fit (one
+    round of L-BFGS stops 14% above it)."""
     g = torch.Generator().manual_seed(0)
-    X = torch.randn(3000, 512, generator=g)
-    y = (X[:, :8].sum(1) + 0.5 * torch.randn(3000, generator=g) > 0).long()  # nearly separable
+    X = torch.randn(1000, 256, generator=g)
+    y = (X[:, :8].sum(1) + 0.5 * torch.randn(1000, generator=g) > 0).long()  # nearly separable
     grid = probe.L2_GRID  # 1e-5 first
     W = probe.fit_logreg(X, y, 2, grid)
     alone = probe.fit_logreg(X, y, 2, 1e-5)[0]
