@@ -169,6 +169,7 @@ check("batch_size", batch_size % (world * grad_accum) == 0,
 micro_batch = batch_size // (world * grad_accum)
 if ddp:
     init_process_group(backend=backend)
+    signal_group = torch.distributed.new_group(backend="gloo")  # agreeing on a stop is CPU work: no GPU waits
     rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
     if device.startswith("cuda"):  # else CPU processes with backend='gloo', as the tests run it
         device = f"cuda:{local_rank}"
@@ -394,7 +395,8 @@ interrupted = []  # the signals received: Ctrl-C (SIGINT) or a scheduler's SIGTE
 
 def on_signal(signum, frame):
     """The first signal lets the step finish and the checkpoint be written; a second Ctrl-C stops at once
-    (the last checkpoint stays whole: it is written atomically). torchrun follows a Ctrl-C with its own SIGTERM."""
+    (the last checkpoint stays whole: it is written atomically). torchrun passes its Ctrl-C on to each worker,
+    which runs in a session of its own: a terminal's Ctrl-C reaches a worker once."""
     if interrupted and signum == signal.SIGINT:
         print(f"stopped at once: resume from the last checkpoint with {resume_command}", file=sys.stderr)
         raise SystemExit(130)
@@ -417,14 +419,15 @@ def stop_if(reason):
         raise SystemExit(f"error: {reason}")
 
 
-def interrupt_now(it):
-    """Whether a signal stops training after step it: at once in one process; under DDP at a log step,
-    where every process agrees (one all-gather every log_interval steps, no synchronisation in between)."""
-    if not ddp or it % log_interval:
-        return bool(interrupted) and not ddp
-    flags = [None] * world
-    torch.distributed.all_gather_object(flags, bool(interrupted))
-    return any(flags)
+def interrupt_now():
+    """Whether a signal stops training after this step. Under DDP every process must stop at the same step,
+    and soon: torchrun kills its workers 30 s after it forwards a Ctrl-C. So the processes agree after every
+    step, by a one-number all-reduce on the CPU (gloo), which leaves the GPU's queue alone."""
+    if not ddp:
+        return bool(interrupted)
+    flag = torch.tensor([len(interrupted)])
+    torch.distributed.all_reduce(flag, group=signal_group)
+    return flag.item() > 0
 
 
 # training loop
@@ -517,7 +520,7 @@ while True:
                 print(f"WARNING: the target features are near collapse at iter {iter_num}: RankMe "
                       f"{record['tgt_rankme']:.2f} < rankme_warn={rankme_warn} (std {record['tgt_std']:.3f})",
                       file=sys.stderr)
-    if interrupt_now(iter_num):  # the step is done and batch_rng points at the next batch: resume is exact
+    if interrupt_now():  # the step is done and batch_rng points at the next batch: resume is exact
         save_checkpoint()
         if master:
             print(f"interrupted at iter {iter_num}: resume with {resume_command}", file=sys.stderr)

@@ -288,25 +288,33 @@ def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(ddp_reference):
     assert len(ckpt["rng"]["data"]) == 2 and not torch.equal(ckpt["rng"]["data"][0], ckpt["rng"]["data"][1])
 
 
-def test_ddp_kill_and_resume_equals_the_uninterrupted_run(data_dir, ddp_reference, tmp_path):
-    args, (_, ref) = ddp_args(data_dir), ddp_reference
-    out = str(tmp_path / "killed")
+def test_ddp_ctrl_c_stops_every_rank_after_one_step_and_resumes_to_the_uninterrupted_run(data_dir, ddp_reference,
+                                                                                       tmp_path):
+    """Ctrl-C to torchrun (it passes the signal on; it kills workers that are still running 30 s later): every
+    process stops after the same step, long before the next log step, the checkpoint holds that step, and the
+    printed command continues to the uninterrupted run's weights and losses."""
+    args, (_, ref) = [*ddp_args(data_dir), "--log_interval=40"], ddp_reference  # no log step before the end
+    out = str(tmp_path / "interrupted")
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                             "train.py", *args, f"--out_dir={out}"], cwd=ROOT, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                             "train.py", *args, f"--out_dir={out}"], cwd=ROOT, start_new_session=True, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     ckpt = os.path.join(out, "ckpt.pt")
     deadline = time.time() + 180
     while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both workers
-    proc.wait()
-    assert torch.load(ckpt, weights_only=True)["iter_num"] < 40, "the run finished before it could be killed"
-    p = torchrun(*args, f"--out_dir={out}", "--init_from=resume")
+    proc.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C: to the launcher alone
+    err = proc.communicate(timeout=120)[1]
+    lines = re.findall(r"interrupted at iter (\d+): resume with torchrun --standalone --nproc_per_node=2 train.py (.*)", err)
+    assert len(lines) == 1, err[-3000:]  # rank 0 says it, once
+    (it, command), = lines
+    assert 20 < int(it) < 40 and torch.load(ckpt, weights_only=True)["iter_num"] == int(it), err[-3000:]
+    assert shlex.split(command) == [*args, f"--out_dir={out}", "--init_from=resume"]
+    p = torchrun(*shlex.split(command))
     assert p.returncode == 0, p.stderr[-3000:]
 
-    def figures(log):
+    def figures(log):  # the val lines and the last step's (the only train line here)
         return [(r["iter"], r.get("mlm"), r.get("jepa"), r.get("lambda"), r.get("val_mlm"), r.get("rank_param_sums"))
-                for r in log]
+                for r in log if "val_mlm" in r or r["iter"] == 40]
     assert figures(read_log(out)) == figures(read_log(ref))
 
 
