@@ -496,7 +496,11 @@ def claims_lines(rows):
          "(ANALYSIS.md).", ""]
     for mlm, hyb in dict.fromkeys((r["mlm"], r["hybrid"]) for r in rows):
         mine = [r for r in rows if (r["mlm"], r["hybrid"]) == (mlm, hyb)]
-        L += [f"**{hyb}** against **{mlm}**", "", md_table(
+        L += [f"**{hyb}** against **{mlm}**", ""]
+        if not any(r["within"] for r in mine):
+            L += ["No within-seed differences for this pair: each checkpoint's are taken against the first "
+                  "checkpoint of its seed only; the difference over seeds is this pair's.", ""]
+        L += [md_table(
             ["claim", "figure", f"{hyb} mean ± sd (seeds)", mlm, "difference over seeds [95% CI], p",
              "within each seed: difference [95% CI] q", "verdict", "why"],
             [[r["claim"], r["figure"], *r["text"], "; ".join(r["within"]) or "n/a", f"**{r['verdict']}**",

@@ -177,7 +177,8 @@ def claim_rows():
                "hybone-s1": 0, "mlmlong-s1": 30, "mlmlong-s2": 31, "mlmlong-s3": 32}
     sst2_acc = {"mlm-s1": 60.0, "mlm-s2": 61.0, "mlm-s3": 62.0, "hyb-s1": 60.2, "hyb-s2": 60.9,
                 "hyb-s3": 62.1, "hybone-s1": 99, "mlmlong-s1": 70, "mlmlong-s2": 71, "mlmlong-s3": 72}
-    sources = {"geometry": (figure(uni, uniformity), [seed2]), "lexical": (figure(mft, mft_acc), []),
+    one = {**uni, "a": "hybone-s1", "b": "mlm-s1", "diff": -0.85, "lo": -0.9, "hi": -0.8, "q": 0.01}
+    sources = {"geometry": (figure(uni, uniformity), [seed2, one]), "lexical": (figure(mft, mft_acc), []),
                "probe": (figure(sst2, sst2_acc), [])}
     rows = eg.claims(sources, labels, objectives)
     return {(r["hybrid"], r["mlm"], r["claim"][:2]): r for r in rows}, rows
@@ -218,6 +219,9 @@ def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     assert "| 1. more uniform" in text
     assert text.index("**hyb** against **mlm**") < text.index("**hyb** against **mlmlong**")
     assert "| 1. more uniform (paper: hybrid < -0.16, MLM -0.05) | 1 | 0 | 0 |" in text  # the tally
+    # a later MLM group has no within-seed differences (each seed's are against its first checkpoint): said once
+    said = "No within-seed differences for this pair"
+    assert text.count(said) == 2 and text.index("**hyb** against **mlmlong**") < text.index(said)
 
 
 @pytest.fixture(scope="module")
