@@ -456,10 +456,11 @@ def last_val(out_dir):
     return {"val_mlm": val[-1]["val_mlm"], "val_unigram": val[-1].get("val_unigram")} if val else {}
 
 
-def lambda_curve(out_dir):
-    """(iters, lambdas) of a hybrid run's log, or None (an MLM run, or no log)."""
-    records = [r for r in run_log(out_dir) if "lambda" in r and "iter" in r]
-    return ([r["iter"] for r in records], [r["lambda"] for r in records]) if records else None
+def log_curve(out_dir, key):
+    """(iters, values) of the run's log records that hold key, or None where none does (an MLM run logs no
+    'lambda'; a run without a log, nothing)."""
+    records = [r for r in run_log(out_dir) if key in r and "iter" in r]
+    return ([r["iter"] for r in records], [r[key] for r in records]) if records else None
 
 
 # -----------------------------------------------------------------------------

@@ -447,21 +447,39 @@ def plot_uniformity_alignment(plt, report, colors):
     return fig
 
 
+PANELS = {"val_mlm": "val MLM loss (dashed: the unigram line)", "lambda": "λ = w_jepa / (w_mlm + w_jepa)",
+          "tgt_rankme": "target RankMe (collapse watch)"}
+
+
+def plot_training(plt, curves, colors):
+    """One panel per figure some run logged (PANELS), a line per run over its iterations; None without logs."""
+    keys = [k for k in PANELS if any(k in c for c in curves.values())]
+    if not keys:
+        return None
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, c in curves.items():
+            if key in c:
+                ax.plot(*c[key], label=label, color=colors[label])
+            if key == "val_mlm" and "val_unigram" in c:
+                ax.plot(*c["val_unigram"], color=colors[label], ls="--", lw=0.8)
+        ax.set_title(PANELS[key], fontsize=9)
+        ax.set_xlabel("iteration", fontsize=8)
+    # the first panel has every run with a log: its legend, outside the last panel
+    axes[0, -1].legend(*axes[0, 0].get_legend_handles_labels(), fontsize=7, loc="upper left",
+                       bbox_to_anchor=(1.01, 1))
+    return fig
+
+
 def plots(report, labels, spectra_main, main_set, curves, report_dir):
-    """spectra.png, uniformity_alignment.png (with GLUE), lexical_probes.png, lambda.png (hybrids): names."""
+    """spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs), lexical_probes.png: names."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     colors = probe.palette(labels)
     figs = {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
-            "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors)}
-    if curves:
-        figs["lambda.png"], ax = plt.subplots(figsize=(5, 3))
-        for label, (its, lams) in curves.items():
-            ax.plot(its, lams, label=label)
-        ax.set_xlabel("iteration", fontsize=8)
-        ax.set_ylabel("λ = w_jepa / (w_mlm + w_jepa)", fontsize=8)
-        ax.legend(fontsize=7)
+            "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors),
+            "training.png": plot_training(plt, curves, colors)}
     for name, fig in figs.items():
         if fig is not None:
             fig.tight_layout()
@@ -538,14 +556,37 @@ def figure_lines(report, labels, files, probe_md):
     return L + [line for n, t in seeds.items() if t for line in ("", f"### {n}", "", t)]
 
 
-def lambda_lines(labels, curves):
-    L = ["", "## λ over training (JEPA weight, from log.jsonl)", ""]
-    if curves:
-        L += [md_table(["checkpoint", "first logged", "last logged", "min", "max"],
-                       [[label, f"{lams[0]:.3f} (iter {its[0]})", f"{lams[-1]:.3f} (iter {its[-1]})",
-                         f"{min(lams):.3f}", f"{max(lams):.3f}"] for label, (its, lams) in curves.items()]),
-              "", "![lambda](lambda.png)"]
-    return L + [f"- {c}: no λ in log.jsonl (an MLM run, or no log)" for c in labels if c not in curves]
+def below_line(c):
+    """The first evaluation whose val MLM is under the unigram line (where the run left the plateau), 'never',
+    or None where the log has no unigram line."""
+    if "val_unigram" not in c:
+        return None
+    line = dict(zip(*c["val_unigram"]))
+    return next((f"iter {i}" for i, v in zip(*c["val_mlm"]) if i in line and v < line[i]), "never")
+
+
+def training_row(label, c):
+    """checkpoint, val MLM first → last, the unigram line, where the run left it, λ, the lowest RankMe."""
+    span = lambda k: f"{c[k][1][0]:.3f} → {c[k][1][-1]:.3f}" if k in c else "n/a"  # noqa: E731
+    lam = span("lambda") + (f" ({min(c['lambda'][1]):.3f}–{max(c['lambda'][1]):.3f})" if "lambda" in c else "")
+    rankme = "n/a"
+    if "tgt_rankme" in c:
+        its, values = c["tgt_rankme"]
+        rankme = f"{min(values):.1f} (iter {its[int(np.argmin(values))]})"
+    return [label, span("val_mlm"), span("val_unigram"), below_line(c) or "n/a", lam, rankme]
+
+
+def training_lines(labels, curves):
+    """Each run's own figures over training, from its log.jsonl: where it left the unigram plateau, λ, and
+    the lowest target RankMe (the collapse watch)."""
+    L = ["", "## Training (each run's log.jsonl)", ""]
+    rows = [training_row(label, c) for label, c in curves.items() if "val_mlm" in c]
+    if rows:
+        L += [md_table(["checkpoint", "val MLM first → last", "unigram line", "first eval under the line",
+                        "λ first → last (min–max)", "lowest target RankMe"], rows), "",
+              "![training curves](training.png)"]
+    return L + [f"- {label}: no val losses in a log.jsonl beside it" for label in labels
+                if label != probe.RANDOM and "val_mlm" not in curves.get(label, {})]
 
 
 # -----------------------------------------------------------------------------
@@ -612,14 +653,16 @@ def write(report, labels, res, paths, cfg):
     main_set = "stsb" if report["mode"] == "glue" else "corpus"
     spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels}
                     for p in res[labels[0]] if main_set in res[labels[0]][p]["sets"]}
-    curves = {label: c for label, p in zip(labels, paths) if (c := data.lambda_curve(p))}
+    curves = {label: {k: c for k in (*PANELS, "val_unigram") if (c := data.log_curve(p, k))}
+              for label, p in zip(labels, paths)}
     files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
-    report["lambda"] = {label: {"iter": its, "lambda": lams} for label, (its, lams) in curves.items()}
+    report["training"] = {label: {k: {"iter": its, "value": v} for k, (its, v) in c.items()}
+                          for label, c in curves.items()}
     data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
     lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
     lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
     with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines + lambda_lines(labels, curves)) + "\n")
+        f.write("\n".join(lines + training_lines(labels, curves)) + "\n")
     return files
 
 

@@ -155,17 +155,20 @@ def test_unigram_line_by_hand(tmp_path):
     assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
 
 
-def test_lambda_curve_and_last_val_read_the_log(tmp_path):
+def test_log_curves_and_last_val_read_the_log(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n'
                                         '{"iter": 0, "val_mlm": 9.1}\n'
                                         '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
                                         '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
-    assert data.lambda_curve(str(tmp_path)) == ([0, 10], [0.5, 0.4])
+    assert data.log_curve(str(tmp_path), "lambda") == ([0, 10], [0.5, 0.4])
+    assert data.log_curve(str(tmp_path), "val_mlm") == ([0, 10], [9.1, 6.5])  # the line cut by a kill left out
+    assert data.log_curve(str(tmp_path), "val_unigram") == ([10], [7.0])
     assert data.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
     (tmp_path / "mlm").mkdir()
     assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
+    assert data.log_curve(str(tmp_path / "mlm"), "val_mlm") is None
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
-    assert data.lambda_curve(str(tmp_path)) is None
+    assert data.log_curve(str(tmp_path), "lambda") is None
 
 
 def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):

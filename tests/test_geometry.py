@@ -224,6 +224,23 @@ def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     assert text.count(said) == 2 and text.index("**hyb** against **mlmlong**") < text.index(said)
 
 
+def test_training_table_says_where_each_run_left_the_unigram_plateau_and_its_lowest_rankme():
+    flat = [7.0] * 3
+    curves = {"mlm-s1": {"val_mlm": ([0, 10, 20], [9.0, 7.5, 6.0]), "val_unigram": ([0, 10, 20], flat)},
+              "hyb-s1": {"val_mlm": ([0, 10, 20], [9.0, 6.5, 6.0]), "val_unigram": ([0, 10, 20], flat),
+                         "lambda": ([5, 10, 15, 20], [0.5, 0.52, 0.515, 0.51]),
+                         "tgt_rankme": ([5, 10, 15], [40.0, 12.5, 30.0])},
+              "flat-s1": {"val_mlm": ([0, 10], [9.0, 7.2]), "val_unigram": ([0, 10], flat[:2])},
+              "old-s1": {"val_mlm": ([0, 10], [9.0, 6.0])},  # logged before the unigram line was
+              "export": {}}
+    text = "\n".join(eg.training_lines([*curves, probe.RANDOM], curves))
+    assert "| mlm-s1 | 9.000 → 6.000 | 7.000 → 7.000 | iter 20 | n/a | n/a |" in text
+    assert "| hyb-s1 | 9.000 → 6.000 | 7.000 → 7.000 | iter 10 | 0.500 → 0.510 (0.500–0.520) | 12.5 (iter 10) |" in text
+    assert "| flat-s1 | 9.000 → 7.200 | 7.000 → 7.000 | never |" in text
+    assert "| old-s1 | 9.000 → 6.000 | n/a | n/a |" in text
+    assert "- export: no val losses" in text and probe.RANDOM not in text
+
+
 @pytest.fixture(scope="module")
 def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
     """eval_geometry.py run once from the command line on the GLUE fixture, against an MLM checkpoint and a
@@ -233,6 +250,9 @@ def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
     early.mkdir()
     torch.save({**torch.load(os.path.join(tiny_ckpts[1], "ckpt.pt"), weights_only=True), "iter_num": 30,
                 "max_iters": 100}, early / "ckpt.pt")
+    (early / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (  # its log, as train.py writes it
+        {"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}, {"iter": 10, "lambda": 0.5, "tgt_rankme": 20.0},
+        {"iter": 20, "lambda": 0.51, "tgt_rankme": 25.0}, {"iter": 30, "val_mlm": 6.8, "val_unigram": 7.0})))
     r = run_cli("eval_geometry.py", tiny_ckpts[0], str(early), f"--glue_dir={glue_dir}",
                 f"--dataset={corpus}", f"--data_dir={tmp}/data", f"--report_dir={tmp}", "--n_boot=100",
                 "--n_folds=3", "--poolings=mean,attention", "--unfinished=True")
@@ -262,8 +282,11 @@ def test_the_report_holds_every_figure_family(geometry_report):
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
     report = (folder / "REPORT.md").read_text()
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
-    for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png"):
+    for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png", "training.png"):
         assert (folder / png).stat().st_size > 1000
+    assert "| out-hybrid-early | 9.000 → 6.800 | 7.000 → 7.000 | iter 30 | 0.500 → 0.510 (0.500–0.510) | 20.0 " \
+           "(iter 10) |" in report
+    assert f"- {out['checkpoints'][0]['label']}: no val losses" in report  # the MLM: no log
 
 
 def test_each_difference_is_its_two_estimates_difference_against_the_reference(geometry_report):
@@ -297,7 +320,7 @@ def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_repo
                              "n_boot": 100, "n_folds": 3, "poolings": "mean,attention", "unfinished": True})
     eg.run(stubs, cfg)  # in process, as its __main__ runs it
     again = json.load(open(folder / "stub" / "geometry.json"))
-    for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "lambda"):
+    for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "training"):
         assert again[k] == out[k], k
 
 

@@ -27,7 +27,7 @@ SECTION = "## Each claim as a function of λ"
 
 def final_lambda(report):
     """{run label: λ at its last logged step} for the hybrid runs (the MLM is λ = 0)."""
-    return {label: curve["lambda"][-1] for label, curve in report["lambda"].items()}
+    return {label: c["lambda"]["value"][-1] for label, c in report["training"].items() if "lambda" in c}
 
 
 def points(report):
