@@ -573,7 +573,8 @@ def training_row(label, c):
     if "tgt_rankme" in c:
         its, values = c["tgt_rankme"]
         rankme = f"{min(values):.1f} (iter {its[int(np.argmin(values))]})"
-    return [label, span("val_mlm"), span("val_unigram"), below_line(c) or "n/a", lam, rankme]
+    line = f"{c['val_unigram'][1][-1]:.3f}" if "val_unigram" in c else "n/a"  # the same at every evaluation
+    return [label, span("val_mlm"), line, below_line(c) or "n/a", lam, rankme]
 
 
 def training_lines(labels, curves):

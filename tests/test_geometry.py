@@ -234,9 +234,9 @@ def test_training_table_says_where_each_run_left_the_unigram_plateau_and_its_low
               "old-s1": {"val_mlm": ([0, 10], [9.0, 6.0])},  # logged before the unigram line was
               "export": {}}
     text = "\n".join(eg.training_lines([*curves, probe.RANDOM], curves))
-    assert "| mlm-s1 | 9.000 → 6.000 | 7.000 → 7.000 | iter 20 | n/a | n/a |" in text
-    assert "| hyb-s1 | 9.000 → 6.000 | 7.000 → 7.000 | iter 10 | 0.500 → 0.510 (0.500–0.520) | 12.5 (iter 10) |" in text
-    assert "| flat-s1 | 9.000 → 7.200 | 7.000 → 7.000 | never |" in text
+    assert "| mlm-s1 | 9.000 → 6.000 | 7.000 | iter 20 | n/a | n/a |" in text
+    assert "| hyb-s1 | 9.000 → 6.000 | 7.000 | iter 10 | 0.500 → 0.510 (0.500–0.520) | 12.5 (iter 10) |" in text
+    assert "| flat-s1 | 9.000 → 7.200 | 7.000 | never |" in text
     assert "| old-s1 | 9.000 → 6.000 | n/a | n/a |" in text
     assert "- export: no val losses" in text and probe.RANDOM not in text
 
@@ -284,7 +284,7 @@ def test_the_report_holds_every_figure_family(geometry_report):
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png", "training.png"):
         assert (folder / png).stat().st_size > 1000
-    assert "| out-hybrid-early | 9.000 → 6.800 | 7.000 → 7.000 | iter 30 | 0.500 → 0.510 (0.500–0.510) | 20.0 " \
+    assert "| out-hybrid-early | 9.000 → 6.800 | 7.000 | iter 30 | 0.500 → 0.510 (0.500–0.510) | 20.0 " \
            "(iter 10) |" in report
     assert f"- {out['checkpoints'][0]['label']}: no val losses" in report  # the MLM: no log
 
