@@ -508,6 +508,21 @@ class PackedBatches:
         return mask_tokens(idx, self.generator, self.tok, self.mlm_prob)
 
 
+def split_lines(folder, tokens_read, mlm_prob):
+    """What a run says of its data at start: the splits' sizes and how often it reads the train split; and a
+    warning where the val split is too small to measure on (a mean over fewer than ~1,000 masked targets is
+    off by ~0.1 nat or more by chance alone), else None."""
+    n_train, n_val = (os.path.getsize(os.path.join(folder, f"{split}.bin")) // 2 for split in ("train", "val"))
+    info = (f"{folder}: {n_train:,} train tokens (this run reads them {tokens_read / n_train:.3g} times), "
+            f"{n_val:,} val tokens")
+    if n_val * mlm_prob >= 1000:
+        return info, None
+    every = (read_meta(folder) or {}).get("val_every", "n")
+    return info, (f"WARNING: the val split holds {n_val:,} tokens, ~{n_val * mlm_prob:.0f} masked targets: its "
+                  f"losses and the unigram line move by chance; a corpus with more documents gives steadier ones "
+                  f"(every {every}th is held out)")
+
+
 def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, tok=None, max_tokens=100_000_000):
     """The MLM loss of a model that ignores the context: the cross-entropy of the masked targets of n_batches
     val batches (drawn as train.py draws its val batches) under the training split's token frequencies

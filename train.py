@@ -440,6 +440,10 @@ if master:
           f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})")
     print(f"global batch {batch_size} sequences = {world} processes x {grad_accum} micro-steps x {micro_batch} "
           f"sequences; {tokens_per_iter:,} tokens/iter")
+    info, warning = data.split_lines(folder, max_iters * tokens_per_iter, mlm_prob)
+    print(info)
+    if warning:
+        print(warning, file=sys.stderr)
     # the line every val MLM loss is read against: what ignoring the context scores on the same val targets
     unigram = data.unigram_xent(folder, block_size, batch_size, mlm_prob, seed, eval_iters, tok)
     print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")

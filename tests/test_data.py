@@ -155,6 +155,16 @@ def test_unigram_line_by_hand(tmp_path):
     assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
 
 
+def test_a_run_says_how_often_it_reads_its_data_and_warns_of_a_val_split_too_small_to_measure_on(tmp_path):
+    np.zeros(20_000, dtype=np.uint16).tofile(tmp_path / "train.bin")
+    np.zeros(6_000, dtype=np.uint16).tofile(tmp_path / "val.bin")
+    data.save_json({"val_every": 100}, str(tmp_path / "meta.json"))
+    info, warning = data.split_lines(str(tmp_path), 50_000, 0.15)
+    assert info == f"{tmp_path}: 20,000 train tokens (this run reads them 2.5 times), 6,000 val tokens"
+    assert warning.startswith("WARNING: the val split holds 6,000 tokens, ~900 masked targets") and "100th" in warning
+    assert data.split_lines(str(tmp_path), 50_000, 0.2)[1] is None  # 1,200 targets
+
+
 def test_log_curves_and_last_val_read_the_log(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0, "jepa": 1.0, "lambda": 0.5}\n'
                                         '{"iter": 0, "val_mlm": 9.1}\n'
