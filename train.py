@@ -184,6 +184,23 @@ device_type = "cuda" if device.startswith("cuda") else "cpu"
 check("dtype", device_type == "cuda" or dtype == "float32",
       "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
 
+# a resume is read and checked before the data and the model: a refusal costs no preparation
+ckpt_path = os.path.join(out_dir, "ckpt.pt")
+log_path = os.path.join(out_dir, "log.jsonl")
+if init_from == "resume":
+    ckpt = load_checkpoint(ckpt_path, map_location=device)
+    if ckpt.get("stripped"):
+        die(f"{ckpt_path} is stripped of its weights (for the analysis only): resume from the full checkpoint")
+    # the run must go on as it began: only where it writes, how often it reports and how it runs may change
+    free = ("out_dir", "init_from", "eval_interval", "eval_iters", "log_interval", "data_dir", "device",
+            "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std")
+    for key in config_keys:
+        if key not in free and ckpt["config"].get(key) != config[key]:
+            die(f"--{key}={config[key]!r} differs from {ckpt['config'].get(key)!r} in {ckpt_path}: resume with "
+                "the checkpoint's settings, or start a new run in another --out_dir")
+    if len(ckpt["rng"]["data"]) != world:
+        die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
+
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
 if master:
@@ -241,7 +258,7 @@ if max_flops > 0:
     if max_iters < 1:
         die(f"--max_flops={max_flops:.3g}: less than one iteration ({flops_per_iter:.3g} FLOPs)")
 
-if master:  # checked before anything in out_dir is touched (a resume's checks below only read): a failed start
+if master:  # checked before anything in out_dir is touched (a resume's checks above only read): a failed start
     # leaves an earlier run there as it was
     try:
         writable(out_dir)
@@ -249,21 +266,7 @@ if master:  # checked before anything in out_dir is touched (a resume's checks b
         die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
 
 iter_num, flops_done = 0, 0.0
-ckpt_path = os.path.join(out_dir, "ckpt.pt")
-log_path = os.path.join(out_dir, "log.jsonl")
 if init_from == "resume":
-    ckpt = load_checkpoint(ckpt_path, map_location=device)
-    if ckpt.get("stripped"):
-        die(f"{ckpt_path} is stripped of its weights (for the analysis only): resume from the full checkpoint")
-    # the run must go on as it began: only where it writes, how often it reports and how it runs may change
-    free = ("out_dir", "init_from", "eval_interval", "eval_iters", "log_interval", "data_dir", "device",
-            "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std")
-    for key in config_keys:
-        if key not in free and ckpt["config"].get(key) != config[key]:
-            die(f"--{key}={config[key]!r} differs from {ckpt['config'].get(key)!r} in {ckpt_path}: resume with "
-                "the checkpoint's settings, or start a new run in another --out_dir")
-    if len(ckpt["rng"]["data"]) != world:
-        die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
     model.load_state_dict(ckpt["model"])
     optimizer.load_state_dict(ckpt["optimizer"])
     if hybrid:

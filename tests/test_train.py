@@ -367,6 +367,14 @@ def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path, monk
     for changed, key in (("--balance=uncertainty", "balance"), ("--n_spans=1", "n_spans"), ("--max_iters=8", "max_iters")):
         err = refused_here(monkeypatch, capsys, *args, "--init_from=resume", changed)
         assert err.startswith(f"error: --{key}=") and "differs from" in err
+    fresh = tmp_path / "fresh"  # refused before the data is prepared: a refusal costs no preparation
+    err = refused_here(monkeypatch, capsys, *args, "--init_from=resume", "--n_spans=1", f"--data_dir={fresh}")
+    assert err.startswith("error: --n_spans=") and not fresh.exists()
+    monkeypatch.setattr(sys, "argv", ["train.py", *args, "--init_from=resume", f"--out_dir={out}-typo",
+                                      f"--data_dir={fresh}"])
+    with pytest.raises(configurator.InputError, match=f"no checkpoint at {out}-typo"):  # one line, as a script
+        runpy.run_path("train.py", run_name="__main__")
+    assert not fresh.exists()
     assert train(*args, "--init_from=resume", "--log_interval=2").returncode == 0  # reporting may change
 
 
