@@ -54,6 +54,9 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
     assert len(val) == 3 and val[-1] < val[0] - 1.5  # from ~ln(8k) = 9.0 to well below
     unigram = {r["val_unigram"] for r in log if "val_unigram" in r}
     assert len(unigram) == 1 and f"unigram {unigram.pop():.4f}" in p.stdout  # one line, printed beside every val
+    n_train = os.path.getsize(os.path.join(data_dir, "embedded-v8192", "train.bin")) // 2
+    assert f"{n_train:,} train tokens (this run reads them {80 * 8 * 64 / n_train:.3g} times)" in p.stdout
+    assert "WARNING" not in p.stderr  # the embedded corpus' val split is large enough to measure on
     train_mlm = [r["mlm"] for r in log if "mlm" in r]
     assert sum(train_mlm[-10:]) / 10 < sum(train_mlm[:10]) / 10 - 1.0
     if config == "config/hybrid.py":
