@@ -302,14 +302,16 @@ def test_ddp_ctrl_c_stops_every_rank_after_one_step_and_resumes_to_the_uninterru
     out = str(tmp_path / "interrupted")
     proc = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                              "train.py", *args, f"--out_dir={out}"], cwd=ROOT, start_new_session=True, text=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     ckpt = os.path.join(out, "ckpt.pt")
     deadline = time.time() + 180
     while not os.path.exists(ckpt) and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)  # as a terminal's Ctrl-C: to the launcher alone
     err = proc.communicate(timeout=120)[1]
-    lines = re.findall(r"interrupted at iter (\d+): resume with torchrun --standalone --nproc_per_node=2 train.py (.*)", err)
+    lines = re.findall(r"interrupted at iter (\d+): resume with torchrun --standalone --nproc_per_node=2 "
+                       r"train.py (.*)", err)
     assert len(lines) == 1, err[-3000:]  # rank 0 says it, once
     (it, command), = lines
     assert 10 < int(it) < 40 and torch.load(ckpt, weights_only=True)["iter_num"] == int(it), err[-3000:]
