@@ -456,11 +456,11 @@ def last_val(out_dir):
     return {"val_mlm": val[-1]["val_mlm"], "val_unigram": val[-1].get("val_unigram")} if val else {}
 
 
-def log_curve(out_dir, key):
-    """(iters, values) of the run's log records that hold key, or None where none does (an MLM run logs no
-    'lambda'; a run without a log, nothing)."""
-    records = [r for r in run_log(out_dir) if key in r and "iter" in r]
-    return ([r["iter"] for r in records], [r[key] for r in records]) if records else None
+def log_curves(out_dir, keys):
+    """{key: (iters, values)} from one read of the run's log, for each key some record holds (an MLM run logs
+    no 'lambda'; a run without a log, none)."""
+    records = [r for r in run_log(out_dir) if "iter" in r]
+    return {k: ([r["iter"] for r in rs], [r[k] for r in rs]) for k in keys if (rs := [r for r in records if k in r])}
 
 
 # -----------------------------------------------------------------------------

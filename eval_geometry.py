@@ -654,8 +654,7 @@ def write(report, labels, res, paths, cfg):
     main_set = "stsb" if report["mode"] == "glue" else "corpus"
     spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels}
                     for p in res[labels[0]] if main_set in res[labels[0]][p]["sets"]}
-    curves = {label: {k: c for k in (*PANELS, "val_unigram") if (c := data.log_curve(p, k))}
-              for label, p in zip(labels, paths)}
+    curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
     files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
     report["training"] = {label: {k: {"iter": its, "value": v} for k, (its, v) in c.items()}
                           for label, c in curves.items()}

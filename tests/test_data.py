@@ -170,15 +170,17 @@ def test_log_curves_and_last_val_read_the_log(tmp_path):
                                         '{"iter": 0, "val_mlm": 9.1}\n'
                                         '{"iter": 10, "mlm": 8.0, "jepa": 0.5, "lambda": 0.4}\n'
                                         '{"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}\n{"iter": 2')
-    assert data.log_curve(str(tmp_path), "lambda") == ([0, 10], [0.5, 0.4])
-    assert data.log_curve(str(tmp_path), "val_mlm") == ([0, 10], [9.1, 6.5])  # the line cut by a kill left out
-    assert data.log_curve(str(tmp_path), "val_unigram") == ([10], [7.0])
+    curves = data.log_curves(str(tmp_path), ("lambda", "val_mlm", "val_unigram", "tgt_rankme"))
+    assert curves["lambda"] == ([0, 10], [0.5, 0.4])
+    assert curves["val_mlm"] == ([0, 10], [9.1, 6.5])  # the line cut by a kill left out
+    assert curves["val_unigram"] == ([10], [7.0])
+    assert "tgt_rankme" not in curves  # no record holds it
     assert data.last_val(str(tmp_path)) == {"val_mlm": 6.5, "val_unigram": 7.0}
     (tmp_path / "mlm").mkdir()
     assert data.last_val(str(tmp_path / "mlm")) == {}  # no log
-    assert data.log_curve(str(tmp_path / "mlm"), "val_mlm") is None
+    assert data.log_curves(str(tmp_path / "mlm"), ("val_mlm",)) == {}
     (tmp_path / "log.jsonl").write_text('{"iter": 0, "mlm": 9.0}\n')
-    assert data.log_curve(str(tmp_path), "lambda") is None
+    assert data.log_curves(str(tmp_path), ("lambda",)) == {}
 
 
 def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):
