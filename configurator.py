@@ -46,11 +46,21 @@ def one_line_errors(kind, value, tb):
     os._exit(130 if interrupted else 2)
 
 
-def writable(folder):
-    """Create folder and a file in it, or raise OSError: where a run writes is checked before its work."""
-    os.makedirs(folder, exist_ok=True)
-    open(os.path.join(folder, ".writable"), "w").close()
-    os.remove(os.path.join(folder, ".writable"))
+def writable(folder, keep=True):
+    """Create folder and a file in it, or raise OSError: where a run writes is checked before its work.
+    keep=False removes the folders it made again, so a start refused later (bad data) leaves no trace."""
+    made, head = [], os.path.abspath(folder)
+    while not os.path.lexists(head):  # the missing levels, deepest first
+        made.append(head)
+        head = os.path.dirname(head)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        open(os.path.join(folder, ".writable"), "w").close()
+        os.remove(os.path.join(folder, ".writable"))
+    finally:
+        for d in made if not keep else []:
+            if os.path.isdir(d):
+                os.rmdir(d)
 
 
 def settings(g):

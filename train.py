@@ -201,6 +201,13 @@ if init_from == "resume":
     if len(ckpt["rng"]["data"]) != world:
         die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
 
+if master:  # before the data work too (hours on Wikipedia); a resume's checks above only read, and a failed
+    # start leaves an earlier run in out_dir as it was, and no new out_dir
+    try:
+        writable(out_dir, keep=False)
+    except OSError as e:
+        die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
+
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
 if master:
@@ -258,12 +265,8 @@ if max_flops > 0:
     if max_iters < 1:
         die(f"--max_flops={max_flops:.3g}: less than one iteration ({flops_per_iter:.3g} FLOPs)")
 
-if master:  # checked before anything in out_dir is touched (a resume's checks above only read): a failed start
-    # leaves an earlier run there as it was
-    try:
-        writable(out_dir)
-    except OSError as e:
-        die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
+if master:  # made only now that the data and the model have passed their checks
+    os.makedirs(out_dir, exist_ok=True)
 
 iter_num, flops_done = 0, 0.0
 if init_from == "resume":

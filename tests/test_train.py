@@ -170,7 +170,7 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("error: no checkpoint at") and len(p.stderr.splitlines()) == 1
 
 
-def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was(data_dir, tmp_path):
+def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was_and_makes_no_folder(data_dir, tmp_path):
     out = tmp_path / "out"
     train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
           "--eval_interval=2")
@@ -182,11 +182,15 @@ def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was(data_dir, tmp_path):
     assert p.returncode == 2 and p.stderr.splitlines()[-1].startswith("error: ") and "Traceback" not in p.stderr
     assert re.search(r"val.bin holds \d+ tokens, not more than one block of 64", p.stderr)
     assert {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")} == before
+    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--dataset={short}", f"--data_dir={tmp_path}/d",
+              f"--out_dir={tmp_path}/new/out", check=False)
+    assert p.returncode == 2 and not (tmp_path / "new").exists()  # checked for writing, and not left behind
     (tmp_path / "a-file").write_text("")
-    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={tmp_path}/a-file",
-              check=False)
+    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
+              f"--out_dir={tmp_path}/a-file/out", check=False)
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
-        f"error: --out_dir={tmp_path}/a-file cannot be written (File exists): pass a folder you can write to"]
+        f"error: --out_dir={tmp_path}/a-file/out cannot be written (Not a directory): pass a folder you can write to"]
+    assert not (tmp_path / "fresh").exists()  # refused before any data work
 
 
 def test_unknown_config_key(tmp_path):
