@@ -199,7 +199,9 @@ def jsonl_docs(f, fn):
         except json.JSONDecodeError as e:
             raise InputError(f"{fn}:{n}: not a JSON object ({e.msg}): each line of a .jsonl must be one")
         if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            has = f"has keys {', '.join(map(str, row))}" if isinstance(row, dict) else f"is a {type(row).__name__}"
+            has = (f"is a {type(row).__name__}" if not isinstance(row, dict) else
+                   f"has keys {', '.join(map(str, row))}" if "text" not in row else
+                   f'has "text": {json.dumps(row["text"])[:40]}')
             raise InputError(f'{fn}:{n}: no string "text" field (the line {has}): write each document as '
                              '{"text": ...}')
         yield row["text"]
@@ -217,7 +219,7 @@ def parquet_docs(fn):
     for batch in f.iter_batches(columns=["text"]):
         for text in batch.column(0).to_pylist():
             if not isinstance(text, str):
-                raise InputError(f"{fn}: row {row} has no text ({text!r}): drop or fill the empty rows")
+                raise InputError(f"{fn}: row {row}'s text is {text!r}, not a string: drop or fill such rows")
             row += 1
             yield text
 

@@ -225,6 +225,8 @@ BAD_FILES = [  # (file name, content, the start of the one line it gives)
     ("broken.jsonl", b'{"text": "fine"}\n{"text": "cut\n', r"broken.jsonl:2: not a JSON object"),
     ("other.jsonl", b'{"content": "a", "id": 1}\n', r'other.jsonl:1: no string "text" field \(the line has keys '
                                                     r"content, id\)"),
+    ("null.jsonl", b'{"text": "fine"}\n{"text": null}\n', r'null.jsonl:2: no string "text" field \(the line has "text": '
+                                                         r"null\)"),
     ("fake.txt.gz", b"plain text, not gzip\n", r"fake.txt.gz: cannot be read as .txt.gz"),
     ("notes.csv", b"a,b\n", r"no .txt/.jsonl/.parquet files .* under"),
 ]
