@@ -145,18 +145,26 @@ def wikipedia_docs():
         yield row["text"]
 
 
-def local_files(path):
-    if not os.path.exists(path):
-        raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path")
-    if os.path.isfile(path):
-        return [path]
-    files = []
+def walk(path):
+    """A folder's files in a fixed order: those of the corpus, and the others (not read; hidden ones left out)."""
+    files, others = [], []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
         for fn in sorted(filenames):
             base = os.path.splitext(fn)[0] if os.path.splitext(fn)[1] in OPENERS else fn
             if base.endswith(TEXT_SUFFIXES):
                 files.append(os.path.join(dirpath, fn))
+            elif not fn.startswith("."):
+                others.append(os.path.relpath(os.path.join(dirpath, fn), path))
+    return files, others
+
+
+def local_files(path):
+    if not os.path.exists(path):
+        raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path")
+    if os.path.isfile(path):
+        return [path]
+    files, _ = walk(path)
     if not files:
         raise InputError(f"no {'/'.join(TEXT_SUFFIXES)} files (optionally .xz/.gz/.bz2) under {path}: "
                          "name a file or a folder that holds some")
@@ -417,6 +425,10 @@ def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
         next(docs)
     print(f"preparing {source} -> {out}" + (f" (resuming after {meta['docs']:,} documents)" if meta["docs"] else ""),
           file=sys.stderr)
+    others = walk(dataset)[1] if dataset not in ("embedded", "wikipedia") and os.path.isdir(dataset) else []
+    if others:  # a .json or .csv among the corpus files is easily taken for part of it
+        print(f"not read ({len(others)} files, not {'/'.join(TEXT_SUFFIXES)}): {', '.join(others[:5])}"
+              + (" ..." if len(others) > 5 else ""), file=sys.stderr)
     try:
         write_splits(docs, out, meta, tok)
         check_splits(meta, source)

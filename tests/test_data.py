@@ -78,6 +78,19 @@ def test_local_documents(tmp_path):
     assert docs[-1] == "json document 4"
 
 
+def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
+    """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named."""
+    corpus = tmp_path / "corpus"
+    (corpus / "sub").mkdir(parents=True)
+    (corpus / "a.txt").write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
+    (corpus / "sub" / "b.json").write_text('{"text": "not read"}\n')
+    (corpus / "c.csv").write_text("a,b\n")
+    (corpus / ".DS_Store").write_text("")
+    assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
+    data.prepare(str(corpus), str(tmp_path / "data"))
+    assert "not read (2 files, not .txt/.jsonl/.parquet): c.csv, sub/b.json" in capsys.readouterr().err
+
+
 def test_files_saved_with_a_byte_order_mark_or_crlf_read_as_plain_utf8(tmp_path):
     """Editors on Windows write a BOM and CRLF line ends: neither may reach the tokens, nor break a .jsonl."""
     (tmp_path / "w.txt").write_bytes("\ufeffFirst doc.\r\nLine two.\r\n\r\nSecond doc.\r\n".encode())
