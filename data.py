@@ -80,6 +80,9 @@ def get_tokenizer(n_ranks=N_RANKS):
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
 OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+# the version of how a source's documents become tokens, in every meta.json: bump it with any edit that changes
+# them (tests/test_data.py pins the tokens of each version), and every corpus prepared before is prepared again
+READER = 1
 
 
 def embedded_docs():
@@ -318,8 +321,8 @@ def file_digest(path):
 
 
 def made_from(dataset, tok, val_every):
-    """What a prepared corpus depends on: the source (each local file's content), the tokenizer and the
-    split rule. A prepared corpus is re-used only while this is unchanged."""
+    """What a prepared corpus depends on: the source (each local file's content), the reader, the tokenizer
+    and the split rule. A prepared corpus is re-used only while this is unchanged."""
     if dataset == "embedded":
         source = {"python": platform.python_version()}  # the corpus is this Python's docstrings
     elif dataset == "wikipedia":
@@ -327,7 +330,7 @@ def made_from(dataset, tok, val_every):
     else:
         root = dataset if os.path.isdir(dataset) else os.path.dirname(os.path.abspath(dataset))
         source = {os.path.relpath(f, root): file_digest(f) for f in local_files(dataset)}
-    return {"source": source, "tokenizer": tok.enc.name, "val_every": val_every}
+    return {"source": source, "reader": READER, "tokenizer": tok.enc.name, "val_every": val_every}
 
 
 def read_meta(out):
@@ -348,7 +351,7 @@ def reusable(old, want, source, out):
     had = (old.get("made_from") or {}).get("source", {})
     changed = sorted(k for k in had.keys() | want["source"].keys() if had.get(k) != want["source"].get(k))
     why = f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} changed" if had and changed else \
-        "its tokenizer or split rule changed" if had else "no record of what it was made from"
+        "its reader, tokenizer or split rule changed" if had else "no record of what it was made from"
     print(f"{out} is out of date ({why}): preparing it again", file=sys.stderr)
     shutil.rmtree(out)
     return None

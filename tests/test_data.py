@@ -1,5 +1,6 @@
 """Tokenizer, corpus preparation, MLM corruption and the run log's readers."""
 
+import hashlib
 import json
 import lzma
 import math
@@ -89,6 +90,24 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
     assert "not read (2 files, not .txt/.jsonl/.parquet): c.csv, sub/b.json" in capsys.readouterr().err
+
+
+READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
+
+
+def test_an_edit_that_changes_a_sources_tokens_comes_with_a_new_reader_version(tmp_path, monkeypatch, capsys):
+    """Corpora prepared by an older reader are prepared again only where data.READER changes with the tokens."""
+    write_corpus(tmp_path / "corpus")
+    (tmp_path / "corpus" / "d.txt").write_bytes(  # a Windows editor's file: a BOM and CRLF line ends
+        ("\ufeff" + "\r\n\r\n".join(f"Windows document {i}.\r\nLine two." for i in range(120))).encode())
+    out = data.prepare(str(tmp_path / "corpus"), str(tmp_path / "data"))
+    tokens = hashlib.sha1(b"".join(open(os.path.join(out, f), "rb").read() for f in ("train.bin", "val.bin")))
+    assert READER_TOKENS.get(data.READER) == tokens.hexdigest()[:12], (
+        f"the corpus' tokens have changed: bump data.READER and pin {tokens.hexdigest()[:12]} for it here")
+    monkeypatch.setattr(data, "READER", data.READER + 1)
+    capsys.readouterr()
+    data.prepare(str(tmp_path / "corpus"), str(tmp_path / "data"))
+    assert "out of date (its reader, tokenizer or split rule changed): preparing it again" in capsys.readouterr().err
 
 
 def test_files_saved_with_a_byte_order_mark_or_crlf_read_as_plain_utf8(tmp_path):
