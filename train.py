@@ -200,6 +200,9 @@ if init_from == "resume":
                 "the checkpoint's settings, or start a new run in another --out_dir")
     if len(ckpt["rng"]["data"]) != world:
         die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
+elif os.path.exists(ckpt_path):  # a finished run may be hours of GPU time: a new one never overwrites it
+    die(f"--out_dir={out_dir} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
+        f"in another --out_dir (or remove {out_dir})")
 
 if master:  # before the data work too (hours on Wikipedia); a resume's checks above only read, and a failed
     # start leaves an earlier run in out_dir as it was, and no new out_dir

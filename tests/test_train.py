@@ -170,27 +170,30 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("error: no checkpoint at") and len(p.stderr.splitlines()) == 1
 
 
-def test_a_failed_start_leaves_the_run_in_out_dir_as_it_was_and_makes_no_folder(data_dir, tmp_path):
+def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path):
     out = tmp_path / "out"
     train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
           "--eval_interval=2")
     before = {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")}
+    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh", f"--out_dir={out}",
+              check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
+        f"error: --out_dir={out} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
+        f"in another --out_dir (or remove {out})"]
+    assert {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")} == before
     short = tmp_path / "short.txt"  # val holds documents 0 and 100 only: fewer tokens than one block of 64
     short.write_text("\n\n".join(f"Document {i} is short." for i in range(150)))
     p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--dataset={short}", f"--data_dir={tmp_path}/d",
-              f"--out_dir={out}", check=False)
+              f"--out_dir={tmp_path}/new/out", check=False)
     assert p.returncode == 2 and p.stderr.splitlines()[-1].startswith("error: ") and "Traceback" not in p.stderr
     assert re.search(r"val.bin holds \d+ tokens, not more than one block of 64", p.stderr)
-    assert {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")} == before
-    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--dataset={short}", f"--data_dir={tmp_path}/d",
-              f"--out_dir={tmp_path}/new/out", check=False)
-    assert p.returncode == 2 and not (tmp_path / "new").exists()  # checked for writing, and not left behind
+    assert not (tmp_path / "new").exists()  # checked for writing, and not left behind
     (tmp_path / "a-file").write_text("")
     p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
               f"--out_dir={tmp_path}/a-file/out", check=False)
     assert p.returncode == 2 and p.stderr.strip().splitlines() == [
         f"error: --out_dir={tmp_path}/a-file/out cannot be written (Not a directory): pass a folder you can write to"]
-    assert not (tmp_path / "fresh").exists()  # refused before any data work
+    assert not (tmp_path / "fresh").exists()  # both refused before any data work
 
 
 def test_unknown_config_key(tmp_path):
@@ -225,11 +228,13 @@ def test_constants_are_not_settings(monkeypatch, capsys):
     assert capsys.readouterr().err.startswith("error: unknown config key 'POOLINGS'")
 
 
-@pytest.mark.parametrize("command", [["data.py", "no-such-corpus"], ["train.py", "config/tiny.py", "--dataset=nope"],
+@pytest.mark.parametrize("command", [["data.py", "no-such-corpus"],
+                                     ["train.py", "config/tiny.py", "--dataset=nope", "--out_dir=OUT"],
                                      ["probe.py", "no-such-run"], ["eval_geometry.py", "no-such-run"]],
                          ids=lambda c: c[0])
 def test_every_script_gives_bad_input_one_line_and_exit_code_2(command, tmp_path):
-    p = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *command[1:], f"--data_dir={tmp_path}"],
+    args = [a.replace("OUT", str(tmp_path / "out")) for a in command[1:]]  # not the checkout's out-hybrid-tiny
+    p = subprocess.run([sys.executable, os.path.join(ROOT, command[0]), *args, f"--data_dir={tmp_path}"],
                        cwd=ROOT if command[0] == "train.py" else tmp_path, capture_output=True, text=True)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert p.stderr.startswith("error: ") and ("nope" in p.stderr or "no-such" in p.stderr)
