@@ -24,13 +24,20 @@ import re
 import shutil
 import sys
 import sysconfig
+import tempfile
 import time
 from collections import Counter
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 from configurator import InputError, MissingInput, configure, die
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so prepare a corpus from one process at a time
+    fcntl = None
 
 # -----------------------------------------------------------------------------
 # tokenizer: cl100k's BPE truncated to its first 32k ranks, plus BERT's special tokens on top
@@ -403,12 +410,41 @@ def check_splits(meta, source):
                          '{"text": ...} per document)')
 
 
+@contextmanager
+def locked(out):
+    """Held while one process checks and prepares out: a second one (the MLM run started beside the hybrid)
+    waits, then re-uses the corpus, where two writers would append each document twice. The lock file lives
+    outside data_dir, so a refused source leaves nothing there."""
+    if fcntl is None:
+        yield
+        return
+    name = hashlib.sha1(os.path.abspath(out).encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"jepa-mlm-prepare-{name}.lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file serves too
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another process that is preparing {out}", file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock, as the end of the process does if it dies
+
+
 def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
     """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
-    vocabulary); returns that folder. Re-used while its source, tokenizer and split rule are unchanged
-    (meta.json records them), prepared again when they change; an interrupted run resumes from its last
-    saved chunk. A bad or empty source is an InputError, and leaves nothing behind."""
+    vocabulary); returns that folder. Re-used while its source, reader, tokenizer and split rule are
+    unchanged (meta.json records them), prepared again when they change; an interrupted run resumes from its
+    last saved chunk; one process prepares it while others wait. A bad or empty source is an InputError, and
+    leaves nothing behind."""
     out = os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
+    with locked(out):
+        return prepare_once(dataset, out, n_ranks)
+
+
+def prepare_once(dataset, out, n_ranks):
+    """prepare()'s work, under its lock."""
     source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
     tok, old = get_tokenizer(n_ranks), read_meta(out)
     if old and old["complete"] and source not in ("embedded", "wikipedia") and not os.path.exists(dataset):

@@ -159,6 +159,24 @@ def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
+def test_a_second_process_waits_for_a_corpus_being_prepared_and_then_reuses_it(tmp_path):
+    """Two runs started at once on an unprepared corpus: one prepares, the other waits (two writers would
+    append every document twice)."""
+    write_corpus(tmp_path / "corpus")
+    corpus, d = str(tmp_path / "corpus"), str(tmp_path / "d")
+    out = os.path.join(d, "corpus")
+    with data.locked(out):  # this process is preparing it
+        p = subprocess.Popen([sys.executable, os.path.join(ROOT, "data.py"), corpus, f"--data_dir={d}"],
+                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        assert p.stderr.readline() == f"waiting for another process that is preparing {out}\n"
+        assert not os.path.exists(d)
+        data.prepare_once(corpus, out, data.N_RANKS)
+        stamp = os.path.getmtime(os.path.join(out, "train.bin"))
+    assert p.wait(timeout=60) == 0 and p.stderr.read() == ""  # re-used, not prepared again
+    assert os.path.getmtime(os.path.join(out, "train.bin")) == stamp
+
+
 def test_packed_batches(tmp_path):
     tok = data.get_tokenizer()
     np.arange(1000, dtype=np.uint16).tofile(tmp_path / "x.bin")
@@ -257,8 +275,8 @@ BAD_FILES = [  # (file name, content, the start of the one line it gives)
     ("broken.jsonl", b'{"text": "fine"}\n{"text": "cut\n', r"broken.jsonl:2: not a JSON object"),
     ("other.jsonl", b'{"content": "a", "id": 1}\n', r'other.jsonl:1: no string "text" field \(the line has keys '
                                                     r"content, id\)"),
-    ("null.jsonl", b'{"text": "fine"}\n{"text": null}\n', r'null.jsonl:2: no string "text" field \(the line has "text": '
-                                                         r"null\)"),
+    ("null.jsonl", b'{"text": "fine"}\n{"text": null}\n',
+     r'null.jsonl:2: no string "text" field \(the line has "text": null\)'),
     ("fake.txt.gz", b"plain text, not gzip\n", r"fake.txt.gz: cannot be read as .txt.gz"),
     ("notes.csv", b"a,b\n", r"no .txt/.jsonl/.parquet files .* under"),
 ]
