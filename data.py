@@ -348,6 +348,16 @@ def read_meta(out):
         return json.load(f)
 
 
+def what_changed(had, want):
+    """How made_from record want differs from had (None: no record): the files, or the rest."""
+    if not had:
+        return "no record of what it was made from"
+    files = sorted(k for k in had["source"].keys() | want["source"].keys()
+                   if had["source"].get(k) != want["source"].get(k))
+    return f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''} changed" if files else \
+        "its reader, tokenizer or split rule changed"
+
+
 def reusable(old, want, source, out):
     """old (the meta.json in out) where it is a preparation of the wanted corpus, finished or to resume;
     None, after removing it, where the source has changed since; a refusal where out holds another corpus."""
@@ -355,11 +365,7 @@ def reusable(old, want, source, out):
         return old
     if old["source"] != source:
         raise InputError(f"{out} holds {old['source']}, not {source}: remove {out} or pass another --data_dir")
-    had = (old.get("made_from") or {}).get("source", {})
-    changed = sorted(k for k in had.keys() | want["source"].keys() if had.get(k) != want["source"].get(k))
-    why = f"{', '.join(changed[:3])}{' ...' if len(changed) > 3 else ''} changed" if had and changed else \
-        "its reader, tokenizer or split rule changed" if had else "no record of what it was made from"
-    print(f"{out} is out of date ({why}): preparing it again", file=sys.stderr)
+    print(f"{out} is out of date ({what_changed(old.get('made_from'), want)}): preparing it again", file=sys.stderr)
     shutil.rmtree(out)
     return None
 

@@ -218,6 +218,10 @@ if master:
 if ddp:
     torch.distributed.barrier()
 folder = data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns the folder at once
+made_from = data.read_meta(folder)["made_from"]  # the corpus' files, reader, tokenizer and split rule
+if init_from == "resume" and ckpt.get("data", made_from) != made_from:  # the batches would not be the run's
+    die(f"{folder} is not the data this run began on ({data.what_changed(ckpt['data'], made_from)} since): resume "
+        "on the corpus it began on, or start a new run in another --out_dir")
 
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True
@@ -356,7 +360,7 @@ def save_checkpoint():
         return
     ckpt = {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
-            "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng,
+            "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng, "data": made_from,
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
             "command": resume_command, "commit": commit}
     torch.save(ckpt, ckpt_path + ".tmp")

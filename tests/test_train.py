@@ -196,6 +196,24 @@ def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_
     assert not (tmp_path / "fresh").exists()  # both refused before any data work
 
 
+def test_a_resume_on_data_other_than_the_runs_is_refused(tmp_path):
+    """A corpus edited (or prepared by another reader) since the run began would feed other batches."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    words = "the a cat dog sat ran on under mat tree big small red old new house river stone".split()
+    rng = np.random.default_rng(0)
+    (corpus / "a.txt").write_text("\n\n".join(" ".join(rng.choice(words, 40)) + "." for _ in range(400)))
+    args = ["config/mlm.py", "config/tiny.py", *MICRO, f"--dataset={corpus}", f"--data_dir={tmp_path}/d",
+            f"--out_dir={tmp_path}/out", "--max_iters=2", "--eval_interval=2"]
+    train(*args)
+    train(*args, "--init_from=resume")  # the same data: resumed
+    (corpus / "b.txt").write_text("\n\n".join(f"Document {i} is new." for i in range(200)))
+    p = train(*args, "--init_from=resume", check=False)
+    assert p.returncode == 2 and p.stderr.splitlines()[-1] == (
+        f"error: {tmp_path}/d/corpus-v8192 is not the data this run began on (b.txt changed since): resume on the "
+        "corpus it began on, or start a new run in another --out_dir")
+
+
 def test_unknown_config_key(tmp_path):
     p = train("config/tiny.py", "--lr=1e-3", check=False)
     assert p.returncode == 2 and p.stderr.strip() == "error: unknown config key 'lr': did you mean 'learning_rate'?"
