@@ -973,4 +973,7 @@ if __name__ == "__main__":
     args = configure(globals(), sys.argv[1:])
     if len(args) != 1:
         die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N] [--data_dir=data]")
-    prepare(args[0], data_dir, vocab_ranks)
+    folder = prepare(args[0], data_dir, vocab_ranks)
+    meta = read_meta(folder)
+    print(f"{folder}: {meta['docs']:,} documents, {meta['train_tokens']:,} train and {meta['val_tokens']:,} val "
+          f"tokens (val: every {meta['val_every']}th document)")

@@ -168,12 +168,13 @@ def test_a_second_process_waits_for_a_corpus_being_prepared_and_then_reuses_it(t
     out = os.path.join(d, "corpus")
     with data.locked(out):  # this process is preparing it
         p = subprocess.Popen([sys.executable, os.path.join(ROOT, "data.py"), corpus, f"--data_dir={d}"],
-                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert p.stderr.readline() == f"waiting for another process that is preparing {out}\n"
         assert not os.path.exists(d)
         data.prepare_once(corpus, out, data.N_RANKS)
         stamp = os.path.getmtime(os.path.join(out, "train.bin"))
     assert p.wait(timeout=60) == 0 and p.stderr.read() == ""  # re-used, not prepared again
+    assert p.stdout.read().startswith(f"{out}: 36 documents, ")
     assert os.path.getmtime(os.path.join(out, "train.bin")) == stamp
 
 
