@@ -335,7 +335,8 @@ def export_config(ckpt, which, path):
                           "cls_id": tok.cls_id, "sep_id": tok.sep_id, "mask_id": tok.mask_id},
             "training": {"objective": cfg.get("objective"), "iter_num": ckpt.get("iter_num"),
                          "max_iters": planned_iters(ckpt), "flops": ckpt.get("flops_done"),
-                         **data.last_val(path), "commit": ckpt.get("commit"), "config": cfg}}
+                         **data.last_val(path), "commit": ckpt.get("commit"), "config": cfg,
+                         "data": ckpt.get("data")}}  # the corpus' files (digests), reader, tokenizer and split
 
 
 MODEL_CARD = """# {name}
