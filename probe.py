@@ -501,9 +501,10 @@ class Embedder:
         for old in os.listdir(self.cache_dir):
             if old.startswith(stem) and "-" not in old[len(stem):] and old.endswith(ext):
                 os.remove(os.path.join(self.cache_dir, old))
-        with open(path + ".tmp", "wb") as f:
+        tmp = f"{path}.{os.getpid()}.tmp"  # probe.py and eval_geometry.py may fill one cache at once
+        with open(tmp, "wb") as f:
             dump(out, f)
-        os.replace(path + ".tmp", path)
+        os.replace(tmp, path)
         return out
 
     def check_cache(self):
