@@ -532,12 +532,13 @@ def claims_lines(rows):
 
 
 def figure_lines(report, labels, files, probe_md):
-    """probe.md's tables, then one section per SECTIONS entry, and the tables over seeds."""
+    """probe.md's tables (where judge() found its probe.json of these checkpoints), then one section per
+    SECTIONS entry, and the tables over seeds."""
     L = ["", "## GLUE / probing-set probes (probe.py)", ""]
-    if os.path.exists(probe_md):
+    if report["probe_json"] and os.path.exists(probe_md):
         L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"]
     else:
-        L += [f"(no {probe_md}: run probe.py with the same checkpoints and --report_dir first)"]
+        L += ["(no probe.md of these checkpoints: run probe.py with them and the same --report_dir first)"]
     base = {"lexical": {(k, "acc"): {"score": v} for k, v in report["majority"].items()},
             "balance": {(k,): v for k, v in report.get("balance_baselines", {}).items()}}
     for name, (title, keys, fmt, what, png) in SECTIONS.items():
@@ -636,14 +637,18 @@ def summarise(res, labels, tasks, tok, psets, set_idx, cfg):
 
 
 def judge(report, labels, report_dir):
-    """The claims, with probe.py's scores where its probe.json has these checkpoints."""
+    """The claims, with probe.py's scores where its probe.json has these checkpoints (the same weights under
+    the same names, in the same order); report["probe_json"] says which probe.json was used, if any."""
     path, prb = os.path.join(report_dir, "probe.json"), None
     if os.path.exists(path):
         with open(path) as f:
             prb = json.load(f)
-        if [c["label"] for c in prb["checkpoints"]] != labels:
-            report["notes"].append(f"{path} holds other checkpoints: the claims leave out its probe scores")
+        which = lambda checkpoints: [(c["label"], c["encoder"], c.get("stamp")) for c in checkpoints]  # noqa: E731
+        if which(prb["checkpoints"]) != which(report["checkpoints"]):
+            report["notes"].append(f"{path} is of other checkpoints or weights: this report leaves out its probe "
+                                   "scores (run probe.py with these checkpoints and --report_dir first)")
             prb = None
+    report["probe_json"] = path if prb is not None else None
     sources = {k: (report[k], report[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
     sources.update({"probe": (prb["scores"], prb["diffs"])} if prb is not None else {})
     report["claims"] = claims(sources, labels, {c["label"]: c["objective"] for c in report["checkpoints"]})

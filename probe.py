@@ -465,7 +465,8 @@ class Embedder:
 
     def summary(self, label):
         return {"label": label, "path": self.path, "objective": self.objective, "iter_num": self.iter_num,
-                "max_iters": self.max_iters, "finished": self.finished(), "encoder": self.which}
+                "max_iters": self.max_iters, "finished": self.finished(), "encoder": self.which,
+                "stamp": self.stamp}  # which weights: a report joins another only where these agree
 
     def __call__(self, name, texts):
         key = digest(self.stamp, self.which, self.config.block_size, EMBED_CODE, list(texts))

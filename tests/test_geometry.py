@@ -309,6 +309,24 @@ def test_an_unfinished_run_is_labelled_and_one_seed_decides_no_claim(geometry_re
     assert {c["verdict"] for c in out["claims"]} == {"inconclusive"}  # one seed each
 
 
+def test_a_probe_json_of_other_weights_under_the_same_names_is_left_out_of_the_report(tmp_path):
+    """A report_dir's probe.json joins the claims and REPORT.md only where it is of these very weights."""
+    ckpts = [{"label": "out-mlm", "encoder": "online", "stamp": "100-1.5", "objective": "mlm"},
+             {"label": "out-hybrid", "encoder": "online", "stamp": "100-2.5", "objective": "hybrid"}]
+    labels = [c["label"] for c in ckpts]
+    (tmp_path / "probe.md").write_text("THE PROBE TABLES")
+    empty = {k: [] for n in eg.SECTIONS for k in (n, f"{n}_diffs")}
+    for stamp, used in (("100-2.5", True), ("100-3.5", False)):  # the hybrid retrained under its old name
+        prb = {"checkpoints": [ckpts[0], {**ckpts[1], "stamp": stamp}], "scores": [], "diffs": []}
+        (tmp_path / "probe.json").write_text(json.dumps(prb))
+        report = {"checkpoints": ckpts, "notes": [], "majority": {}, "across_seeds": {}, **empty}
+        eg.judge(report, labels, str(tmp_path))
+        assert report["probe_json"] == (str(tmp_path / "probe.json") if used else None)
+        assert any("is of other checkpoints or weights" in n for n in report["notes"]) != used
+        lines = eg.figure_lines(report, labels, [], str(tmp_path / "probe.md"))
+        assert ("THE PROBE TABLES" in lines) == used
+
+
 def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_report, glue_dir, corpus):
     """The checkpoints stripped of their weights (probe.results_only), as a GPU session leaves them."""
     out, folder, ckpts = geometry_report
