@@ -172,16 +172,15 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
     assert p.returncode == 2 and p.stderr.startswith("error: no checkpoint at") and len(p.stderr.splitlines()) == 1
 
 
-def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path):
+def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "out"
     train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
           "--eval_interval=2")
     before = {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")}
-    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh", f"--out_dir={out}",
-              check=False)
-    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
-        f"error: --out_dir={out} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
-        f"in another --out_dir (or remove {out})"]
+    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
+                       f"--out_dir={out}")
+    assert err.strip() == (f"error: --out_dir={out} holds a run's checkpoint: continue it with --init_from=resume, "
+                           f"or start this run in another --out_dir (or remove {out})")
     assert {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")} == before
     short = tmp_path / "short.txt"  # val holds documents 0 and 100 only: fewer tokens than one block of 64
     short.write_text("\n\n".join(f"Document {i} is short." for i in range(150)))
@@ -191,10 +190,10 @@ def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_
     assert re.search(r"val.bin holds \d+ tokens, not more than one block of 64", p.stderr)
     assert not (tmp_path / "new").exists()  # checked for writing, and not left behind
     (tmp_path / "a-file").write_text("")
-    p = train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
-              f"--out_dir={tmp_path}/a-file/out", check=False)
-    assert p.returncode == 2 and p.stderr.strip().splitlines() == [
-        f"error: --out_dir={tmp_path}/a-file/out cannot be written (Not a directory): pass a folder you can write to"]
+    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
+                       f"--out_dir={tmp_path}/a-file/out")
+    assert err.strip() == (f"error: --out_dir={tmp_path}/a-file/out cannot be written (Not a directory): pass a "
+                           "folder you can write to")
     assert not (tmp_path / "fresh").exists()  # both refused before any data work
 
 
