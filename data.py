@@ -438,13 +438,26 @@ def locked(out):
         os.close(fd)  # releases the lock, as the end of the process does if it dies
 
 
+def corpus_folder(dataset, data_dir="data", n_ranks=N_RANKS):
+    """Where prepare() writes dataset: data_dir/<name>, or <name>-v<n_ranks> for a smaller vocabulary."""
+    return os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
+
+
+def source_record(dataset, n_ranks=N_RANKS):
+    """made_from of dataset as it is now, read without preparing it (file digests only); None where a local
+    source is not here, so that its prepared copy is what a run uses."""
+    if dataset not in ("embedded", "wikipedia") and not os.path.exists(dataset):
+        return None
+    return made_from(dataset, get_tokenizer(n_ranks), VAL_EVERY.get(dataset, 100))
+
+
 def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
     """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
     vocabulary); returns that folder. Re-used while its source, reader, tokenizer and split rule are
     unchanged (meta.json records them), prepared again when they change; an interrupted run resumes from its
     last saved chunk; one process prepares it while others wait. A bad or empty source is an InputError, and
     leaves nothing behind."""
-    out = os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
+    out = corpus_folder(dataset, data_dir, n_ranks)
     with locked(out):
         return prepare_once(dataset, out, n_ranks)
 
@@ -452,11 +465,12 @@ def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
 def prepare_once(dataset, out, n_ranks):
     """prepare()'s work, under its lock."""
     source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
-    tok, old = get_tokenizer(n_ranks), read_meta(out)
-    if old and old["complete"] and source not in ("embedded", "wikipedia") and not os.path.exists(dataset):
-        print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)  # a copied data/
+    tok, old, want = get_tokenizer(n_ranks), read_meta(out), source_record(dataset, n_ranks)
+    if want is None and old and old["complete"]:  # a copied data/
+        print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)
         return out
-    want = made_from(dataset, tok, VAL_EVERY.get(dataset, 100))
+    if want is None:
+        local_files(dataset)  # the one-line MissingInput
     meta = reusable(old, want, source, out) or {"source": source, "made_from": want, "tokenizer": tok.enc.name,
                                                 "vocab_size": tok.vocab_size, "val_every": want["val_every"],
                                                 "docs": 0, "train_docs": 0, "val_docs": 0, "train_tokens": 0,

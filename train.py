@@ -211,17 +211,28 @@ if master:  # before the data work too (hours on Wikipedia); a resume's checks a
     except OSError as e:
         die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
 
+
+
+def check_same_data(made_from, folder):
+    """A resume goes on over the data its run began on (made_from None: not known yet): other data would
+    give other batches. Checkpoints from before the record carry none, and pass."""
+    if init_from == "resume" and made_from is not None and ckpt.get("data", made_from) != made_from:
+        die(f"{folder} is not the data this run began on ({data.what_changed(ckpt['data'], made_from)} since): "
+            "resume on the corpus it began on, or start a new run in another --out_dir")
+
+
 # data: prepared once (rank 0), then random packed windows; the data stream has its own generator,
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
+folder = data.corpus_folder(dataset, data_dir, vocab_ranks)
+if init_from == "resume":  # before an edited corpus is prepared again (hours on Wikipedia)
+    check_same_data(data.source_record(dataset, vocab_ranks), folder)
 if master:
     data.prepare(dataset, data_dir, vocab_ranks)
 if ddp:
     torch.distributed.barrier()
-folder = data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns the folder at once
+data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns at once
 made_from = data.read_meta(folder)["made_from"]  # the corpus' files, reader, tokenizer and split rule
-if init_from == "resume" and ckpt.get("data", made_from) != made_from:  # the batches would not be the run's
-    die(f"{folder} is not the data this run began on ({data.what_changed(ckpt['data'], made_from)} since): resume "
-        "on the corpus it began on, or start a new run in another --out_dir")
+check_same_data(made_from, folder)  # a copied data/ without its source: what was prepared
 
 torch.backends.cuda.matmul.allow_tf32 = True
 torch.backends.cudnn.allow_tf32 = True

@@ -208,11 +208,13 @@ def test_a_resume_on_data_other_than_the_runs_is_refused(tmp_path):
             f"--out_dir={tmp_path}/out", "--max_iters=2", "--eval_interval=2"]
     train(*args)
     train(*args, "--init_from=resume")  # the same data: resumed
+    meta = (tmp_path / "d" / "corpus-v8192" / "meta.json").read_text()
     (corpus / "b.txt").write_text("\n\n".join(f"Document {i} is new." for i in range(200)))
     p = train(*args, "--init_from=resume", check=False)
-    assert p.returncode == 2 and p.stderr.splitlines()[-1] == (
+    assert p.returncode == 2 and p.stderr.strip() == (
         f"error: {tmp_path}/d/corpus-v8192 is not the data this run began on (b.txt changed since): resume on the "
         "corpus it began on, or start a new run in another --out_dir")
+    assert (tmp_path / "d" / "corpus-v8192" / "meta.json").read_text() == meta  # refused before preparing it again
 
 
 def test_unknown_config_key(tmp_path):
