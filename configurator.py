@@ -46,6 +46,13 @@ def one_line_errors(kind, value, tb):
     os._exit(130 if interrupted else 2)
 
 
+def whole_number(key, value, lo, why=""):
+    """The setting --key=value as a whole number >= lo, or one line that says so (why: the reason for lo).
+    A bool is refused: True is an int to Python, and --max_iters=True would run one step."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+        raise InputError(f"--{key}={value!r}: must be a whole number >= {lo}{why}")
+
+
 def writable(folder, keep=True):
     """Create folder and a file in it, or raise OSError: where a run writes is checked before its work.
     keep=False removes the folders it made again, so a start refused later (bad data) leaves no trace."""

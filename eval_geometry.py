@@ -23,7 +23,7 @@ import configurator
 import data
 import probe
 import stats
-from configurator import InputError
+from configurator import InputError, whole_number
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
@@ -674,9 +674,9 @@ def write(report, labels, res, paths, cfg):
 def run(paths, cfg):
     t0 = time.time()
     pools = probe.check_args(paths, cfg, "eval_geometry.py")
-    probe.whole_number(cfg, "n_sub", probe.MIN_RESAMPLES, probe.RESAMPLES_WHY.format("half-samples"))
+    whole_number("n_sub", cfg.n_sub, probe.MIN_RESAMPLES, probe.RESAMPLES_WHY.format("half-samples"))
     if cfg.geom_n != 0:
-        probe.whole_number(cfg, "geom_n", MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
+        whole_number("geom_n", cfg.geom_n, MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
     proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
     labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                    cfg.unfinished, cfg.cache_dir)

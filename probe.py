@@ -29,7 +29,7 @@ import configurator
 import data
 import model
 import stats
-from configurator import InputError, writable
+from configurator import InputError, whole_number, writable
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
@@ -867,20 +867,14 @@ MIN_RESAMPLES = 40  # n_boot and eval_geometry's n_sub: a 95% interval needs som
 RESAMPLES_WHY = " (a 95% interval leaves 2.5% of the {} beyond each end)"
 
 
-def whole_number(cfg, key, lo, why=""):
-    """The setting cfg.key as a whole number >= lo, or one line that says so (why: the reason for lo)."""
-    if isinstance(v := getattr(cfg, key), bool) or not isinstance(v, int) or v < lo:
-        raise InputError(f"--{key}={v!r}: must be a whole number >= {lo}{why}")
-
-
 def check_settings(cfg):
     """The settings both analysis scripts share, each checked as train.py checks its own."""
-    whole_number(cfg, "n_folds", 2, " (each fold is scored by a probe fitted on the others)")
-    whole_number(cfg, "n_boot", MIN_RESAMPLES, RESAMPLES_WHY.format("resamples"))
-    whole_number(cfg, "max_train", cfg.n_folds, f" (n_folds={cfg.n_folds}: every fold needs an example)")
-    whole_number(cfg, "batch_size", 1)
-    whole_number(cfg, "threads", 0, " (0: torch's default)")
-    whole_number(cfg, "seed", 0)
+    whole_number("n_folds", cfg.n_folds, 2, " (each fold is scored by a probe fitted on the others)")
+    whole_number("n_boot", cfg.n_boot, MIN_RESAMPLES, RESAMPLES_WHY.format("resamples"))
+    whole_number("max_train", cfg.max_train, cfg.n_folds, f" (n_folds={cfg.n_folds}: every fold needs an example)")
+    whole_number("batch_size", cfg.batch_size, 1)
+    whole_number("threads", cfg.threads, 0, " (0: torch's default)")
+    whole_number("seed", cfg.seed, 0)
     if cfg.encoder not in ("online", "target"):
         raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a hybrid's EMA)")
     try:

@@ -26,7 +26,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import jepa
-from configurator import configure, die, settings, writable
+from configurator import configure, die, settings, whole_number, writable
 from model import EncoderConfig, MaskedLM, load_checkpoint
 from model import peak_flops as peak_flops_of
 
@@ -110,7 +110,7 @@ def check(key, ok, allowed):
 
 
 def positive_int(key):
-    check(key, isinstance(globals()[key], int) and globals()[key] >= 1, "must be a whole number >= 1")
+    whole_number(key, globals()[key], 1)
 
 
 def fraction(key, lo_open=False, hi_open=False, lo=0.0, hi=1.0):
