@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import data
 import jepa
-from configurator import configure, die, settings
+from configurator import configure, die, settings, whole_number
 from model import EncoderConfig, MaskedLM, peak_flops
 
 # -----------------------------------------------------------------------------
@@ -67,6 +67,9 @@ seed = 0
 extra = configure(globals(), sys.argv[1:])
 if extra:
     die(f"unexpected argument {extra[0]!r}: pass --key=value")
+for key in ("batch_size", "warmup_iters", "iters", "embed_sentences", "embed_batch_size", "threads"):
+    whole_number(key, globals()[key], 0, " (0: the device's default)")
+whole_number("seed", seed, 0)
 on_cuda = device.startswith("cuda")
 if on_cuda and not torch.cuda.is_available():
     die("no CUDA device here: pass --device=cpu (a tiny model) or run on a GPU")

@@ -139,10 +139,12 @@ def test_cpu_bench_times_embedding_extraction(bench_json):
     assert e["sorted"]["pad_frac"] < 0.5 * e["random"]["pad_frac"]
 
 
-def test_bench_rejects_an_unknown_size():
-    p = subprocess.run([sys.executable, "bench.py", "--device=cpu", "--sizes=huge"], cwd=ROOT,
+@pytest.mark.parametrize("arg,says", [("--sizes=huge", "unknown size 'huge'"),
+                                      ("--iters=-1", "--iters=-1: must be a whole number >= 0")])
+def test_bench_refuses_a_bad_setting_in_one_line(arg, says):
+    p = subprocess.run([sys.executable, "bench.py", "--device=cpu", arg], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode != 0 and "unknown size 'huge'" in p.stderr
+    assert p.returncode == 2 and p.stderr.startswith(f"error: {says}") and len(p.stderr.splitlines()) == 1
 
 @pytest.mark.parametrize("objective", ["mlm", "separate", "shared"])
 def test_the_training_graph_compiles_whole_without_recompiles(objective):
