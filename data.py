@@ -440,6 +440,8 @@ def locked(out):
 
 def corpus_folder(dataset, data_dir="data", n_ranks=N_RANKS):
     """Where prepare() writes dataset: data_dir/<name>, or <name>-v<n_ranks> for a smaller vocabulary."""
+    if not data_dir:  # '' would put corpora in whatever folder the command runs from
+        raise InputError("--data_dir='': name the folder that holds prepared corpora (data by default)")
     return os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
 
 

@@ -195,6 +195,13 @@ def test_unknown_dataset_is_a_clear_error(tmp_path):
         data.prepare(str(tmp_path / "nope"), str(tmp_path / "d"))
 
 
+def test_an_empty_data_dir_is_refused_not_taken_for_the_current_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="^--data_dir='': name the folder"):
+        data.prepare("embedded", "")
+    assert os.listdir(tmp_path) == []
+
+
 def test_unigram_line_by_hand(tmp_path):
     """Every val target is token 5, seen 300 times in 1,000 training tokens: the unigram cross-entropy is
     -log((300 + 1) / (1000 + n_normal)) with add-one smoothing over the text vocabulary, whichever positions
