@@ -392,6 +392,15 @@ def log(record):
         f.write(json.dumps(record) + "\n")
 
 
+def time_left(step_s, eval_s):
+    """What is left of the run at step_s seconds a step and eval_s an evaluation (with its checkpoint),
+    as 1h23m, 4m05s or 12s."""
+    evals_left = math.ceil(max_iters / eval_interval) - math.ceil(iter_num / eval_interval) + 1  # and the last
+    s = round(step_s * (max_iters - iter_num) + eval_s * evals_left)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
+
+
 def stop_reason(record):
     """Why training must stop after this record, or ''."""
     bad = [k for k, v in record.items() if isinstance(v, float) and not math.isfinite(v)]
@@ -473,10 +482,11 @@ if master:
     print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")
 batch = next_train_batch()
 t0 = time.time()
+step_s, intervals, eval_s = 0.0, 0, 0.0  # a step's seconds, smoothed over the logged intervals after the first
 while True:
     last = iter_num == max_iters
     if iter_num % eval_interval == 0 or last:
-        reason = ""
+        reason, eval_s = "", time.time()
         sums = rank_param_sums() if ddp else None
         if master:
             val = estimate_val()
@@ -494,6 +504,7 @@ while True:
         if iter_num > 0:
             save_checkpoint()
         t0 = time.time()
+        eval_s = t0 - eval_s
     if last:
         break
 
@@ -525,6 +536,8 @@ while True:
     if iter_num % log_interval == 0:  # every process checks its own figures; rank 0 writes them
         dt = (time.time() - t0) / log_interval
         t0 = time.time()
+        intervals += 1  # the first one holds the compile and the warm-up
+        step_s = dt if intervals <= 2 else 0.9 * step_s + 0.1 * dt
         record = {"iter": iter_num, "lr": lr, "loss": loss.item(), **{k: v.item() for k, v in stats.items()}}
         if hybrid:
             record["lambda"] = record["w_jepa"] / (record["w_mlm"] + record["w_jepa"])
@@ -543,7 +556,7 @@ while True:
                          f"tgt std {record['tgt_std']:.3f}, RankMe {record['tgt_rankme']:.1f}")
             line += f", {record['tok_per_s']:,.0f} tok/s"
             line += f", mfu {100 * record['mfu']:.1f}%" if peak else ""
-            print(line + f", {flops_done:.3g} FLOPs")
+            print(line + f", {flops_done:.3g} FLOPs" + (f", {time_left(step_s, eval_s)} left" if intervals > 1 else ""))
             if hybrid and record["tgt_rankme"] < rankme_warn:
                 print(f"WARNING: the target features are near collapse at iter {iter_num}: RankMe "
                       f"{record['tgt_rankme']:.2f} < rankme_warn={rankme_warn} (std {record['tgt_std']:.3f})",

@@ -65,6 +65,8 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
         assert sum(jepa_loss[-10:]) < sum(jepa_loss[:10])
         assert all(0 < r["lambda"] < 1 and r["tgt_std"] > 0 for r in log if "lambda" in r)
         assert "λ" in p.stdout and "tok/s" in p.stdout
+    steps = [line for line in p.stdout.splitlines() if re.match(r"iter \d+: mlm", line)]
+    assert len(steps) == 80 and all(re.search(r", (\d+h\d\dm|\d+m\d\ds|\d+s) left$", line) for line in steps[1:])
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
     assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
