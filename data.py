@@ -624,6 +624,7 @@ GLUE_TASKS = ("sst2", "mrpc", "mnli", "cola", "stsb")
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "mnli": "MNLI", "cola": "CoLA", "stsb": "STS-B"}
 GLUE_HUB = "nyu-mll/glue"
 MNLI_LABELS = {"entailment": 0, "neutral": 1, "contradiction": 2}  # the hub's label order
+BINARY = {"0": 0, "1": 1}  # SST-2's, MRPC's and CoLA's labels: another value would index past a probe's classes
 MNLI_SUBSETS = {"dev_matched": "dev_matched_subset1000_tok.tsv", "dev_mismatched": "dev_mismatched_subset1000_tok.tsv"}
 
 
@@ -684,13 +685,13 @@ def local_glue_split(task, split, glue_dir):
         rows = read_tsv(path)
         if not rows:
             raise InputError(f"{path} is empty: re-download the file")
-        y, a = parse_rows(path, rows, (1, 3), (int, str), n_fields=4)
+        y, a = parse_rows(path, rows, (1, 3), (BINARY, str), n_fields=4)
         return {"a": a, "b": None, "y": np.array(y)}
     if task == "sst2":
-        a, y = glue_file(path, ("sentence", "label"), (str, int))
+        a, y = glue_file(path, ("sentence", "label"), (str, BINARY))
         return {"a": a, "b": None, "y": np.array(y)}
     if task == "mrpc":
-        y, a, b = glue_file(path, ("Quality", "#1 String", "#2 String"), (int, str, str))
+        y, a, b = glue_file(path, ("Quality", "#1 String", "#2 String"), (BINARY, str, str))
         return {"a": a, "b": b, "y": np.array(y)}
     if task == "stsb":
         a, b, y = glue_file(path, ("sentence1", "sentence2", "score"), (str, str, float))

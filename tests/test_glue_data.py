@@ -121,12 +121,14 @@ def test_senteval_layout_with_the_real_files_quirks(senteval_dir, tmp_path):
 
 GLUE_BREAKS = [  # (file, what is done to it, the start of the one line it gives)
     ("SST-2/train.tsv", lambda rows: rows[:2] + ["a fine film\tpositive"] + rows[3:],
-     r"SST-2/train.tsv:3: 'positive' in column 2 is not an int"),
+     r"SST-2/train.tsv:3: 'positive' in column 2 is not 0/1"),
+    ("MRPC/dev.tsv", lambda rows: rows[:2] + ["2" + rows[2][1:]] + rows[3:],  # a third class would crash the probe
+     r"MRPC/dev.tsv:3: '2' in column 1 is not 0/1"),
     ("SST-2/dev.tsv", lambda rows: rows[:1], r"SST-2/dev.tsv has a header and no rows"),
     ("MRPC/train.tsv", lambda rows: rows[:3] + ["1\t101\tonly three fields"] + rows[4:],
      r"MRPC/train.tsv:4: 3 tab-separated fields where the format has at least 5: a broken row"),
     ("CoLA/dev.tsv", lambda rows: rows[:4] + ["gj04\tyes\t\tA sentence."] + rows[5:],
-     r"CoLA/dev.tsv:5: 'yes' in column 2 is not an int"),
+     r"CoLA/dev.tsv:5: 'yes' in column 2 is not 0/1"),
     ("STS-B/dev.tsv", lambda rows: rows[:2] + [rows[2].rsplit("\t", 1)[0] + "\tfive"] + rows[3:],
      r"STS-B/dev.tsv:3: 'five' in column 10 is not a float"),
     ("MNLI/dev_matched.tsv", lambda rows: [r.replace("sentence2\t", "hypothesis\t") for r in rows],
