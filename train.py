@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 import data
 import jepa
 from configurator import configure, die, settings, whole_number, writable
-from model import EncoderConfig, MaskedLM, load_checkpoint
+from model import EncoderConfig, MaskedLM, load_checkpoint, planned_iters
 from model import peak_flops as peak_flops_of
 
 # -----------------------------------------------------------------------------
@@ -200,6 +200,12 @@ if init_from == "resume":
                 "the checkpoint's settings, or start a new run in another --out_dir")
     if len(ckpt["rng"]["data"]) != world:
         die(f"{ckpt_path} was written by {len(ckpt['rng']['data'])} processes, not {world}: resume with as many")
+    if ckpt["iter_num"] == planned_iters(ckpt):  # its checkpoint and log stay as they are
+        if master:
+            print(f"{ckpt_path} is a finished run ({ckpt['iter_num']} of {ckpt['iter_num']} iters): nothing to resume")
+        if ddp:
+            destroy_process_group()
+        raise SystemExit(0)
 elif os.path.exists(ckpt_path):  # a finished run may be hours of GPU time: a new one never overwrites it
     die(f"--out_dir={out_dir} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
         f"in another --out_dir (or remove {out_dir})")
