@@ -167,6 +167,13 @@ world = int(os.environ["WORLD_SIZE"]) if ddp else 1
 check("batch_size", batch_size % (world * grad_accum) == 0,
       f"must be a multiple of {world} processes x grad_accum={grad_accum}")
 micro_batch = batch_size // (world * grad_accum)
+if device.startswith("cuda") and not torch.cuda.is_available():
+    die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
+device_type = "cuda" if device.startswith("cuda") else "cpu"
+check("dtype", device_type == "cuda" or dtype == "float32",
+      "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
+check("backend", not ddp or device_type == "cuda" or backend == "gloo", "NCCL is for CUDA devices: CPU processes "
+      "take --backend=gloo")
 if ddp:
     init_process_group(backend=backend)
     signal_group = torch.distributed.new_group(backend="gloo")  # agreeing on a stop is CPU work: no GPU waits
@@ -177,12 +184,6 @@ if ddp:
 else:
     rank = 0
 master = rank == 0
-
-if device.startswith("cuda") and not torch.cuda.is_available():
-    die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
-device_type = "cuda" if device.startswith("cuda") else "cpu"
-check("dtype", device_type == "cuda" or dtype == "float32",
-      "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
 
 # a resume is read and checked before the data and the model: a refusal costs no preparation
 ckpt_path = os.path.join(out_dir, "ckpt.pt")

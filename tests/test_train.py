@@ -414,6 +414,14 @@ def refused_here(monkeypatch, capsys, *args):
     return err
 
 
+def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp_path, monkeypatch, capsys):
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):  # as torchrun sets them
+        monkeypatch.setenv(key, value)
+    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", f"--out_dir={tmp_path}/out")
+    assert err.strip() == "error: --backend='nccl': NCCL is for CUDA devices: CPU processes take --backend=gloo"
+    assert not torch.distributed.is_initialized()
+
+
 def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "out")
     args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
