@@ -219,7 +219,6 @@ if master:  # before the data work too (hours on Wikipedia); a resume's checks a
         die(f"--out_dir={out_dir} cannot be written ({e.strerror}): pass a folder you can write to")
 
 
-
 def check_same_data(made_from, folder):
     """A resume goes on over the data its run began on (made_from None: not known yet): other data would
     give other batches. Checkpoints from before the record carry none, and pass."""
