@@ -468,11 +468,11 @@ def prepare_once(dataset, out, n_ranks):
     """prepare()'s work, under its lock."""
     source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
     tok, old, want = get_tokenizer(n_ranks), read_meta(out), source_record(dataset, n_ranks)
-    if want is None and old and old["complete"]:  # a copied data/
-        print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)
-        return out
-    if want is None:
-        local_files(dataset)  # the one-line MissingInput
+    if want is None:  # a local source that is not here
+        if old and old["complete"]:  # a copied data/
+            print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)
+            return out
+        local_files(dataset)  # raises the one-line MissingInput
     meta = reusable(old, want, source, out) or {"source": source, "made_from": want, "tokenizer": tok.enc.name,
                                                 "vocab_size": tok.vocab_size, "val_every": want["val_every"],
                                                 "docs": 0, "train_docs": 0, "val_docs": 0, "train_tokens": 0,

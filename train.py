@@ -492,7 +492,7 @@ step_s, intervals, eval_s = 0.0, 0, 0.0  # a step's seconds, smoothed over the l
 while True:
     last = iter_num == max_iters
     if iter_num % eval_interval == 0 or last:
-        reason, eval_s = "", time.time()
+        reason, eval_t0 = "", time.time()
         sums = rank_param_sums() if ddp else None
         if master:
             val = estimate_val()
@@ -510,7 +510,7 @@ while True:
         if iter_num > 0:
             save_checkpoint()
         t0 = time.time()
-        eval_s = t0 - eval_s
+        eval_s = t0 - eval_t0
     if last:
         break
 
