@@ -80,6 +80,7 @@ collapse_std = 1e-3
 # budget: max_flops > 0 trains until that many counted FLOPs are spent, else for max_iters
 max_iters = 100000
 max_flops = 0.0
+stop_after = 0  # > 0: stop, checkpointed, after this step, the schedule still the whole budget's: a resume goes on
 # optimizer
 learning_rate = 5e-4
 min_lr = 5e-5
@@ -127,6 +128,8 @@ def one_of(key, values):
 for key in ("eval_interval", "eval_iters", "log_interval", "batch_size", "grad_accum", "n_layer", "n_head", "n_embd",
             "block_size", "n_spans", "pred_depth", "pred_width", "pred_n_head", "max_iters"):
     positive_int(key)
+whole_number("stop_after", stop_after, 0)
+check("stop_after", max_flops > 0 or stop_after < max_iters, f"must be below max_iters={max_iters} (0: train to the end)")
 one_of("init_from", ("scratch", "resume"))
 one_of("objective", ("hybrid", "mlm"))
 one_of("jepa_views", ("separate", "shared"))
@@ -194,7 +197,7 @@ if init_from == "resume":
         die(f"{ckpt_path} is stripped of its weights (for the analysis only): resume from the full checkpoint")
     # the run must go on as it began: only where it writes, how often it reports and how it runs may change
     free = ("out_dir", "init_from", "eval_interval", "eval_iters", "log_interval", "data_dir", "device",
-            "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std")
+            "compile", "backend", "peak_flops", "rankme_warn", "rankme_stop", "collapse_std", "stop_after")
     for key in config_keys:
         if key not in free and ckpt["config"].get(key) != config[key]:
             die(f"--{key}={config[key]!r} differs from {ckpt['config'].get(key)!r} in {ckpt_path}: resume with "
@@ -207,6 +210,8 @@ if init_from == "resume":
         if ddp:
             destroy_process_group()
         raise SystemExit(0)
+    check("stop_after", stop_after == 0 or stop_after > ckpt["iter_num"],
+          f"{ckpt_path} is at iter {ckpt['iter_num']} already: pass a later step, or leave it out to train to the end")
 elif os.path.exists(ckpt_path):  # a finished run may be hours of GPU time: a new one never overwrites it
     die(f"--out_dir={out_dir} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
         f"in another --out_dir (or remove {out_dir})")
@@ -288,6 +293,8 @@ if max_flops > 0:
     max_iters = int(max_flops // flops_per_iter)
     if max_iters < 1:
         die(f"--max_flops={max_flops:.3g}: less than one iteration ({flops_per_iter:.3g} FLOPs)")
+    check("stop_after", stop_after < max_iters, f"must be below the {max_iters} iters of --max_flops={max_flops:.3g}")
+until = stop_after or max_iters  # the step this command trains to
 
 if master:  # made only now that the data and the model have passed their checks
     os.makedirs(out_dir, exist_ok=True)
@@ -305,10 +312,11 @@ if init_from == "resume":
     if device_type == "cuda":
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"][rank])
     if master:  # drop what a killed run logged after its last checkpoint, and the val record the loop redoes
+        redone = iter_num % eval_interval == 0  # (a stop_after's val record can be off the eval steps)
         records = data.read_log(log_path)
         with open(log_path, "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records
-                         if r["iter"] < iter_num or (r["iter"] == iter_num and "val_mlm" not in r))
+                         if r["iter"] < iter_num or (r["iter"] == iter_num and not ("val_mlm" in r and redone)))
     del ckpt
 elif master:
     open(log_path, "w").close()
@@ -364,6 +372,21 @@ def estimate_val():
     return totals
 
 
+def command(*drop):
+    """The command that continues this run as it was started, less the settings in drop."""
+    launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
+    args = [a for a in sys.argv[1:] if not a.startswith(tuple(f"--{k}=" for k in ("init_from",) + drop))]
+    return " ".join([launcher, shlex.join(args), "--init_from=resume"])
+
+
+resume_command = command()
+try:  # the code's commit, for an exported encoder's card
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+                            capture_output=True, text=True).stdout.strip() or None
+except OSError:  # no git on this machine
+    commit = None
+
+
 def save_checkpoint():
     rng = {**batch_rng, "torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state() if device_type == "cuda" else None}
@@ -379,7 +402,7 @@ def save_checkpoint():
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
             "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng, "data": made_from,
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
-            "command": resume_command, "commit": commit}
+            "command": command("stop_after"), "commit": commit}  # the command that finishes the run
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
@@ -401,8 +424,8 @@ def log(record):
 def time_left(step_s, eval_s):
     """What is left of the run at step_s seconds a step and eval_s an evaluation (with its checkpoint),
     as 1h23m, 4m05s or 12s."""
-    evals_left = math.ceil(max_iters / eval_interval) - math.ceil(iter_num / eval_interval) + 1  # and the last
-    s = round(step_s * (max_iters - iter_num) + eval_s * evals_left)
+    evals_left = math.ceil(until / eval_interval) - math.ceil(iter_num / eval_interval) + 1  # and the last
+    s = round(step_s * (until - iter_num) + eval_s * evals_left)
     h, m = divmod(s // 60, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
 
@@ -420,15 +443,6 @@ def stop_reason(record):
     return ""
 
 
-# the command that continues this run, as it was started, for the lines that say how to resume it
-launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
-resume_command = " ".join([launcher, shlex.join(a for a in sys.argv[1:] if not a.startswith("--init_from=")),
-                           "--init_from=resume"])
-try:  # the code's commit, for an exported encoder's card
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                            capture_output=True, text=True).stdout.strip() or None
-except OSError:  # no git on this machine
-    commit = None
 interrupted = []  # the signals received: Ctrl-C (SIGINT) or a scheduler's SIGTERM
 
 
@@ -476,7 +490,8 @@ peak = peak_flops or peak_flops_of(device)
 if master:
     n_params = sum(p.numel() for p in raw_model.parameters())
     print(f"{objective}: {n_params / 1e6:.1f}M trainable parameters, {flops_per_iter / tokens_per_iter / 1e6:.1f} "
-          f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})")
+          f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})"
+          + (f", stopping after iter {stop_after}" if stop_after else ""))
     print(f"global batch {batch_size} sequences = {world} processes x {grad_accum} micro-steps x {micro_batch} "
           f"sequences; {tokens_per_iter:,} tokens/iter")
     info, warning = data.split_lines(folder, max_iters * tokens_per_iter, mlm_prob)
@@ -490,8 +505,7 @@ batch = next_train_batch()
 t0 = time.time()
 step_s, intervals, eval_s = 0.0, 0, 0.0  # a step's seconds, smoothed over the logged intervals after the first
 while True:
-    last = iter_num == max_iters
-    if iter_num % eval_interval == 0 or last:
+    if iter_num % eval_interval == 0 or iter_num == until:
         reason, eval_t0 = "", time.time()
         sums = rank_param_sums() if ddp else None
         if master:
@@ -511,7 +525,7 @@ while True:
             save_checkpoint()
         t0 = time.time()
         eval_s = t0 - eval_t0
-    if last:
+    if iter_num == until:
         break
 
     lr = get_lr(iter_num)
@@ -578,3 +592,5 @@ while True:
 if ddp:  # leave together: a process that closes its connections while another still works can abort it
     torch.distributed.barrier()
     destroy_process_group()
+if master and until < max_iters:
+    print(f"stopped after iter {until} of {max_iters}, as --stop_after asks: go on with {command('stop_after')}")

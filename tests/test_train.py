@@ -140,6 +140,28 @@ def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir,
     assert losses(read_log(out)) == uninterrupted
 
 
+def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_finishes_it(
+        data_dir, uninterrupted, tmp_path, monkeypatch, capsys):
+    """--stop_after=25 of a 60-step run: the first 25 steps of the 60-step schedule (not one squeezed into 25),
+    a val record and a checkpoint there (off the eval steps), exit 0 and the command that goes on, which, run as
+    printed, ends where the uninterrupted run ends, bit for bit."""
+    out = str(tmp_path / "paused")
+    p = train(*resume_args(data_dir), f"--out_dir={out}", "--stop_after=25")
+    m = re.fullmatch(r"stopped after iter 25 of 60, as --stop_after asks: go on with python train.py (.*)",
+                     p.stdout.strip().splitlines()[-1])
+    assert m and shlex.split(m[1]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
+    log = read_log(out)
+    assert log[-1]["iter"] == 25 and "val_mlm" in log[-1]
+    assert torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)["iter_num"] == 25
+    err = refused_here(monkeypatch, capsys, *resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
+                       "--stop_after=25")
+    assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
+    train(*shlex.split(m[1]))
+    resumed = losses(read_log(out))
+    assert [r for r in resumed if r[0] == 25 and r[3] is not None] == [losses(log)[-1]]  # kept by the resume
+    assert [r for r in resumed if not (r[0] == 25 and r[3] is not None)] == uninterrupted
+
+
 @pytest.mark.parametrize("which", ["online", "target"])
 def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, reference_run, tmp_path, monkeypatch):
     texts = ["A man plays a guitar.", "x", "The documentation of a module says what it does."]
@@ -384,7 +406,8 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
                                      ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
                                      ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
-                                     ("--max_iters=True", "max_iters")])
+                                     ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
+                                     ("--stop_after=1000", "stop_after")])
 def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path, monkeypatch, capsys):
     """train.py checks every setting before any work. Run in this process (a Python start per case would cost
     more than the checks; test_every_script_gives_bad_input_one_line_and_exit_code_2 runs the scripts)."""
