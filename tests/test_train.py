@@ -162,6 +162,19 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     assert [r for r in resumed if not (r[0] == 25 and r[3] is not None)] == uninterrupted
 
 
+def test_the_balance_trajectory_script_follows_train_pys_settings_and_schedule(reference_run, data_dir, monkeypatch):
+    """results/balance/trajectory.py reads train.py's defaults and the config files, and copies train.get_lr:
+    both must give what train.py ran with (its checkpoint's settings, the learning rate of every logged step)."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # configure() installs its own
+    script = runpy.run_path(os.path.join(ROOT, "results", "balance", "trajectory.py"))
+    args = resume_args(data_dir)
+    cfg = script["settings_of"](" ".join(args[:2]), [*args[2:], f"--out_dir={reference_run}"])
+    ran = torch.load(os.path.join(reference_run, "ckpt.pt"), weights_only=True)["config"]
+    assert {k: cfg[k] for k in ran} == ran
+    lrs = [(r["iter"], r["lr"]) for r in read_log(reference_run) if "lr" in r]
+    assert len(lrs) == 60 and all(lr == script["get_lr"](i - 1, **cfg) for i, lr in lrs)  # logged after the step
+
+
 @pytest.mark.parametrize("which", ["online", "target"])
 def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, reference_run, tmp_path, monkeypatch):
     texts = ["A man plays a guitar.", "x", "The documentation of a module says what it does."]
