@@ -152,7 +152,8 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     assert m and shlex.split(m[1]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
     log = read_log(out)
     assert log[-1]["iter"] == 25 and "val_mlm" in log[-1]
-    assert torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)["iter_num"] == 25
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    assert ckpt["iter_num"] == 25 and ckpt["command"] == f"python train.py {m[1]}"  # what probe.py says finishes it
     err = refused_here(monkeypatch, capsys, *resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
                        "--stop_after=25")
     assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
