@@ -35,6 +35,7 @@ n_sub = 200  # half-samples (without replacement) per sentence set, for the set 
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
 # width (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
+training_only = False  # only the runs' training, from their log.jsonl (seconds; unfinished runs too): TRAINING.md
 # with --threads=0 (all cores) the spectra spread over them, one half-sample per thread
 
 # -----------------------------------------------------------------------------
@@ -471,22 +472,31 @@ def plot_training(plt, curves, colors):
     return fig
 
 
-def plots(report, labels, spectra_main, main_set, curves, report_dir):
-    """spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs), lexical_probes.png: names."""
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    colors = probe.palette(labels)
-    figs = {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
-            "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors),
-            "training.png": plot_training(plt, curves, colors)}
+    return plt
+
+
+def save_figures(plt, figs, report_dir):
+    """Each figure of {file name: figure or None} into report_dir; the names of those written."""
     for name, fig in figs.items():
         if fig is not None:
             fig.tight_layout()
             fig.savefig(os.path.join(report_dir, name), dpi=80, bbox_inches="tight")  # keeps a legend outside
             plt.close(fig)
+    return [name for name, fig in figs.items() if fig is not None]
+
+
+def plots(report, labels, spectra_main, main_set, curves, report_dir):
+    """spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs), lexical_probes.png: names."""
+    plt, colors = pyplot(), probe.palette(labels)
+    written = save_figures(plt, {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
+                                 "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors),
+                                 "training.png": plot_training(plt, curves, colors)}, report_dir)
     probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
-    return [name for name, fig in figs.items() if fig is not None] + ["lexical_probes.png"]
+    return written + ["lexical_probes.png"]
 
 
 def head_lines(report, labels, cfg):
@@ -702,6 +712,31 @@ def run(paths, cfg):
     return report
 
 
+def run_training(paths, cfg):
+    """--training_only: each run's training from its log.jsonl alone, no weights read (a run still going, or
+    stopped by --stop_after, too): TRAINING.md and training.png in report_dir, the table on stdout."""
+    labels = probe.run_labels(paths)
+    if missing := [p for p in paths if not os.path.exists(p)]:
+        raise InputError(f"no run at {', '.join(missing)}: name out_dirs (or their ckpt.pt)")
+    curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
+    if not any("val_mlm" in c for c in curves.values()):
+        raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
+                         "eval_interval")
+    try:
+        configurator.writable(cfg.report_dir)
+    except OSError as e:
+        raise InputError(f"--report_dir={cfg.report_dir} cannot be written ({e.strerror}): name another")
+    plt = pyplot()
+    save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
+    lines = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
+    lines += training_lines(labels, curves)
+    with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines[len(labels) + 2:]))
+    print(f"wrote {cfg.report_dir}/TRAINING.md, training.png", file=sys.stderr)
+    return curves
+
+
 if __name__ == "__main__":
     paths = configurator.configure(globals(), sys.argv[1:])
-    run(paths, SimpleNamespace(**configurator.settings(globals())))
+    (run_training if training_only else run)(paths, SimpleNamespace(**configurator.settings(globals())))

@@ -537,10 +537,9 @@ def results_only(path, dst, cache_root=""):
 # the checkpoints of a report, and the one per-checkpoint loop
 
 
-def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False, cache_root=""):
-    """(labels: the out_dirs' names, Embedders), and last the random-init encoder of the first one's config.
-    A checkpoint given twice is refused, one whose run has not reached its max_iters unless unfinished,
-    and one whose analysis cache cannot be written."""
+def run_labels(paths):
+    """The reports' names of the runs (out_dirs or ckpt.pt files): their out_dirs' names, numbered where two
+    agree. A run given twice is refused."""
     if not paths:
         raise InputError("name at least one checkpoint (an out_dir or ckpt.pt), e.g. out-hybrid-tiny")
     files = [os.path.abspath(os.path.join(p, "ckpt.pt") if os.path.isdir(p) else p) for p in paths]
@@ -548,7 +547,14 @@ def embedders(paths, which, device, batch_size, random_init, seed, unfinished=Fa
     if twice := [p for p, r in zip(paths, real) if real.count(r) > 1]:
         raise InputError(f"the same checkpoint given twice ({', '.join(twice)}): name each once")
     names = [os.path.basename(os.path.dirname(f)) for f in files]
-    labels = [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+    return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+
+
+def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False, cache_root=""):
+    """(labels: run_labels, Embedders), and last the random-init encoder of the first one's config. A
+    checkpoint whose run has not reached its max_iters is refused unless unfinished, and one whose analysis
+    cache cannot be written."""
+    labels = run_labels(paths)
     embs = [Embedder(p, which, device, batch_size, cache_root=cache_root) for p in paths]
     if (early := [f"{e.path} (iter {e.iter_num:,} of {e.max_iters:,})" for e in embs if not e.finished()]) \
             and not unfinished:

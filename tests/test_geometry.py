@@ -241,6 +241,30 @@ def test_training_table_says_where_each_run_left_the_unigram_plateau_and_its_low
     assert "- export: no val losses" in text and probe.RANDOM not in text
 
 
+def test_training_only_reads_the_logs_alone(tmp_path, capsys):
+    """--training_only=True: the training table and plot from each run's log.jsonl, no checkpoint read (here
+    there is none: a run that has not written one yet); a path with no run, or runs without val losses, is one
+    line."""
+    runs = {"out-hybrid": [{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}, {"iter": 5, "lambda": 0.5,
+                                                                             "tgt_rankme": 30.0},
+                           {"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}],
+            "out-mlm": [{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}, {"iter": 10, "val_mlm": 7.5, "val_unigram": 7.0}]}
+    for name, records in runs.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    paths = [str(tmp_path / name) for name in runs]
+    cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path / "report")})
+    eg.run_training(paths, cfg)
+    text = (tmp_path / "report" / "TRAINING.md").read_text()
+    assert "| out-hybrid | 9.000 → 6.500 | 7.000 | iter 10 | 0.500 → 0.500 (0.500–0.500) | 30.0 (iter 5) |" in text
+    assert "| out-mlm | 9.000 → 7.500 | 7.000 | never | n/a | n/a |" in text and text.endswith("(training.png)\n")
+    assert "| out-mlm |" in capsys.readouterr().out and (tmp_path / "report" / "training.png").exists()
+    with pytest.raises(probe.InputError, match="^no run at .*out-typo: name out_dirs"):
+        eg.run_training([*paths, str(tmp_path / "out-typo")], cfg)
+    with pytest.raises(probe.InputError, match="^no val losses in a log.jsonl beside"):
+        eg.run_training([str(tmp_path / "report")], cfg)
+
+
 @pytest.fixture(scope="module")
 def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
     """eval_geometry.py run once from the command line on the GLUE fixture, against an MLM checkpoint and a
