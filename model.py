@@ -342,7 +342,7 @@ def export_config(ckpt, which, path):
 MODEL_CARD = """# {name}
 
 A BERT-style text encoder ({n_layer} layers, {n_embd} wide, {block_size} tokens) pre-trained with the
-**{objective}** objective of "Predict and Reconstruct" ({which} encoder), {iter_num} steps, {flops:.3g} FLOPs;
+**{objective}** objective of "Predict and Reconstruct" ({which} encoder), {steps}, {flops:.3g} FLOPs;
 validation MLM loss {val_mlm} against a unigram line of {val_unigram} (what ignoring the context scores).
 Tokenizer: {tokenizer} (cl100k's first ranks plus [PAD] [CLS] [SEP] [MASK]). Source commit: {commit}.
 
@@ -352,6 +352,13 @@ Tokenizer: {tokenizer} (cl100k's first ranks plus [PAD] [CLS] [SEP] [MASK]). Sou
 or `model.load_encoder("{name}")` for the module. model.safetensors holds the weights (float32), config.json the
 shape, tokenizer and training run.
 """
+
+
+def steps_done(ckpt):
+    """'N steps', or 'N of the M steps its run planned (unfinished)': a run stopped early has not decayed its
+    learning rate, and its weights are not that run's result."""
+    n, planned = ckpt.get("iter_num"), planned_iters(ckpt)
+    return f"{n} steps" if planned in (None, n) else f"{n} of the {planned} steps its run planned (unfinished)"
 
 
 def export(path, out="", which="online"):
@@ -374,7 +381,8 @@ def export(path, out="", which="online"):
             **{k: f"{config['training'][k]:.4f}" if k in config["training"] else "unknown"
                for k in ("val_mlm", "val_unigram")},
             "name": os.path.basename(os.path.normpath(out)), "which": which,
-            "tokenizer": config["tokenizer"]["name"], "flops": config["training"]["flops"] or 0.0}
+            "tokenizer": config["tokenizer"]["name"], "flops": config["training"]["flops"] or 0.0,
+            "steps": steps_done(ckpt)}
     with open(os.path.join(out, "README.md"), "w") as f:
         f.write(MODEL_CARD.format(**card))
     return out

@@ -157,6 +157,8 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     err = refused_here(monkeypatch, capsys, *resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
                        "--stop_after=25")
     assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
+    card = open(os.path.join(model.export(out, str(tmp_path / "export")), "README.md")).read()
+    assert "(online encoder), 25 of the 60 steps its run planned (unfinished)," in card
     train(*shlex.split(m[1]))
     resumed = losses(read_log(out))
     assert [r for r in resumed if r[0] == 25 and r[3] is not None] == [losses(log)[-1]]  # kept by the resume
@@ -184,6 +186,7 @@ def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, r
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors"]
+    assert f"({which} encoder), 60 steps," in open(os.path.join(out, "README.md")).read()
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["which"] == which and config["training"]["objective"] == "hybrid"
     assert {k: config["training"][k] for k in ("val_mlm", "val_unigram")} == data.last_val(reference_run)
