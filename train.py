@@ -492,9 +492,8 @@ if master:
     print(f"{objective}: {n_params / 1e6:.1f}M trainable parameters, {flops_per_iter / tokens_per_iter / 1e6:.1f} "
           f"MFLOPs/token, {max_iters} iters on {world} x {device} ({dtype})"
           + (f", stopping after iter {stop_after}" if stop_after else ""))
-    plural = lambda n, word: f"{n} {word}" + ("" if n == 1 else "es" if word.endswith("s") else "s")  # noqa: E731
-    print(f"global batch {plural(batch_size, 'sequence')} = {plural(world, 'process')} x "
-          f"{plural(grad_accum, 'micro-step')} x {plural(micro_batch, 'sequence')}; {tokens_per_iter:,} tokens/iter")
+    print(f"global batch {batch_size} sequences = {world} process{'es' * (world > 1)} x {grad_accum} "
+          f"micro-step{'s' * (grad_accum > 1)} x {micro_batch} sequences; {tokens_per_iter:,} tokens/iter")
     info, warning = data.split_lines(folder, max_iters * tokens_per_iter, mlm_prob)
     print(info)
     if warning:
