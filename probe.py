@@ -574,10 +574,12 @@ def embedders(paths, which, device, batch_size, random_init, seed, unfinished=Fa
 def per_checkpoint(labels, embs, pools, name, inputs, compute, what="probing"):
     """{label: {pooling: compute(emb, pooling)}}, from each cache where it is there; the weightless copies
     first, so that one whose cache lacks a result stops the run in seconds."""
-    out = {label: {} for label in labels}
+    out, t0, n = {label: {} for label in labels}, time.time(), len(labels) * len(pools)
     for label, emb in sorted(zip(labels, embs), key=lambda pair: not pair[1].stripped):
         for pooling in pools:
-            print(f"{what} {label} / {pooling}", file=sys.stderr)
+            m, sec = divmod(round(time.time() - t0), 60)
+            done = sum(len(v) for v in out.values())
+            print(f"{what} {label} / {pooling} ({done + 1} of {n}, {m}m{sec:02d}s so far)", file=sys.stderr)
             out[label][pooling] = emb.results(f"{name}-{pooling}", (pooling, inputs),
                                               lambda: compute(emb, pooling))
     return out
