@@ -585,7 +585,7 @@ def training_row(label, c):
         its, values = c["tgt_rankme"]
         rankme = f"{min(values):.1f} (iter {its[int(np.argmin(values))]})"
     line = f"{c['val_unigram'][1][-1]:.3f}" if "val_unigram" in c else "n/a"  # the same at every evaluation
-    return [label, span("val_mlm"), line, below_line(c) or "n/a", lam, rankme]
+    return [label, f"{span('val_mlm')} (iter {c['val_mlm'][0][-1]})", line, below_line(c) or "n/a", lam, rankme]
 
 
 def training_lines(labels, curves):
@@ -594,7 +594,7 @@ def training_lines(labels, curves):
     L = ["", "## Training (each run's log.jsonl)", ""]
     rows = [training_row(label, c) for label, c in curves.items() if "val_mlm" in c]
     if rows:
-        L += [md_table(["checkpoint", "val MLM first → last", "unigram line", "first eval under the line",
+        L += [md_table(["checkpoint", "val MLM first → last (at)", "unigram line", "first eval under the line",
                         "λ first → last (min–max)", "lowest target RankMe"], rows), "",
               "![training curves](training.png)"]
     return L + [f"- {label}: no val losses in a log.jsonl beside it" for label in labels

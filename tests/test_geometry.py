@@ -234,10 +234,10 @@ def test_training_table_says_where_each_run_left_the_unigram_plateau_and_its_low
               "old-s1": {"val_mlm": ([0, 10], [9.0, 6.0])},  # logged before the unigram line was
               "export": {}}
     text = "\n".join(eg.training_lines([*curves, probe.RANDOM], curves))
-    assert "| mlm-s1 | 9.000 → 6.000 | 7.000 | iter 20 | n/a | n/a |" in text
-    assert "| hyb-s1 | 9.000 → 6.000 | 7.000 | iter 10 | 0.500 → 0.510 (0.500–0.520) | 12.5 (iter 10) |" in text
-    assert "| flat-s1 | 9.000 → 7.200 | 7.000 | never |" in text
-    assert "| old-s1 | 9.000 → 6.000 | n/a | n/a |" in text
+    assert "| mlm-s1 | 9.000 → 6.000 (iter 20) | 7.000 | iter 20 | n/a | n/a |" in text
+    assert "| hyb-s1 | 9.000 → 6.000 (iter 20) | 7.000 | iter 10 | 0.500 → 0.510 (0.500–0.520) | 12.5 (iter 10) |" in text
+    assert "| flat-s1 | 9.000 → 7.200 (iter 10) | 7.000 | never |" in text
+    assert "| old-s1 | 9.000 → 6.000 (iter 10) | n/a | n/a |" in text
     assert "- export: no val losses" in text and probe.RANDOM not in text
 
 
@@ -256,8 +256,8 @@ def test_training_only_reads_the_logs_alone(tmp_path, capsys):
     cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path / "report")})
     eg.run_training(paths, cfg)
     text = (tmp_path / "report" / "TRAINING.md").read_text()
-    assert "| out-hybrid | 9.000 → 6.500 | 7.000 | iter 10 | 0.500 → 0.500 (0.500–0.500) | 30.0 (iter 5) |" in text
-    assert "| out-mlm | 9.000 → 7.500 | 7.000 | never | n/a | n/a |" in text and text.endswith("(training.png)\n")
+    assert "| out-hybrid | 9.000 → 6.500 (iter 10) | 7.000 | iter 10 | 0.500 → 0.500 (0.500–0.500) | 30.0 (iter 5) |" in text
+    assert "| out-mlm | 9.000 → 7.500 (iter 10) | 7.000 | never | n/a | n/a |" in text and text.endswith("(training.png)\n")
     assert "| out-mlm |" in capsys.readouterr().out and (tmp_path / "report" / "training.png").exists()
     with pytest.raises(probe.InputError, match="^no run at .*out-typo: name out_dirs"):
         eg.run_training([*paths, str(tmp_path / "out-typo")], cfg)
