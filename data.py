@@ -14,6 +14,7 @@ import bz2
 import functools
 import gzip
 import hashlib
+import inspect
 import itertools
 import json
 import lzma
@@ -330,8 +331,9 @@ def file_digest(path):
 def made_from(dataset, tok, val_every):
     """What a prepared corpus depends on: the source (each local file's content), the reader, the tokenizer
     and the split rule. A prepared corpus is re-used only while this is unchanged."""
-    if dataset == "embedded":
-        source = {"python": platform.python_version()}  # the corpus is this Python's docstrings
+    if dataset == "embedded":  # this Python's docstrings, as embedded_docs picks them (an edit of it re-prepares)
+        source = {"python": platform.python_version(),
+                  "extractor": hashlib.sha1(inspect.getsource(embedded_docs).encode()).hexdigest()[:16]}
     elif dataset == "wikipedia":
         source = {"hub": "/".join(WIKIPEDIA)}
     else:

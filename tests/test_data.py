@@ -202,6 +202,24 @@ def test_an_empty_data_dir_is_refused_not_taken_for_the_current_folder(tmp_path,
     assert os.listdir(tmp_path) == []
 
 
+def test_an_edit_of_the_embedded_extractor_prepares_that_corpus_again(tmp_path, monkeypatch, capsys):
+    """The embedded corpus is this Python's docstrings as data.embedded_docs picks them: a fork that edits the
+    picking must not train on the corpus the old code made."""
+    def docs():
+        return (f"Document number {i} says something." for i in range(150))
+
+    def other_docs():
+        return (f"Document number {i} says something else." for i in range(150))
+    monkeypatch.setattr(data, "embedded_docs", docs)
+    out = data.prepare("embedded", str(tmp_path))
+    assert data.prepare("embedded", str(tmp_path)) == out and "out of date" not in capsys.readouterr().err
+    monkeypatch.setattr(data, "embedded_docs", other_docs)
+    data.prepare("embedded", str(tmp_path))
+    assert "is out of date (extractor changed): preparing it again" in capsys.readouterr().err
+    tok = data.get_tokenizer()
+    assert tok.encode(" else")[0] in np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16)
+
+
 def test_unigram_line_by_hand(tmp_path):
     """Every val target is token 5, seen 300 times in 1,000 training tokens: the unigram cross-entropy is
     -log((300 + 1) / (1000 + n_normal)) with add-one smoothing over the text vocabulary, whichever positions
