@@ -715,9 +715,9 @@ def run(paths, cfg):
 def run_training(paths, cfg):
     """--training_only: each run's training from its log.jsonl alone, no weights read (a run still going, or
     stopped by --stop_after, too): TRAINING.md and training.png in report_dir, the table on stdout."""
-    labels = probe.run_labels(paths)
     if missing := [p for p in paths if not os.path.exists(p)]:
         raise InputError(f"no run at {', '.join(missing)}: name out_dirs (or their ckpt.pt)")
+    labels = probe.run_labels(paths)
     curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
     if not any("val_mlm" in c for c in curves.values()):
         raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
@@ -728,11 +728,11 @@ def run_training(paths, cfg):
         raise InputError(f"--report_dir={cfg.report_dir} cannot be written ({e.strerror}): name another")
     plt = pyplot()
     save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
-    lines = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
-    lines += training_lines(labels, curves)
+    head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
+    table = training_lines(labels, curves)
     with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines[len(labels) + 2:]))
+        f.write("\n".join(head + table) + "\n")
+    print("\n".join(table))
     print(f"wrote {cfg.report_dir}/TRAINING.md, training.png", file=sys.stderr)
     return curves
 
