@@ -4,6 +4,7 @@ Pre-train a BERT-style encoder with MLM, or with the hybrid JEPA + MLM objective
 
 $ python train.py config/hybrid.py                         # the paper's setting, one GPU
 $ python train.py config/hybrid.py config/tiny.py          # a few minutes on a laptop CPU
+$ python train.py config/hybrid.py --stop_after=2000       # its first 2,000 steps (a health check), resumable
 $ torchrun --standalone --nproc_per_node=8 train.py config/hybrid.py
 $ torchrun --standalone --nproc_per_node=2 train.py config/hybrid.py config/tiny.py --device=cpu --backend=gloo
 """
