@@ -422,13 +422,17 @@ def log(record):
         f.write(json.dumps(record) + "\n")
 
 
-def time_left(step_s, eval_s):
-    """What is left of the run at step_s seconds a step and eval_s an evaluation (with its checkpoint),
-    as 1h23m, 4m05s or 12s."""
-    evals_left = math.ceil(until / eval_interval) - math.ceil(iter_num / eval_interval) + 1  # and the last
-    s = round(step_s * (until - iter_num) + eval_s * evals_left)
+def clock(seconds):
+    """1h23m, 4m05s or 12s."""
+    s = round(seconds)
     h, m = divmod(s // 60, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
+
+
+def time_left(step_s, eval_s):
+    """What is left of the run at step_s seconds a step and eval_s an evaluation (with its checkpoint)."""
+    evals_left = math.ceil(until / eval_interval) - math.ceil(iter_num / eval_interval) + 1  # and the last
+    return clock(step_s * (until - iter_num) + eval_s * evals_left)
 
 
 def stop_reason(record):
@@ -503,7 +507,7 @@ if master:
     unigram = data.unigram_xent(folder, block_size, batch_size, mlm_prob, seed, eval_iters, tok)
     print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")
 batch = next_train_batch()
-t0 = time.time()
+t0 = started = time.time()
 step_s, intervals, eval_s = 0.0, 0, 0.0  # a step's seconds, smoothed over the logged intervals after the first
 while True:
     if iter_num % eval_interval == 0 or iter_num == until:
@@ -594,4 +598,7 @@ if ddp:  # leave together: a process that closes its connections while another s
     torch.distributed.barrier()
     destroy_process_group()
 if master and until < max_iters:
-    print(f"stopped after iter {until} of {max_iters}, as --stop_after asks: go on with {command('stop_after')}")
+    print(f"stopped after iter {until} of {max_iters} ({clock(time.time() - started)}), as --stop_after asks: go on "
+          f"with {command('stop_after')}")
+elif master:
+    print(f"done: {max_iters} iters ({clock(time.time() - started)} this time); {ckpt_path} and {log_path}")

@@ -67,6 +67,8 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
         assert "λ" in p.stdout and "tok/s" in p.stdout
     steps = [line for line in p.stdout.splitlines() if re.match(r"iter \d+: mlm", line)]
     assert len(steps) == 80 and all(re.search(r", (\d+h\d\dm|\d+m\d\ds|\d+s) left$", line) for line in steps[1:])
+    assert re.fullmatch(rf"done: 80 iters \((\d+m)?\d+s this time\); {out}/ckpt.pt and {out}/log.jsonl",
+                        p.stdout.strip().splitlines()[-1])
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
     assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
@@ -147,7 +149,7 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     printed, ends where the uninterrupted run ends, bit for bit."""
     out = str(tmp_path / "paused")
     p = train(*resume_args(data_dir), f"--out_dir={out}", "--stop_after=25")
-    m = re.fullmatch(r"stopped after iter 25 of 60, as --stop_after asks: go on with python train.py (.*)",
+    m = re.fullmatch(r"stopped after iter 25 of 60 \(\d+s\), as --stop_after asks: go on with python train.py (.*)",
                      p.stdout.strip().splitlines()[-1])
     assert m and shlex.split(m[1]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
     log = read_log(out)
