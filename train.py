@@ -508,6 +508,7 @@ if master:
     print(f"val unigram cross-entropy {unigram:.4f}: a model that has learned nothing from the context scores this")
 batch = next_train_batch()
 t0 = started = time.time()
+first_iter = iter_num  # where this command began: 0, or a resume's step
 step_s, intervals, eval_s = 0.0, 0, 0.0  # a step's seconds, smoothed over the logged intervals after the first
 while True:
     if iter_num % eval_interval == 0 or iter_num == until:
@@ -601,4 +602,5 @@ if master and until < max_iters:
     print(f"stopped after iter {until} of {max_iters} ({clock(time.time() - started)}), as --stop_after asks: go on "
           f"with {command('stop_after')}")
 elif master:
-    print(f"done: {max_iters} iters ({clock(time.time() - started)} this time); {ckpt_path} and {log_path}")
+    took = f"the last {max_iters - first_iter} in " if first_iter else "in "
+    print(f"done: {max_iters} iters ({took}{clock(time.time() - started)}); {ckpt_path} and {log_path}")

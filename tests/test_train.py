@@ -67,7 +67,7 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
         assert "λ" in p.stdout and "tok/s" in p.stdout
     steps = [line for line in p.stdout.splitlines() if re.match(r"iter \d+: mlm", line)]
     assert len(steps) == 80 and all(re.search(r", (\d+h\d\dm|\d+m\d\ds|\d+s) left$", line) for line in steps[1:])
-    assert re.fullmatch(rf"done: 80 iters \((\d+m)?\d+s this time\); {out}/ckpt.pt and {out}/log.jsonl",
+    assert re.fullmatch(rf"done: 80 iters \(in (\d+m)?\d+s\); {out}/ckpt.pt and {out}/log.jsonl",
                         p.stdout.strip().splitlines()[-1])
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
     assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
@@ -161,7 +161,8 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
     card = open(os.path.join(model.export(out, str(tmp_path / "export")), "README.md")).read()
     assert "(online encoder), 25 of the 60 steps its run planned (unfinished)," in card
-    train(*shlex.split(m[1]))
+    p = train(*shlex.split(m[1]))
+    assert re.match(r"done: 60 iters \(the last 35 in \d+s\)", p.stdout.strip().splitlines()[-1])
     resumed = losses(read_log(out))
     assert [r for r in resumed if r[0] == 25 and r[3] is not None] == [losses(log)[-1]]  # kept by the resume
     assert [r for r in resumed if not (r[0] == 25 and r[3] is not None)] == uninterrupted
