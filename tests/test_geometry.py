@@ -308,7 +308,7 @@ def test_the_report_holds_every_figure_family(geometry_report):
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png", "training.png"):
         assert (folder / png).stat().st_size > 1000
-    assert "| out-hybrid-early | 9.000 → 6.800 | 7.000 | iter 30 | 0.500 → 0.510 (0.500–0.510) | 20.0 " \
+    assert "| out-hybrid-early | 9.000 → 6.800 (iter 30) | 7.000 | iter 30 | 0.500 → 0.510 (0.500–0.510) | 20.0 " \
            "(iter 10) |" in report
     assert f"- {out['checkpoints'][0]['label']}: no val losses" in report  # the MLM: no log
 
