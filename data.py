@@ -172,8 +172,8 @@ def walk(path):
 
 def local_files(path):
     if not os.path.exists(path):
-        raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: pass "
-                           "--dataset= your text (a .txt/.jsonl/.parquet file or a folder of them, .xz/.gz/.bz2 "
+        raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: name "
+                           "your text instead (a .txt/.jsonl/.parquet file or a folder of them, .xz/.gz/.bz2 "
                            "too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
         return [path]
