@@ -422,7 +422,11 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     assert all(os.path.getsize(os.path.join(s, "ckpt.pt")) < 20_000 for s in stubs)  # its weights: MBs
     copied = [f for s in stubs for f in os.listdir(os.path.join(s, "analysis_cache"))]
     assert copied and all(f.endswith(".pkl") for f in copied)
+    capsys.readouterr()
     probe.run(stubs, settings(**args, report_dir=f"{tmp_path}/stub"))
+    progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probing ")]
+    assert [re.search(r" \((\d) of (\d), \dm\d\ds so far\)$", line).groups() for line in progress] == \
+        [(str(k), "6") for k in range(1, 7)]  # 2 checkpoints and random-init, 2 poolings each
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
     # anything not in the cache needs the weights: one line that says so, not a fallback, and before the
