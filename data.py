@@ -602,18 +602,24 @@ def split_lines(folder, tokens_read, mlm_prob):
                   f"(every {every}th is held out)")
 
 
-def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, tok=None, max_tokens=100_000_000):
-    """The MLM loss of a model that ignores the context: the cross-entropy of the masked targets of n_batches
-    val batches (drawn as train.py draws its val batches) under the training split's token frequencies
-    (add-one smoothed; of a large corpus, 100 evenly spread contiguous blocks of max_tokens in all: a stride
-    through the whole file would read every page of it at start-up)."""
+def unigram_logp(folder, tok=None, max_tokens=100_000_000):
+    """log p of every text token under the training split's frequencies, what a model that ignores the
+    context predicts (add-one smoothed; of a large corpus, 100 evenly spread contiguous blocks of max_tokens
+    in all: a stride through the whole file would read every page of it at start-up)."""
     tok = tok or get_tokenizer()
     train = np.memmap(os.path.join(folder, "train.bin"), dtype=np.uint16, mode="r")
     if len(train) > max_tokens:
         size = max_tokens // 100
         train = np.concatenate([train[s:s + size] for s in np.linspace(0, len(train) - size, 100).astype(np.int64)])
     counts = np.bincount(train, minlength=tok.n_normal)[:tok.n_normal] + 1.0
-    logp = np.log(counts / counts.sum())
+    return np.log(counts / counts.sum())
+
+
+def unigram_xent(folder, block_size, batch_size, mlm_prob, seed, n_batches, tok=None, max_tokens=100_000_000):
+    """The MLM loss of a model that ignores the context: the cross-entropy of the masked targets of n_batches
+    val batches (drawn as train.py draws its val batches) under unigram_logp."""
+    tok = tok or get_tokenizer()
+    logp = unigram_logp(folder, tok, max_tokens)
     batches = PackedBatches(os.path.join(folder, "val.bin"), block_size, batch_size, mlm_prob, seed, tok)
     labels = torch.cat([batches.next()["mlm_labels"].flatten() for _ in range(n_batches)])
     return float(-logp[labels[labels >= 0].numpy()].mean())

@@ -306,6 +306,61 @@ def encoder_of(ckpt, which="online", path="the checkpoint"):
 
 
 # -----------------------------------------------------------------------------
+# fill-mask: what a checkpoint's MLM head predicts, for a look at what pre-training learned
+
+
+def mask_ids(tok, text):
+    """[CLS] text [SEP] as the analysis tokenizes a sentence, each '[MASK]' in text as the mask token (a space
+    before it goes with the masked word, as BPE attaches it); and the masks' positions."""
+    pieces = text.split("[MASK]")
+    if len(pieces) < 2:
+        raise InputError(f"no [MASK] in {text!r}: write [MASK] where a word is to be predicted")
+    ids, pos = [tok.cls_id], []
+    for i, piece in enumerate(pieces):
+        if i:
+            pos.append(len(ids))
+            ids.append(tok.mask_id)
+        ids += tok.encode(piece.rstrip(" ") if i < len(pieces) - 1 else piece)
+    return ids + [tok.sep_id], pos
+
+
+def run_unigram(ckpt, tok):
+    """p of every text token under the run's training split (data.unigram_logp), or None where that split is
+    not here (in the run's data_dir, prepared from the files the run was)."""
+    import data
+    cfg = ckpt.get("config") or {}
+    folder = data.corpus_folder(cfg.get("dataset", ""), cfg.get("data_dir", "data"), tok.n_normal)
+    meta = data.read_meta(folder) if os.path.exists(os.path.join(folder, "train.bin")) else None
+    if meta is None or meta.get("made_from") != ckpt.get("data", meta.get("made_from")):
+        return None
+    return torch.from_numpy(data.unigram_logp(folder, tok)).exp()
+
+
+@torch.no_grad()
+def fill_mask(path, text, k=5):
+    """The k likeliest text tokens at each [MASK] of text by the run's own MLM head: [[(token, p, p_unigram),
+    ...] per mask], p under the head's softmax (exp(-the training loss) for that token), p_unigram the
+    token's frequency in the run's training split (None where that corpus is not prepared here)."""
+    import data  # the tokenizer; data.py does not import this file
+    ckpt = load_checkpoint(path)
+    if ckpt.get("stripped") or ckpt.get("exported"):
+        raise InputError(f"{path} holds no MLM head (an export or a weightless copy has the encoder alone): "
+                         "name the run's out_dir")
+    tok = data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+    ids, pos = mask_ids(tok, text)
+    if len(ids) > ckpt["model_args"]["block_size"]:
+        raise InputError(f"{len(ids)} tokens with [CLS] and [SEP]: the model reads at most "
+                         f"{ckpt['model_args']['block_size']}")
+    mlm = MaskedLM(EncoderConfig(**ckpt["model_args"])).eval()
+    mlm.load_state_dict({name: v for name, v in ckpt["model"].items() if name.startswith(("encoder.", "head."))})
+    probs = mlm.head(mlm.encoder(torch.tensor([ids]))[0, pos]).float().softmax(-1)
+    best_p, best_id = probs[:, :tok.n_normal].topk(k)  # text tokens only: the specials are never a target
+    unigram = run_unigram(ckpt, tok)
+    return [[(tok.decode([i]), p, None if unigram is None else unigram[i].item())
+             for i, p in zip(row_ids.tolist(), row_p.tolist())] for row_ids, row_p in zip(best_id, best_p)]
+
+
+# -----------------------------------------------------------------------------
 # portable weights: one encoder as model.safetensors + config.json (the Hugging Face convention), no pickle
 
 EXPORT_FILES = ("model.safetensors", "config.json")
@@ -427,7 +482,18 @@ if __name__ == "__main__":
     import configurator
     which = "online"  # the encoder to export: 'online' (trained by gradient) or 'target' (a hybrid's EMA copy)
     out = ""  # the folder to write; '' = <out_dir>-<which>
+    k = 5  # fill: the likeliest tokens shown at each [MASK]
     args = configurator.configure(globals(), sys.argv[1:])
-    if len(args) != 2 or args[0] != "export":
-        configurator.die("usage: python model.py export OUT_DIR|CKPT [--which=online|target] [--out=DIR]")
-    print(f"wrote {export(args[1], out, which)}: model.safetensors, config.json, README.md")
+    if len(args) == 3 and args[0] == "fill":
+        configurator.whole_number("k", k, 1)
+        filled = fill_mask(args[1], args[2], k)
+        for n, best in enumerate(filled, 1):
+            print(f"[MASK] {n}: " + ", ".join(f"{t!r} {p:.3f}" + (f" (unigram {q:.3f})" if q is not None else "")
+                                             for t, p, q in best))
+        if filled[0][0][2] is None:
+            print("(no unigram line beside them: the run's corpus is not prepared here as it was)")
+    elif len(args) == 2 and args[0] == "export":
+        print(f"wrote {export(args[1], out, which)}: model.safetensors, config.json, README.md")
+    else:
+        configurator.die("usage: python model.py export OUT_DIR|CKPT [--which=online|target] [--out=DIR], or "
+                         "python model.py fill OUT_DIR \"The [MASK] sat on the mat.\" [--k=5]")

@@ -1,6 +1,7 @@
 """train.py end to end on the CPU: losses fall, kill-and-resume is exact, bad input gives one clear line."""
 
 import json
+import math
 import os
 import platform
 import re
@@ -17,6 +18,7 @@ import torch
 
 import configurator
 import data
+import jepa
 import model
 import probe
 
@@ -179,6 +181,39 @@ def test_the_balance_trajectory_script_follows_train_pys_settings_and_schedule(r
     assert {k: cfg[k] for k in ran} == ran
     lrs = [(r["iter"], r["lr"]) for r in read_log(reference_run) if "lr" in r]
     assert len(lrs) == 60 and all(lr == script["get_lr"](i - 1, **cfg) for i, lr in lrs)  # logged after the step
+
+
+def test_fill_mask_gives_the_probabilities_of_the_training_loss(reference_run, tmp_path):
+    """model.fill_mask: [CLS] text [SEP] with each [MASK] as the mask token (the space before it joins the
+    masked word), the run's own MLM head, and p = exp(-the training loss) for the token it names."""
+    ckpt = torch.load(os.path.join(reference_run, "ckpt.pt"), weights_only=True)
+    tok, cfg = data.get_tokenizer(ckpt["config"]["vocab_ranks"]), ckpt["config"]
+    text = "The function returns the [MASK] of a [MASK]."
+    ids, pos = model.mask_ids(tok, text)
+    assert ids == [tok.cls_id, *tok.encode("The function returns the"), tok.mask_id, *tok.encode(" of a"),
+                   tok.mask_id, *tok.encode("."), tok.sep_id] and [ids[i] for i in pos] == [tok.mask_id] * 2
+    best = model.fill_mask(reference_run, text, k=3)
+    hybrid = jepa.Hybrid(model.EncoderConfig(**ckpt["model_args"]), cfg["jepa_views"], cfg["jepa_loss"], cfg["balance"],
+                         cfg["fixed_lambda"], cfg["pred_depth"], cfg["pred_width"], cfg["pred_n_head"]).eval()
+    hybrid.load_state_dict(ckpt["model"])  # the whole trained model, as train.py saved it
+    with torch.no_grad():
+        h = hybrid.encoder(torch.tensor([ids]))
+        for j, mask_best in enumerate(best):
+            logits = hybrid.head(h[0, pos[j]])
+            top = logits[:tok.n_normal].topk(3).indices.tolist()
+            assert [t for t, _, _ in mask_best] == [tok.decode([i]) for i in top]
+            loss = hybrid.mlm_loss(h, torch.tensor([[pos[j]]]), torch.tensor([[top[0]]]))
+            assert mask_best[0][1] == pytest.approx(math.exp(-loss.item()), rel=1e-5)
+            assert mask_best[0][1] >= mask_best[1][1] >= mask_best[2][1]
+            # beside it, what ignoring the context gives: the token's frequency in the run's training split
+            folder = data.corpus_folder(cfg["dataset"], cfg["data_dir"], cfg["vocab_ranks"])
+            assert mask_best[0][2] == pytest.approx(math.exp(data.unigram_logp(folder, tok)[top[0]]), rel=1e-6)
+    assert model.run_unigram({**ckpt, "data": {"source": "another corpus"}}, tok) is None
+    for bad, says in (("no mask here", "no \\[MASK\\] in"), ("[MASK] " + "word " * 200, "the model reads at most")):
+        with pytest.raises(configurator.InputError, match=says):
+            model.fill_mask(reference_run, bad)
+    with pytest.raises(configurator.InputError, match="holds no MLM head"):
+        model.fill_mask(model.export(reference_run, str(tmp_path / "export")), text)
 
 
 @pytest.mark.parametrize("which", ["online", "target"])
