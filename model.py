@@ -3,6 +3,9 @@ The encoder: a bidirectional pre-LN Transformer (BERT-style, as in the paper), i
 sentence embeddings, and the FLOP count that train.py and bench.py use for MFU.
 
 Everything JEPA-specific (predictor, target encoder, losses, balance) lives in jepa.py.
+
+$ python model.py fill out-mlm-tiny "The function returns the [MASK]."   # what the MLM head predicts there
+$ python model.py export out-hybrid-tiny --which=target                   # one encoder as safetensors
 """
 
 import hashlib
