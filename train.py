@@ -130,7 +130,8 @@ for key in ("eval_interval", "eval_iters", "log_interval", "batch_size", "grad_a
             "block_size", "n_spans", "pred_depth", "pred_width", "pred_n_head", "max_iters"):
     positive_int(key)
 whole_number("stop_after", stop_after, 0)
-check("stop_after", max_flops > 0 or stop_after < max_iters, f"must be below max_iters={max_iters} (0: train to the end)")
+check("stop_after", max_flops > 0 or stop_after < max_iters,
+      f"must be below max_iters={max_iters} (0: train to the end)")
 one_of("init_from", ("scratch", "resume"))
 one_of("objective", ("hybrid", "mlm"))
 one_of("jepa_views", ("separate", "shared"))

@@ -248,7 +248,8 @@ def test_training_only_reads_the_logs_alone(tmp_path, capsys):
     runs = {"out-hybrid": [{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}, {"iter": 5, "lambda": 0.5,
                                                                              "tgt_rankme": 30.0},
                            {"iter": 10, "val_mlm": 6.5, "val_unigram": 7.0}],
-            "out-mlm": [{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}, {"iter": 10, "val_mlm": 7.5, "val_unigram": 7.0}]}
+            "out-mlm": [{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0},
+                        {"iter": 10, "val_mlm": 7.5, "val_unigram": 7.0}]}
     for name, records in runs.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))

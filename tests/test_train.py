@@ -151,8 +151,8 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     printed, ends where the uninterrupted run ends, bit for bit."""
     out = str(tmp_path / "paused")
     p = train(*resume_args(data_dir), f"--out_dir={out}", "--stop_after=25")
-    m = re.fullmatch(r"stopped after iter 25 of 60 \(\d+s\), as --stop_after asks: go on with python train.py (.*)",
-                     p.stdout.strip().splitlines()[-1])
+    m = re.fullmatch(r"stopped after iter 25 of 60 \((?:\d+m)?\d+s\), as --stop_after asks: go on with "
+                     r"python train.py (.*)", p.stdout.strip().splitlines()[-1])
     assert m and shlex.split(m[1]) == [*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume"]
     log = read_log(out)
     assert log[-1]["iter"] == 25 and "val_mlm" in log[-1]
@@ -164,7 +164,7 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     card = open(os.path.join(model.export(out, str(tmp_path / "export")), "README.md")).read()
     assert "(online encoder), 25 of the 60 steps its run planned (unfinished)," in card
     p = train(*shlex.split(m[1]))
-    assert re.match(r"done: 60 iters \(the last 35 in \d+s\)", p.stdout.strip().splitlines()[-1])
+    assert re.match(r"done: 60 iters \(the last 35 in (?:\d+m)?\d+s\)", p.stdout.strip().splitlines()[-1])
     resumed = losses(read_log(out))
     assert [r for r in resumed if r[0] == 25 and r[3] is not None] == [losses(log)[-1]]  # kept by the resume
     assert [r for r in resumed if not (r[0] == 25 and r[3] is not None)] == uninterrupted
