@@ -283,6 +283,12 @@ def planned_iters(ckpt):
     return None if cfg.get("max_flops") or "max_iters" not in cfg else cfg["max_iters"]
 
 
+def tokenizer_of(ckpt):
+    """The tokenizer a checkpoint was trained with (its vocab_ranks)."""
+    import data  # data.py does not import this file
+    return data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+
+
 def load_encoder(path, which="online", device="cpu"):
     """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
     ckpt = load_checkpoint(path)
@@ -344,12 +350,11 @@ def fill_mask(path, text, k=5):
     """The k likeliest text tokens at each [MASK] of text by the run's own MLM head: [[(token, p, p_unigram),
     ...] per mask], p under the head's softmax (exp(-the training loss) for that token), p_unigram the
     token's frequency in the run's training split (None where that corpus is not prepared here)."""
-    import data  # the tokenizer; data.py does not import this file
     ckpt = load_checkpoint(path)
     if ckpt.get("stripped") or ckpt.get("exported"):
         raise InputError(f"{path} holds no MLM head (an export or a weightless copy has the encoder alone): "
                          "name the run's out_dir")
-    tok = data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
+    tok = tokenizer_of(ckpt)
     ids, pos = mask_ids(tok, text)
     if len(ids) > ckpt["model_args"]["block_size"]:
         raise InputError(f"{len(ids)} tokens with [CLS] and [SEP]: the model reads at most "
@@ -384,9 +389,9 @@ def safetensors_torch():
 
 def export_config(ckpt, which, path):
     """config.json: the encoder's shape, the tokenizer, and how the weights were trained."""
-    import data  # the tokenizer's special ids; data.py does not import this file
+    import data  # last_val; data.py does not import this file
     cfg = ckpt.get("config") or {}
-    tok = data.get_tokenizer(cfg.get("vocab_ranks", data.N_RANKS))
+    tok = tokenizer_of(ckpt)
     return {"format": "predict-reconstruct encoder, version 1", "encoder": ckpt["model_args"], "which": which,
             "pooling": "mean",
             "tokenizer": {"name": tok.enc.name, "vocab_ranks": tok.n_normal, "pad_id": tok.pad_id,

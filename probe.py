@@ -320,10 +320,6 @@ def forward_sentences(encoder, tok, texts, poolings=("mean",), states=False, bat
             torch.tensor([len(i) for i in ids]), sum(len(t) > T - 2 for t in encoded))
 
 
-def tokenizer_of(ckpt):
-    return data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
-
-
 ENCODE_IGNORES = ("show_progress_bar", "convert_to_numpy", "task_name", "prompt_name", "prompt_type",
                   "prompt")
 
@@ -350,7 +346,7 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
     if isinstance(encoder, (str, os.PathLike)):
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         encoder, ckpt = model.load_encoder(encoder, which, device)
-        tok = tok or tokenizer_of(ckpt)
+        tok = tok or model.tokenizer_of(ckpt)
     else:
         tok = tok or data.get_tokenizer()
         if tok.vocab_size != encoder.config.vocab_size:
@@ -435,7 +431,7 @@ class Embedder:
         ckpt = model.load_checkpoint(path)  # random_init: its config freshly initialised (seeded)
         self.path, self.which, self.device, self.batch_size = path, which, device, batch_size
         self.config = model.EncoderConfig(**ckpt["model_args"])
-        self.tok = tokenizer_of(ckpt)
+        self.tok = model.tokenizer_of(ckpt)
         self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device)
         self.objective = (ckpt.get("config") or {}).get("objective", "?")
         self.resume = ckpt.get("command")  # how its run is resumed, as train.py saved it
