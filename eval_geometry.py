@@ -722,10 +722,7 @@ def run_training(paths, cfg):
     if not any("val_mlm" in c for c in curves.values()):
         raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
                          "eval_interval")
-    try:
-        configurator.writable(cfg.report_dir)
-    except OSError as e:
-        raise InputError(f"--report_dir={cfg.report_dir} cannot be written ({e.strerror}): name another")
+    probe.report_folder(cfg.report_dir, "eval_geometry.py")
     plt = pyplot()
     save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]

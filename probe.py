@@ -889,6 +889,15 @@ def check_settings(cfg):
         raise InputError(f"--device={cfg.device}: no CUDA device here: pass --device=cpu")
 
 
+def report_folder(report_dir, script):
+    """Create report_dir, or say in one line that it cannot be written."""
+    try:
+        writable(report_dir)
+    except OSError as e:
+        raise InputError(f"--report_dir={report_dir} cannot be written ({e.strerror}): "
+                         f"name a folder this user can write, e.g. python {script} ... --report_dir=report")
+
+
 def check_args(paths, cfg, script="probe.py"):
     """The poolings as a list and the report folder, created: bad settings stop here, before any work."""
     if not paths:
@@ -898,11 +907,7 @@ def check_args(paths, cfg, script="probe.py"):
     if not pools or any(p not in POOLINGS for p in pools):
         raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "
                          f"{','.join(POOLINGS)}")
-    try:
-        writable(cfg.report_dir)
-    except OSError as e:
-        raise InputError(f"--report_dir={cfg.report_dir} cannot be written ({e.strerror}): "
-                         f"name a folder this user can write, e.g. python {script} ... --report_dir=report")
+    report_folder(cfg.report_dir, script)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     return pools

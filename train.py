@@ -381,7 +381,8 @@ def command(*drop):
     return " ".join([launcher, shlex.join(args), "--init_from=resume"])
 
 
-resume_command = command()
+resume_command = command()  # continues this command (to its stop_after, if any)
+finish_command = command("stop_after")  # finishes the run
 try:  # the code's commit, for an exported encoder's card
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
                             capture_output=True, text=True).stdout.strip() or None
@@ -404,7 +405,7 @@ def save_checkpoint():
             "target": target.state_dict() if hybrid else None, "model_args": model_args, "config": config,
             "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng, "data": made_from,
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
-            "command": command("stop_after"), "commit": commit}  # the command that finishes the run
+            "command": finish_command, "commit": commit}
     torch.save(ckpt, ckpt_path + ".tmp")
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
@@ -601,7 +602,7 @@ if ddp:  # leave together: a process that closes its connections while another s
     destroy_process_group()
 if master and until < max_iters:
     print(f"stopped after iter {until} of {max_iters} ({clock(time.time() - started)}), as --stop_after asks: go on "
-          f"with {command('stop_after')}")
+          f"with {finish_command}")
 elif master:
     took = f"the last {max_iters - first_iter} in " if first_iter else "in "
     print(f"done: {max_iters} iters ({took}{clock(time.time() - started)}); {ckpt_path} and {log_path}")
