@@ -196,6 +196,8 @@ def test_fill_mask_gives_the_probabilities_of_the_training_loss(reference_run, t
     hybrid = jepa.Hybrid(model.EncoderConfig(**ckpt["model_args"]), cfg["jepa_views"], cfg["jepa_loss"], cfg["balance"],
                          cfg["fixed_lambda"], cfg["pred_depth"], cfg["pred_width"], cfg["pred_n_head"]).eval()
     hybrid.load_state_dict(ckpt["model"])  # the whole trained model, as train.py saved it
+    # beside each p, what ignoring the context gives: the token's frequency in the run's training split
+    unigram = np.exp(data.unigram_logp(data.corpus_folder(cfg["dataset"], cfg["data_dir"], cfg["vocab_ranks"]), tok))
     with torch.no_grad():
         h = hybrid.encoder(torch.tensor([ids]))
         for j, mask_best in enumerate(best):
@@ -205,9 +207,7 @@ def test_fill_mask_gives_the_probabilities_of_the_training_loss(reference_run, t
             loss = hybrid.mlm_loss(h, torch.tensor([[pos[j]]]), torch.tensor([[top[0]]]))
             assert mask_best[0][1] == pytest.approx(math.exp(-loss.item()), rel=1e-5)
             assert mask_best[0][1] >= mask_best[1][1] >= mask_best[2][1]
-            # beside it, what ignoring the context gives: the token's frequency in the run's training split
-            folder = data.corpus_folder(cfg["dataset"], cfg["data_dir"], cfg["vocab_ranks"])
-            assert mask_best[0][2] == pytest.approx(math.exp(data.unigram_logp(folder, tok)[top[0]]), rel=1e-6)
+            assert mask_best[0][2] == pytest.approx(unigram[top[0]], rel=1e-6)
     assert model.run_unigram({**ckpt, "data": {"source": "another corpus"}}, tok) is None
     for bad, says in (("no mask here", "no \\[MASK\\] in"), ("[MASK] " + "word " * 200, "the model reads at most")):
         with pytest.raises(configurator.InputError, match=says):
