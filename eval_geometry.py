@@ -670,6 +670,7 @@ def write(report, labels, res, paths, cfg):
     spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels}
                     for p in res[labels[0]] if main_set in res[labels[0]][p]["sets"]}
     curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
+    os.makedirs(cfg.report_dir, exist_ok=True)
     files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
     report["training"] = {label: {k: {"iter": its, "value": v} for k, (its, v) in c.items()}
                           for label, c in curves.items()}
@@ -723,6 +724,7 @@ def run_training(paths, cfg):
         raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
                          "eval_interval")
     probe.report_folder(cfg.report_dir, "eval_geometry.py")
+    os.makedirs(cfg.report_dir, exist_ok=True)
     plt = pyplot()
     save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]

@@ -890,9 +890,10 @@ def check_settings(cfg):
 
 
 def report_folder(report_dir, script):
-    """Create report_dir, or say in one line that it cannot be written."""
+    """Say in one line where report_dir cannot be written. It is created when the report is written, so that
+    a run refused later (no checkpoint there) leaves no empty folder behind."""
     try:
-        writable(report_dir)
+        writable(report_dir, keep=False)
     except OSError as e:
         raise InputError(f"--report_dir={report_dir} cannot be written ({e.strerror}): "
                          f"name a folder this user can write, e.g. python {script} ... --report_dir=report")
@@ -1001,6 +1002,7 @@ def run(paths, cfg):
     header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs over "
                         f"dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, two-sided p."] +
                        [f"- {n}" for n in notes])
+    os.makedirs(cfg.report_dir, exist_ok=True)
     data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
     with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
         f.write(header + "\n\n" + table + "\n")

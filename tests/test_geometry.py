@@ -292,6 +292,13 @@ def test_a_bad_geometry_setting_is_one_line_before_any_work(key, value, says, tm
         eg.run([os.path.join(ROOT, "no-such-run")], cfg)  # refused before the checkpoint is even read
 
 
+def test_a_missing_checkpoint_leaves_no_report_folder(tmp_path):
+    cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path / "report")})
+    with pytest.raises(FileNotFoundError, match="^no checkpoint at .*no-such-run"):
+        eg.run([str(tmp_path / "no-such-run")], cfg)
+    assert os.listdir(tmp_path) == []  # the folder is made when the report is written
+
+
 def test_a_sentence_set_too_small_for_half_samples_is_refused():
     sets = {"mrpc": [("mrpc-dev-a", ["one.", "two."])], "corpus": [("probing-sentences", ["a."] * 50)]}
     with pytest.raises(probe.InputError, match="^the mrpc sentence set has 2: the geometry needs at least 4"):

@@ -455,8 +455,9 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
     # the others as run() meets them: an InputError with its one line (the CLI prints it, no traceback)
-    with pytest.raises(FileNotFoundError, match="^no checkpoint at"):
-        probe.run([str(tmp_path / "missing")], settings(report_dir=str(tmp_path)))
+    with pytest.raises(FileNotFoundError, match="^no checkpoint at"):  # before the report folder is made
+        probe.run([str(tmp_path / "missing")], settings(report_dir=str(tmp_path / "report")))
+    assert not os.path.exists(tmp_path / "report")
     with pytest.raises(InputError, match="^--poolings=cls"):
         probe.run([tiny_ckpts[0]], settings(poolings="cls"))
 
