@@ -6,6 +6,7 @@ Prepare a corpus by hand (train.py also does it on first use):
 $ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
 $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
 $ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+$ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
 """
 
@@ -88,6 +89,8 @@ def get_tokenizer(n_ranks=N_RANKS):
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
 OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+WIKIEXTRACTOR = re.compile(r"wiki_\d+")  # its output files, AA/wiki_00 ...: <doc> records, JSON lines with --json
+CORPUS_FILES = f"{'/'.join(TEXT_SUFFIXES)} files or WikiExtractor's wiki_NN, optionally .xz/.gz/.bz2"
 # the version of how a source's documents become tokens, in every meta.json: bump it with any edit that changes
 # them (tests/test_data.py pins the tokens of each version), and every corpus prepared before is prepared again
 READER = 1
@@ -156,14 +159,24 @@ def wikipedia_docs():
         yield row["text"]
 
 
+def file_kind(fn):
+    """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt', '.jsonl', '.parquet', 'wiki_NN'
+    (WikiExtractor's wiki_NN, told apart by its first line); None for a file that is not one of them."""
+    name = os.path.basename(fn)
+    stem, ext = os.path.splitext(name)
+    name = stem if ext in OPENERS else name
+    if name.endswith(TEXT_SUFFIXES):
+        return os.path.splitext(name)[1]
+    return "wiki_NN" if WIKIEXTRACTOR.fullmatch(name) else None
+
+
 def walk(path):
     """A folder's files in a fixed order: those of the corpus, and the others (not read; hidden ones left out)."""
     files, others = [], []
     for dirpath, dirnames, filenames in os.walk(path):
         dirnames.sort()
         for fn in sorted(filenames):
-            base = os.path.splitext(fn)[0] if os.path.splitext(fn)[1] in OPENERS else fn
-            if base.endswith(TEXT_SUFFIXES):
+            if file_kind(fn):
                 files.append(os.path.join(dirpath, fn))
             elif not fn.startswith("."):
                 others.append(os.path.relpath(os.path.join(dirpath, fn), path))
@@ -176,11 +189,13 @@ def local_files(path):
                            "your text instead (a .txt/.jsonl/.parquet file or a folder of them, .xz/.gz/.bz2 "
                            "too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
+        if not file_kind(path):  # read as text, a .csv or .json would put its markup in the corpus
+            raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}): rename plain text .txt, or convert "
+                             'it (a .jsonl holds {"text": ...} per line)')
         return [path]
     files, _ = walk(path)
     if not files:
-        raise InputError(f"no {'/'.join(TEXT_SUFFIXES)} files (optionally .xz/.gz/.bz2) under {path}: "
-                         "name a file or a folder that holds some")
+        raise InputError(f"no {CORPUS_FILES}, under {path}: name a file or a folder that holds some")
     return files
 
 
@@ -258,15 +273,18 @@ def first_bad_line(fn, opener):
 def file_docs(fn):
     """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
     broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
-    stem, ext = os.path.splitext(fn)
+    ext, kind = os.path.splitext(fn)[1], file_kind(fn)
     opener = OPENERS.get(ext, open)
-    kind = os.path.splitext(stem)[1] if ext in OPENERS else ext
     try:
         if kind == ".parquet":
             yield from parquet_docs(fn)
             return
         with opener(fn, "rt", encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
-            yield from jsonl_docs(f, fn) if kind == ".jsonl" else text_docs(f)
+            first = f.readline()
+            lines = itertools.chain([first], f)
+            if kind == "wiki_NN":
+                kind = ".jsonl" if first.startswith("{") else ".txt"
+            yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")
@@ -492,7 +510,7 @@ def prepare_once(dataset, out, n_ranks):
           file=sys.stderr)
     others = walk(dataset)[1] if dataset not in ("embedded", "wikipedia") and os.path.isdir(dataset) else []
     if others:  # a .json or .csv among the corpus files is easily taken for part of it
-        print(f"not read ({len(others)} files, not {'/'.join(TEXT_SUFFIXES)}): {', '.join(others[:5])}"
+        print(f"not read ({len(others)} files, not {CORPUS_FILES}): {', '.join(others[:5])}"
               + (" ..." if len(others) > 5 else ""), file=sys.stderr)
     try:
         write_splits(docs, out, meta, tok)

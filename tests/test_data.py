@@ -5,6 +5,7 @@ import json
 import lzma
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -79,6 +80,34 @@ def test_local_documents(tmp_path):
     assert docs[-1] == "json document 4"
 
 
+def test_wikiextractor_output_is_read_as_it_comes(tmp_path):
+    """WikiExtractor writes AA/wiki_00, AA/wiki_01, ... (.bz2 with --compress): <doc> records, or one JSON
+    object per line with --json. A folder of either is a corpus as it stands, with no renaming."""
+    out = tmp_path / "extracted"
+    (out / "AA").mkdir(parents=True)
+    (out / "AA" / "wiki_00").write_text('<doc id="1" url="u" title="Ant">\nAnt\n\nAnts are insects.\n</doc>\n'
+                                        '<doc id="2" url="u" title="Stub">\nStub\n</doc>\n')
+    with lzma.open(out / "AA" / "wiki_01.xz", "wt") as f:
+        f.write('<doc id="3" url="u" title="Bee">\nBee\n\nBees make honey.\nThey fly.\n</doc>\n')
+    (out / "AB").mkdir()
+    (out / "AB" / "wiki_00").write_text("".join(json.dumps({"id": str(i), "title": f"T{i}", "text": f"Body {i}."})
+                                                + "\n" for i in (4, 5)))
+    (out / "README").write_text("not an article")
+    assert list(data.local_docs(str(out))) == ["Ants are insects.", "Bees make honey.\nThey fly.", "Body 4.",
+                                               "Body 5."]
+    assert data.walk(str(out))[1] == ["README"]
+
+
+@pytest.mark.parametrize("name", ["table.csv", "rows.json", "notes"])
+def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
+    """Read as text, a .csv or .json would put its commas and quotes in the corpus: it is one line instead."""
+    (tmp_path / name).write_text("\n\n".join(f'"text","Row {i}"' for i in range(300)))
+    with pytest.raises(InputError, match=f"^{re.escape(str(tmp_path / name))}: not a corpus file .*rename plain "
+                                         "text .txt"):
+        data.prepare(str(tmp_path / name), str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "d" / name)
+
+
 def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named."""
     corpus = tmp_path / "corpus"
@@ -89,7 +118,8 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     (corpus / ".DS_Store").write_text("")
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
-    assert "not read (2 files, not .txt/.jsonl/.parquet): c.csv, sub/b.json" in capsys.readouterr().err
+    assert "not read (2 files, not .txt/.jsonl/.parquet files or WikiExtractor's wiki_NN, optionally .xz/.gz/.bz2): " \
+           "c.csv, sub/b.json" in capsys.readouterr().err
 
 
 READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
