@@ -334,11 +334,14 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
 
     encoder: an out_dir or ckpt.pt (its own vocabulary), or a model.Encoder with its tokenizer as tok;
     pooling: 'mean', 'max' or 'first'; which: 'online' or 'target' (a hybrid's EMA encoder) for a path.
+    A sentence is cut to the encoder's block_size tokens, [CLS] and [SEP] included, as in its pre-training.
     The keywords of sentence-transformers- and MTEB-style callers (ENCODE_IGNORES) change nothing."""
     if unknown := set(kwargs) - set(ENCODE_IGNORES):
         raise TypeError(f"encode() got unexpected keyword arguments {sorted(unknown)}")
     if pooling not in ("mean", "max", "first"):
         raise ValueError(f"pooling={pooling!r}: use 'mean', 'max' or 'first' (attention is a trained probe)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: sentences per forward pass, a whole number >= 1")
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
     if (bad := next((i for i, x in enumerate(sentences) if not isinstance(x, str)), None)) is not None:

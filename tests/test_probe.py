@@ -282,6 +282,10 @@ def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
     enc, _ = model.load_encoder(tiny_ckpts[0])  # a loaded encoder with its tokenizer gives the same vectors
     loaded = probe.encode(enc, texts, pooling="max", tok=probe.data.get_tokenizer())
     np.testing.assert_allclose(loaded, X, atol=1e-6)
+    T = enc.config.block_size  # a long sentence is cut where pre-training cut: its first T - 2 tokens
+    words = " ".join(f"w{i}" for i in range(4 * T))
+    cut = probe.data.get_tokenizer().decode(probe.data.get_tokenizer().encode(words)[:T - 2])
+    np.testing.assert_allclose(*probe.encode(enc, [words, cut]), atol=1e-5)
 
 
 def test_encode_refuses_what_it_cannot_honour(tiny_ckpts):
@@ -300,6 +304,8 @@ def test_encode_refuses_what_it_cannot_honour(tiny_ckpts):
         probe.encode("no-such-run", texts)
     with pytest.raises(ValueError, match=r"sentences\[1\] is NoneType, not a string"):
         probe.encode(enc, ["fine", None], tok=probe.data.get_tokenizer())
+    with pytest.raises(ValueError, match=r"^batch_size=0: sentences per forward pass"):
+        probe.encode(enc, texts, batch_size=0)
 
 
 def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
