@@ -438,26 +438,40 @@ def check_splits(meta, source):
                          '{"text": ...} per document)')
 
 
+def lock(folder, kind, wait=True):
+    """An exclusive lock on folder for one kind of work ('prepare', 'train'): an open file descriptor that
+    holds it until it is closed or the process ends, however it ends. Where another process holds it: None,
+    or with wait, it waits for it. The lock file lives in the temp dir, so a refused start leaves nothing in
+    folder or beside it. -1 where the platform has no advisory locks (Windows)."""
+    if fcntl is None:
+        return -1
+    name = hashlib.sha1(os.path.abspath(folder).encode()).hexdigest()[:16]
+    path = os.path.join(tempfile.gettempdir(), f"jepa-mlm-{kind}-{name}.lock")
+    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file serves too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        if not wait:
+            os.close(fd)
+            return None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
 @contextmanager
 def locked(out):
     """Held while one process checks and prepares out: a second one (the MLM run started beside the hybrid)
-    waits, then re-uses the corpus, where two writers would append each document twice. The lock file lives
-    outside data_dir, so a refused source leaves nothing there."""
-    if fcntl is None:
-        yield
-        return
-    name = hashlib.sha1(os.path.abspath(out).encode()).hexdigest()[:16]
-    path = os.path.join(tempfile.gettempdir(), f"jepa-mlm-prepare-{name}.lock")
-    fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)  # read-only: another user's lock file serves too
+    waits, then re-uses the corpus, where two writers would append each document twice."""
+    fd = lock(out, "prepare", wait=False)
+    if fd is None:
+        print(f"waiting for another process that is preparing {out}", file=sys.stderr)
+        fd = lock(out, "prepare")
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"waiting for another process that is preparing {out}", file=sys.stderr)
-            fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock, as the end of the process does if it dies
+        if fd >= 0:
+            os.close(fd)  # releases the lock, as the end of the process does if it dies
 
 
 def corpus_folder(dataset, data_dir="data", n_ranks=N_RANKS):

@@ -218,6 +218,12 @@ elif os.path.exists(ckpt_path):  # a finished run may be hours of GPU time: a ne
     die(f"--out_dir={out_dir} holds a run's checkpoint: continue it with --init_from=resume, or start this run "
         f"in another --out_dir (or remove {out_dir})")
 
+# one run at a time in out_dir (the same command started twice, a scheduler's retry while the first still
+# runs): two would truncate each other's log and overwrite each other's checkpoints
+run_lock = data.lock(out_dir, "train", wait=False) if master else -1  # held until this process ends
+if run_lock is None:
+    die(f"--out_dir={out_dir} is in use by another training run now: wait for it to end (or stop it), or start "
+        "this one in another --out_dir")
 if master:  # before the data work too (hours on Wikipedia); a resume's checks above only read, and a failed
     # start leaves an earlier run in out_dir as it was, and no new out_dir
     try:

@@ -284,6 +284,24 @@ def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_
     assert not (tmp_path / "fresh").exists()  # both refused before any data work
 
 
+@pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
+def test_a_second_run_in_an_out_dir_in_use_is_refused(data_dir, tmp_path, monkeypatch, capsys):
+    """The same command started twice: the second would truncate the first's log and overwrite its checkpoints."""
+    out = tmp_path / "out"
+    fd = data.lock(str(out), "train", wait=False)  # as the first run holds it, from its start to its end
+    try:
+        err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}",
+                           f"--out_dir={out}")
+    finally:
+        os.close(fd)
+    assert err.strip() == (f"error: --out_dir={out} is in use by another training run now: wait for it to end "
+                           "(or stop it), or start this one in another --out_dir")
+    assert not out.exists()
+    fd = data.lock(str(out), "train", wait=False)
+    assert fd is not None  # the refused run took nothing
+    os.close(fd)
+
+
 def test_a_resume_on_data_other_than_the_runs_is_refused(tmp_path):
     """A corpus edited (or prepared by another reader) since the run began would feed other batches."""
     corpus = tmp_path / "corpus"
@@ -479,6 +497,8 @@ def refused_here(monkeypatch, capsys, *args):
     monkeypatch.chdir(ROOT)
     monkeypatch.setattr(sys, "argv", ["train.py", *args])
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # configure() installs its own
+    held, lock = [], data.lock  # the run's locks, released as the end of its process would release them
+    monkeypatch.setattr(data, "lock", lambda *a, **kw: held.append(lock(*a, **kw)) or held[-1])
     try:
         runpy.run_path("train.py", run_name="__main__")
     except SystemExit as stop:
@@ -487,6 +507,10 @@ def refused_here(monkeypatch, capsys, *args):
         print(f"error: {e}", file=sys.stderr)
     else:
         pytest.fail("train.py ran: no refusal")
+    finally:
+        for fd in held:
+            if fd is not None and fd >= 0:
+                os.close(fd)
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1, err
     return err
