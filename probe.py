@@ -500,7 +500,10 @@ class Embedder:
         stem = fname[:fname.rindex("-") + 1]  # which-name-, then a key with no dash
         for old in os.listdir(self.cache_dir):
             if old.startswith(stem) and "-" not in old[len(stem):] and old.endswith(ext):
-                os.remove(os.path.join(self.cache_dir, old))
+                try:
+                    os.remove(os.path.join(self.cache_dir, old))
+                except FileNotFoundError:  # the other script filling this cache removed it first
+                    pass
         tmp = f"{path}.{os.getpid()}.tmp"  # probe.py and eval_geometry.py may fill one cache at once
         with open(tmp, "wb") as f:
             dump(out, f)

@@ -217,6 +217,13 @@ def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(ti
     assert len([f for f in os.listdir(cache) if "-t-res-" in f]) == 1  # the stale results are gone
 
 
+def test_a_stale_result_removed_by_the_other_script_first_is_no_error(tiny_ckpts, monkeypatch):
+    """probe.py and eval_geometry.py may fill one cache at once: both may find the same stale file to remove."""
+    emb, listdir = probe.Embedder(tiny_ckpts[0]), os.listdir
+    monkeypatch.setattr(os, "listdir", lambda d: [*listdir(d), "online-t-race-0123456789ab.pkl"])  # gone since
+    assert emb.results("t-race", "inputs", lambda: {"score": 1}) == {"score": 1}
+
+
 def test_cache_keys_hold_the_data_and_the_source_of_the_code_as_imported(monkeypatch):
     assert probe.digest(np.arange(3)) != probe.digest(np.arange(3.0)) != probe.digest(np.arange(1, 4.0))
     assert probe.digest(probe.fit_logreg) != probe.digest(probe.fit_ridge)
