@@ -89,8 +89,10 @@ def get_tokenizer(n_ranks=N_RANKS):
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
 OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+WIKITEXT = (".raw", ".tokens")  # WikiText's wiki.train.raw ...: plain text, paragraphs at blank lines
 WIKIEXTRACTOR = re.compile(r"wiki_\d+")  # its output files, AA/wiki_00 ...: <doc> records, JSON lines with --json
-CORPUS_FILES = f"{'/'.join(TEXT_SUFFIXES)} files or WikiExtractor's wiki_NN, optionally .xz/.gz/.bz2"
+CORPUS_FILES = (f"{'/'.join(TEXT_SUFFIXES)} files, WikiText's {'/'.join(WIKITEXT)} or WikiExtractor's wiki_NN, "
+                "optionally .xz/.gz/.bz2")
 # the version of how a source's documents become tokens, in every meta.json: bump it with any edit that changes
 # them (tests/test_data.py pins the tokens of each version), and every corpus prepared before is prepared again
 READER = 1
@@ -160,13 +162,15 @@ def wikipedia_docs():
 
 
 def file_kind(fn):
-    """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt', '.jsonl', '.parquet', 'wiki_NN'
-    (WikiExtractor's wiki_NN, told apart by its first line); None for a file that is not one of them."""
+    """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt' (WikiText's too), '.jsonl',
+    '.parquet', 'wiki_NN' (WikiExtractor's, told apart by its first line); None for a file of another kind."""
     name = os.path.basename(fn)
     stem, ext = os.path.splitext(name)
     name = stem if ext in OPENERS else name
     if name.endswith(TEXT_SUFFIXES):
         return os.path.splitext(name)[1]
+    if name.endswith(WIKITEXT):
+        return ".txt"
     return "wiki_NN" if WIKIEXTRACTOR.fullmatch(name) else None
 
 
@@ -195,7 +199,7 @@ def local_files(path):
         return [path]
     files, _ = walk(path)
     if not files:
-        raise InputError(f"no {CORPUS_FILES}, under {path}: name a file or a folder that holds some")
+        raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some")
     return files
 
 

@@ -98,6 +98,12 @@ def test_wikiextractor_output_is_read_as_it_comes(tmp_path):
     assert data.walk(str(out))[1] == ["README"]
 
 
+def test_wikitext_files_are_plain_text(tmp_path):
+    """WikiText's wiki.test.raw (and WikiText-103's .tokens): paragraphs and ' = Title = ' lines at blank lines."""
+    (tmp_path / "wiki.test.raw").write_text(" \n = Ant = \n \n Ants are insects . \n \n = Bee = \n \n")
+    assert list(data.local_docs(str(tmp_path / "wiki.test.raw"))) == ["= Ant =", "Ants are insects .", "= Bee ="]
+
+
 @pytest.mark.parametrize("name", ["table.csv", "rows.json", "notes"])
 def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
     """Read as text, a .csv or .json would put its commas and quotes in the corpus: it is one line instead."""
@@ -118,8 +124,8 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     (corpus / ".DS_Store").write_text("")
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
-    assert "not read (2 files, not .txt/.jsonl/.parquet files or WikiExtractor's wiki_NN, optionally .xz/.gz/.bz2): " \
-           "c.csv, sub/b.json" in capsys.readouterr().err
+    assert "not read (2 files, not .txt/.jsonl/.parquet files, WikiText's .raw/.tokens or WikiExtractor's wiki_NN, " \
+           "optionally .xz/.gz/.bz2): c.csv, sub/b.json" in capsys.readouterr().err
 
 
 READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
@@ -334,7 +340,7 @@ BAD_FILES = [  # (file name, content, the start of the one line it gives)
     ("null.jsonl", b'{"text": "fine"}\n{"text": null}\n',
      r'null.jsonl:2: no string "text" field \(the line has "text": null\)'),
     ("fake.txt.gz", b"plain text, not gzip\n", r"fake.txt.gz: cannot be read as .txt.gz"),
-    ("notes.csv", b"a,b\n", r"no .txt/.jsonl/.parquet files .* under"),
+    ("notes.csv", b"a,b\n", r"no corpus files under .*only-csv \(\.txt/\.jsonl/\.parquet files"),
 ]
 
 
