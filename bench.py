@@ -31,6 +31,7 @@ import data
 import jepa
 from configurator import configure, die, settings, whole_number
 from model import EncoderConfig, MaskedLM, peak_flops
+from model import device_type as device_type_of
 
 # -----------------------------------------------------------------------------
 # settings (--key=value overrides them; '' / 0 / None mean "the device's default", set below)
@@ -70,10 +71,10 @@ if extra:
 for key in ("batch_size", "warmup_iters", "iters", "embed_sentences", "embed_batch_size", "threads"):
     whole_number(key, globals()[key], 0, " (0: the device's default)")
 whole_number("seed", seed, 0)
-on_cuda = device.startswith("cuda")
+device_type = device_type_of(device)
+on_cuda = device_type == "cuda"
 if on_cuda and not torch.cuda.is_available():
     die("no CUDA device here: pass --device=cpu (a tiny model) or run on a GPU")
-device_type = "cuda" if on_cuda else "cpu"
 sizes = sizes or ("paper,bert-base-128,bert-base-512" if on_cuda else "tiny")
 warmup_iters = warmup_iters or (10 if on_cuda else 1)
 iters = iters or (30 if on_cuda else 5)

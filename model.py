@@ -229,6 +229,19 @@ def transformer_flops(blocks, n_layer, n_embd, seq_len, backward=True):
     return 3 * fwd if backward else fwd
 
 
+def device_type(device):
+    """'cpu' or 'cuda' for a --device setting (cpu, cuda, cuda:1), else a one-line InputError: the code runs on
+    those two (the collapse watch and the probes compute in float64, which MPS lacks)."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError):
+        raise InputError(f"--device={device}: not a device torch knows: use cpu, cuda or cuda:N")
+    if kind not in ("cpu", "cuda"):
+        raise InputError(f"--device={device}: use cpu, cuda or cuda:N (this code computes its collapse watch and "
+                         "probes in float64, which MPS lacks)")
+    return kind
+
+
 # peak dense bf16 tensor-core FLOP/s, for MFU; None where we do not know the hardware
 PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 

@@ -887,11 +887,7 @@ def check_settings(cfg):
     whole_number("seed", cfg.seed, 0)
     if cfg.encoder not in ("online", "target"):
         raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a hybrid's EMA)")
-    try:
-        cuda = torch.device(cfg.device).type == "cuda"
-    except RuntimeError:
-        raise InputError(f"--device={cfg.device!r}: not a device torch knows: use cpu or cuda")
-    if cuda and not torch.cuda.is_available():
+    if model.device_type(cfg.device) == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device={cfg.device}: no CUDA device here: pass --device=cpu")
 
 

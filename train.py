@@ -29,6 +29,7 @@ import data
 import jepa
 from configurator import configure, die, settings, whole_number, writable
 from model import EncoderConfig, MaskedLM, load_checkpoint, planned_iters
+from model import device_type as device_type_of
 from model import peak_flops as peak_flops_of
 
 # -----------------------------------------------------------------------------
@@ -172,9 +173,9 @@ world = int(os.environ["WORLD_SIZE"]) if ddp else 1
 check("batch_size", batch_size % (world * grad_accum) == 0,
       f"must be a multiple of {world} processes x grad_accum={grad_accum}")
 micro_batch = batch_size // (world * grad_accum)
-if device.startswith("cuda") and not torch.cuda.is_available():
+device_type = device_type_of(device)
+if device_type == "cuda" and not torch.cuda.is_available():
     die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
-device_type = "cuda" if device.startswith("cuda") else "cpu"
 check("dtype", device_type == "cuda" or dtype == "float32",
       "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
 check("backend", not ddp or device_type == "cuda" or backend == "gloo", "NCCL is for CUDA devices: CPU processes "

@@ -480,7 +480,8 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
                                      ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
-                                     ("--stop_after=1000", "stop_after")])
+                                     ("--stop_after=1000", "stop_after"), ("--device=mps", "device"),
+                                     ("--device=gpu", "device")])
 def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path, monkeypatch, capsys):
     """train.py checks every setting before any work. Run in this process (a Python start per case would cost
     more than the checks; test_every_script_gives_bad_input_one_line_and_exit_code_2 runs the scripts)."""
