@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import InputError, MissingInput
+from configurator import InputError, MissingInput, writable
 
 
 @dataclass
@@ -308,18 +308,19 @@ def load_encoder(path, which="online", device="cpu"):
     return encoder_of(ckpt, which, path).to(device).eval(), ckpt
 
 
-def encoder_of(ckpt, which="online", path="the checkpoint"):
+def encoder_of(ckpt, which="online", path="the checkpoint", flag="--encoder"):
+    """The checkpoint's online or target encoder; flag is the setting that chose it, named where it cannot be."""
     if ckpt.get("stripped"):
         raise InputError(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")
     if ckpt.get("exported", which) != which:
-        raise InputError(f"{path} is an export of the {ckpt['exported']} encoder only: use --encoder={ckpt['exported']}")
+        raise InputError(f"{path} is an export of the {ckpt['exported']} encoder only: use {flag}={ckpt['exported']}")
     encoder = Encoder(EncoderConfig(**ckpt["model_args"]))
     if which == "online":
         prefix = "encoder."
         state = {k[len(prefix):]: v for k, v in ckpt["model"].items() if k.startswith(prefix)}
     elif which == "target":
         if ckpt.get("target") is None:
-            raise InputError(f"{path} has no target encoder (objective='mlm'): use --encoder=online")
+            raise InputError(f"{path} has no target encoder (objective='mlm'): use {flag}=online")
         state = ckpt["target"]
     else:
         raise InputError(f"unknown encoder '{which}': use online or target")
@@ -368,6 +369,8 @@ def fill_mask(path, text, k=5):
         raise InputError(f"{path} holds no MLM head (an export or a weightless copy has the encoder alone): "
                          "name the run's out_dir")
     tok = tokenizer_of(ckpt)
+    if k > tok.n_normal:
+        raise InputError(f"--k={k}: at most {tok.n_normal:,}, the run's text tokens")
     ids, pos = mask_ids(tok, text)
     if len(ids) > ckpt["model_args"]["block_size"]:
         raise InputError(f"{len(ids)} tokens with [CLS] and [SEP]: the model reads at most "
@@ -437,16 +440,29 @@ def steps_done(ckpt):
     return f"{n} steps" if planned in (None, n) else f"{n} of the {planned} steps its run planned (unfinished)"
 
 
+def check_export_folder(out):
+    """out can be written, and holds nothing but an earlier export (and its analysis cache) to replace: an
+    export never overwrites a file of the user's (a README.md of their own)."""
+    ours = {*EXPORT_FILES, "README.md", "analysis_cache"}
+    if os.path.isdir(out) and (theirs := sorted(set(os.listdir(out)) - ours)):
+        raise InputError(f"--out={out} holds other files ({', '.join(theirs[:3])}{' ...' if len(theirs) > 3 else ''}): "
+                         "name a new folder, or an earlier export to replace it")
+    try:
+        writable(out)
+    except OSError as e:
+        raise InputError(f"--out={out} cannot be written ({e.strerror}): name a folder you can write")
+
+
 def export(path, out="", which="online"):
     """Write one encoder of a checkpoint to out (default: <out_dir>-<which>): model.safetensors (its weights
     only, float32), config.json and a model card, README.md. Returns out."""
     ckpt = load_checkpoint(path)
-    encoder = encoder_of(ckpt, which, path)
+    encoder = encoder_of(ckpt, which, path, flag="--which")
     import data  # run_dir; data.py does not import this file
     run = data.run_dir(path)
     out = out or f"{os.path.normpath(run)}-{which}"
     config = export_config(ckpt, which, run)
-    os.makedirs(out, exist_ok=True)
+    check_export_folder(out)
     state = {k: v.detach().float().contiguous() for k, v in encoder.state_dict().items()}
     with open(os.path.join(out, "model.safetensors.tmp"), "wb") as f:  # open(): the user's usual file mode
         f.write(safetensors_torch().save(state))

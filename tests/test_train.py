@@ -214,6 +214,8 @@ def test_fill_mask_gives_the_probabilities_of_the_training_loss(reference_run, t
             model.fill_mask(reference_run, bad)
     with pytest.raises(configurator.InputError, match="holds no MLM head"):
         model.fill_mask(model.export(reference_run, str(tmp_path / "export")), text)
+    with pytest.raises(configurator.InputError, match=f"^--k=40000: at most {tok.n_normal:,}, the run's text tokens"):
+        model.fill_mask(reference_run, text, k=40000)
 
 
 @pytest.mark.parametrize("which", ["online", "target"])
@@ -257,6 +259,26 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
     p = subprocess.run([sys.executable, "model.py", "export", str(tmp_path / "none")], cwd=ROOT,
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("error: no checkpoint at") and len(p.stderr.splitlines()) == 1
+
+
+def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tmp_path):
+    out = model.export(reference_run, str(tmp_path / "e"))
+    os.makedirs(os.path.join(out, "analysis_cache"))  # what probe.py leaves in a folder it has analysed
+    assert model.export(reference_run, out, "target") == out  # an earlier export: replaced
+    assert json.load(open(os.path.join(out, "config.json")))["which"] == "target"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "README.md").write_text("my own notes")
+    (tmp_path / "mine" / "notes.txt").write_text("more")
+    with pytest.raises(configurator.InputError, match=r"^--out=.*mine holds other files \(notes.txt\): name a new folder"):
+        model.export(reference_run, str(tmp_path / "mine"))
+    assert (tmp_path / "mine" / "README.md").read_text() == "my own notes"
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(configurator.InputError, match=r"^--out=.*a-file/e cannot be written \(Not a directory\)"):
+        model.export(reference_run, str(tmp_path / "a-file" / "e"))
+    mlm = {**torch.load(os.path.join(reference_run, "ckpt.pt"), weights_only=True), "target": None}
+    torch.save(mlm, tmp_path / "mlm.pt")
+    with pytest.raises(configurator.InputError, match="has no target encoder .*: use --which=online"):
+        model.export(str(tmp_path / "mlm.pt"), str(tmp_path / "t"), "target")
 
 
 def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path, monkeypatch, capsys):
