@@ -29,7 +29,7 @@ import torch.nn.functional as F
 
 import data
 import jepa
-from configurator import configure, die, settings, whole_number
+from configurator import configure, die, settings, whole_number, writable
 from model import EncoderConfig, MaskedLM, peak_flops
 from model import device_type as device_type_of
 
@@ -90,6 +90,10 @@ if dtype not in ("float32", "bfloat16"):
     die(f"dtype={dtype}: use float32 or bfloat16 (autocast)")
 if optimizer_impl not in ("", "fused", "foreach", "for-loop"):
     die(f"optimizer_impl={optimizer_impl}: use '', fused, foreach or for-loop")
+if compile_mode not in ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+    die(f"compile_mode={compile_mode}: use '', default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs")
+if compile_mode and not compile:
+    die(f"compile_mode={compile_mode} is torch.compile's: pass --compile=True with it")
 config = {k: v for k, v in settings(globals()).items() if k not in ("extra", "on_cuda", "device_type")}  # as resolved
 
 # model sizes: encoder, sequence length, default batch, predictor (train.py's default predictor throughout
@@ -133,6 +137,11 @@ def cpu_name():
 
 
 device_name = torch.cuda.get_device_name() if on_cuda else "cpu"
+out = out or os.path.join("results", "bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
+try:  # before the minutes of timing
+    writable(os.path.dirname(out) or ".", keep=False)
+except OSError as e:
+    die(f"--out={out} cannot be written ({e.strerror}): name a file in a folder you can write")
 
 
 def sync():
@@ -501,7 +510,6 @@ for e in embeds:
           f"({100 * e['sorted']['pad_frac']:.0f}% padding), {e['random']['sent_per_s']:,.0f} in random order "
           f"({100 * e['random']['pad_frac']:.0f}% padding); {e['sentences']} sentences of {e['mean_len']:.1f} tokens on average")
 
-out = out or os.path.join("results", "bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 data.save_json({"device": device_name, "cpu": cpu_name(), "torch": torch.__version__, "command": "python " + " ".join(sys.argv),
                 "peak_flops": peak, "matmul_ceiling": ceiling, "cpu_bf16_matmul_ceiling": cpu_bf16_ceiling, "settings": config, "rows": rows, "embed": embeds,

@@ -140,11 +140,17 @@ def test_cpu_bench_times_embedding_extraction(bench_json):
 
 
 @pytest.mark.parametrize("arg,says", [("--sizes=huge", "unknown size 'huge'"),
-                                      ("--iters=-1", "--iters=-1: must be a whole number >= 0")])
+                                      ("--iters=-1", "--iters=-1: must be a whole number >= 0"),
+                                      ("--compile_mode=max-autotune", "compile_mode=max-autotune is torch.compile's: "
+                                                                      "pass --compile=True"),
+                                      ("--out=README.md/cpu.json", "--out=README.md/cpu.json cannot be written")])
 def test_bench_refuses_a_bad_setting_in_one_line(arg, says):
+    """Before the timing starts: a lever that would not be applied, or an --out the results could not reach."""
     p = subprocess.run([sys.executable, "bench.py", "--device=cpu", arg], cwd=ROOT,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2 and p.stderr.startswith(f"error: {says}") and len(p.stderr.splitlines()) == 1
+    assert p.stdout == ""
+
 
 @pytest.mark.parametrize("objective", ["mlm", "separate", "shared"])
 def test_the_training_graph_compiles_whole_without_recompiles(objective):
