@@ -443,8 +443,9 @@ def steps_done(ckpt):
 def check_export_folder(out):
     """out can be written, and holds nothing but an earlier export (and its analysis cache) to replace: an
     export never overwrites a file of the user's (a README.md of their own)."""
-    ours = {*EXPORT_FILES, "README.md", "analysis_cache"}
-    if os.path.isdir(out) and (theirs := sorted(set(os.listdir(out)) - ours)):
+    have = set(os.listdir(out)) if os.path.isdir(out) else set()
+    earlier = set(EXPORT_FILES) <= have  # its model card is then a README.md of ours
+    if theirs := sorted(have - {*EXPORT_FILES, "README.md", "analysis_cache"} if earlier else have):
         raise InputError(f"--out={out} holds other files ({', '.join(theirs[:3])}{' ...' if len(theirs) > 3 else ''}): "
                          "name a new folder, or an earlier export to replace it")
     try:

@@ -262,15 +262,18 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
 
 
 def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tmp_path):
-    out = model.export(reference_run, str(tmp_path / "e"))
-    os.makedirs(os.path.join(out, "analysis_cache"))  # what probe.py leaves in a folder it has analysed
-    assert model.export(reference_run, out, "target") == out  # an earlier export: replaced
+    out = tmp_path / "e"
+    model.export(reference_run, str(out))
+    os.makedirs(out / "analysis_cache")  # what probe.py leaves in a folder it has analysed
+    assert model.export(reference_run, str(out), "target") == str(out)  # an earlier export: replaced
     assert json.load(open(os.path.join(out, "config.json")))["which"] == "target"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("my own notes")
-    (tmp_path / "mine" / "notes.txt").write_text("more")
-    with pytest.raises(configurator.InputError, match=r"^--out=.*mine holds other files \(notes.txt\): name a new folder"):
+    with pytest.raises(configurator.InputError, match=r"^--out=.*mine holds other files \(README.md\): name a new folder"):
         model.export(reference_run, str(tmp_path / "mine"))
+    (out / "notes.txt").write_text("mine, beside an earlier export")
+    with pytest.raises(configurator.InputError, match=r"^--out=.* holds other files \(notes.txt\)"):
+        model.export(reference_run, str(out))
     assert (tmp_path / "mine" / "README.md").read_text() == "my own notes"
     (tmp_path / "a-file").write_text("")
     with pytest.raises(configurator.InputError, match=r"^--out=.*a-file/e cannot be written \(Not a directory\)"):
