@@ -89,7 +89,9 @@ def run_config_file(path, scope):
         with open(path) as f:
             code = compile(f.read(), path, "exec")
     except OSError:
-        die(f"config file {path} not found (see config/ for the ones that exist)")
+        ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
+        die(f"config file {path} not found" + (f" in {os.getcwd()}: run from the repository, or name {ours}"
+                                              if os.path.exists(ours) else " (see config/ for the ones that exist)"))
     except SyntaxError as e:
         die(f"{path}:{e.lineno}: {e.msg}")
     try:
