@@ -472,13 +472,6 @@ def plot_training(plt, curves, colors):
     return fig
 
 
-def pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def save_figures(plt, figs, report_dir):
     """Each figure of {file name: figure or None} into report_dir; the names of those written."""
     for name, fig in figs.items():
@@ -491,7 +484,7 @@ def save_figures(plt, figs, report_dir):
 
 def plots(report, labels, spectra_main, main_set, curves, report_dir):
     """spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs), lexical_probes.png: names."""
-    plt, colors = pyplot(), probe.palette(labels)
+    plt, colors = probe.pyplot(), probe.palette(labels)
     written = save_figures(plt, {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
                                  "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors),
                                  "training.png": plot_training(plt, curves, colors)}, report_dir)
@@ -725,7 +718,7 @@ def run_training(paths, cfg):
                          "eval_interval")
     probe.report_folder(cfg.report_dir, "eval_geometry.py")
     os.makedirs(cfg.report_dir, exist_ok=True)
-    plt = pyplot()
+    plt = probe.pyplot()
     save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
     table = training_lines(labels, curves)

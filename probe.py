@@ -834,6 +834,14 @@ def senteval_table(rows, labels):
                      for key in dict.fromkeys((r["dataset"], r["pooling"]) for r in rows)])
 
 
+def pyplot():
+    """matplotlib.pyplot on its file-only backend: reports are written on machines with no display."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def palette(labels):
     """{label: colour}, distinct for up to 20 (matplotlib's default cycle repeats after 10)."""
     import matplotlib
@@ -842,9 +850,7 @@ def palette(labels):
 
 
 def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs"):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     colors = palette(labels)
     pools = list(dict.fromkeys(s["pooling"] for s in scores))
     keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
@@ -902,7 +908,8 @@ def report_folder(report_dir, script):
 
 
 def check_args(paths, cfg, script="probe.py"):
-    """The poolings as a list and the report folder, created: bad settings stop here, before any work."""
+    """The poolings as a list, and the report folder checked for writing: bad settings stop here, before any
+    work."""
     if not paths:
         raise InputError(f"name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
     check_settings(cfg)
