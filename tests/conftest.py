@@ -1,7 +1,12 @@
-"""Shared fixtures of the analysis tests: tiny random checkpoints, GLUE files in the real formats, a corpus."""
+"""Shared fixtures: tiny random checkpoints, GLUE files in the real formats, a corpus; the scripts run in-process."""
 
+import contextlib
+import io
 import os
 import random
+import runpy
+import signal
+import subprocess
 import sys
 from dataclasses import asdict
 
@@ -11,7 +16,59 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import configurator  # noqa: E402
+import data  # noqa: E402
 import model  # noqa: E402
+
+THREADS = torch.get_num_threads()  # a new process's: probe.py and bench.py set their own
+
+
+@pytest.fixture(autouse=True)
+def fresh_threads():
+    """Each test starts with the threads of a new process: float sums, and so the tests' exact figures, depend
+    on how a reduction is split."""
+    torch.set_num_threads(THREADS)
+    yield
+
+
+def run_here(script, *args):
+    """A script of the repository (train.py, probe.py, ...) run with args in this process, as its __main__, as a
+    CompletedProcess: a Python start with torch costs 3-4 s, more than most of the tests' runs. What the end of
+    its process would do is done here: the run lock it holds to the end is released; its signal handlers,
+    excepthook, working folder, torch threads and random state are restored. SystemExit and InputError end it as they end the script: an exit
+    code, or the excepthook's one line. A run that must see another environment, be killed or start processes runs as a process of its own."""
+    out, err, held, lock = io.StringIO(), io.StringIO(), [], data.lock
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # train.py installs its own
+    threads, rng = torch.get_num_threads(), torch.get_rng_state()  # the scripts set both
+    torch.set_num_threads(THREADS)  # as the script's own process would start
+
+    def lock_and_keep(folder, kind, wait=True):
+        fd = lock(folder, kind, wait)
+        if kind == "train" and fd is not None and fd >= 0:
+            held.append(fd)
+        return fd
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        mp.chdir(ROOT)
+        mp.setattr(sys, "argv", [script, *args])
+        mp.setattr(sys, "excepthook", sys.excepthook)  # configure() installs the scripts' own
+        mp.setattr(data, "lock", lock_and_keep)
+        code = 0
+        try:
+            runpy.run_path(script, run_name="__main__")
+        except SystemExit as stop:  # an int is the exit code; a message goes to stderr with exit code 1
+            code = stop.code if isinstance(stop.code, int) else print(stop.code, file=sys.stderr) or 1
+        except configurator.InputError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 2
+        finally:
+            for fd in held:
+                os.close(fd)
+            for s, handler in handlers.items():
+                signal.signal(s, handler)
+            torch.set_num_threads(threads)
+            torch.set_rng_state(rng)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
 
 WORDS = ("good fine great bad awful poor movie film plot actor scene story music cat dog house tree river city "
          "car road book paper table window garden").split()

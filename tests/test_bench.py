@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import jepa
+from conftest import run_here
 from model import Encoder, EncoderConfig, MaskedLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,8 +90,7 @@ def test_the_counters_weight_flops_are_those_torch_measures():
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("bench") / "b.json")
-    p = subprocess.run([sys.executable, "bench.py", "--device=cpu", f"--out={out}"], cwd=ROOT,
-                       capture_output=True, text=True, timeout=300)
+    p = run_here("bench.py", "--device=cpu", f"--out={out}")
     assert p.returncode == 0, p.stderr
     with open(out) as f:
         return json.load(f), p.stdout
@@ -146,8 +146,7 @@ def test_cpu_bench_times_embedding_extraction(bench_json):
                                       ("--out=README.md/cpu.json", "--out=README.md/cpu.json cannot be written")])
 def test_bench_refuses_a_bad_setting_in_one_line(arg, says):
     """Before the timing starts: a lever that would not be applied, or an --out the results could not reach."""
-    p = subprocess.run([sys.executable, "bench.py", "--device=cpu", arg], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+    p = run_here("bench.py", "--device=cpu", arg)
     assert p.returncode == 2 and p.stderr.startswith(f"error: {says}") and len(p.stderr.splitlines()) == 1
     assert p.stdout == ""
 

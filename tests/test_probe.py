@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_here
 import configurator
 from configurator import InputError
 import model
@@ -375,9 +375,12 @@ def test_random_init_encoder_is_the_config_freshly_initialised_and_cached_apart(
 
 
 def run_cli(script, *args, env=None):
-    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300,
-                          env={**os.environ, **(env or {})})
+    """script with args, in this process; in a process of its own where env (the HF hub's settings, read when
+    datasets is first imported) must be seen."""
+    if env is None:
+        return run_here(script, *args)
+    return subprocess.run([sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ import data
 import jepa
 import model
 import probe
+from conftest import run_here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a micro model on the embedded corpus: seconds per run on 2 cores
@@ -35,8 +36,12 @@ def data_dir(tmp_path_factory):
     return d
 
 
-def train(*args, check=True, **kw):
-    p = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, **kw)
+def train(*args, check=True, env=None):
+    """train.py with args, in this process; in a process of its own where it must see another environment."""
+    if env is None:
+        p = run_here("train.py", *args)
+    else:
+        p = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, capture_output=True, text=True, env=env)
     if check:
         assert p.returncode == 0, p.stderr
     return p
@@ -145,7 +150,7 @@ def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir,
 
 
 def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_finishes_it(
-        data_dir, uninterrupted, tmp_path, monkeypatch, capsys):
+        data_dir, uninterrupted, tmp_path):
     """--stop_after=25 of a 60-step run: the first 25 steps of the 60-step schedule (not one squeezed into 25),
     a val record and a checkpoint there (off the eval steps), exit 0 and the command that goes on, which, run as
     printed, ends where the uninterrupted run ends, bit for bit."""
@@ -158,7 +163,7 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     assert log[-1]["iter"] == 25 and "val_mlm" in log[-1]
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
     assert ckpt["iter_num"] == 25 and ckpt["command"] == f"python train.py {m[1]}"  # what probe.py says finishes it
-    err = refused_here(monkeypatch, capsys, *resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
+    err = refused_here(*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
                        "--stop_after=25")
     assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
     card = open(os.path.join(model.export(out, str(tmp_path / "export")), "README.md")).read()
@@ -284,12 +289,12 @@ def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tm
         model.export(str(tmp_path / "mlm.pt"), str(tmp_path / "t"), "target")
 
 
-def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path, monkeypatch, capsys):
+def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_dir, tmp_path):
     out = tmp_path / "out"
     train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}", "--max_iters=2",
           "--eval_interval=2")
     before = {f: (out / f).read_bytes() for f in ("log.jsonl", "ckpt.pt")}
-    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
+    err = refused_here("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
                        f"--out_dir={out}")
     assert err.strip() == (f"error: --out_dir={out} holds a run's checkpoint: continue it with --init_from=resume, "
                            f"or start this run in another --out_dir (or remove {out})")
@@ -302,7 +307,7 @@ def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_
     assert re.search(r"val.bin holds \d+ tokens, not more than one block of 64", p.stderr)
     assert not (tmp_path / "new").exists()  # checked for writing, and not left behind
     (tmp_path / "a-file").write_text("")
-    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
+    err = refused_here("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={tmp_path}/fresh",
                        f"--out_dir={tmp_path}/a-file/out")
     assert err.strip() == (f"error: --out_dir={tmp_path}/a-file/out cannot be written (Not a directory): pass a "
                            "folder you can write to")
@@ -310,12 +315,12 @@ def test_a_new_run_never_overwrites_one_and_a_failed_start_makes_no_folder(data_
 
 
 @pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
-def test_a_second_run_in_an_out_dir_in_use_is_refused(data_dir, tmp_path, monkeypatch, capsys):
+def test_a_second_run_in_an_out_dir_in_use_is_refused(data_dir, tmp_path):
     """The same command started twice: the second would truncate the first's log and overwrite its checkpoints."""
     out = tmp_path / "out"
     fd = data.lock(str(out), "train", wait=False)  # as the first run holds it, from its start to its end
     try:
-        err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}",
+        err = refused_here("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}",
                            f"--out_dir={out}")
     finally:
         os.close(fd)
@@ -518,61 +523,43 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
                                      ("--stop_after=1000", "stop_after"), ("--device=mps", "device"),
                                      ("--device=gpu", "device")])
-def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path, monkeypatch, capsys):
-    """train.py checks every setting before any work. Run in this process (a Python start per case would cost
-    more than the checks; test_every_script_gives_bad_input_one_line_and_exit_code_2 runs the scripts)."""
+def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path):
+    """train.py checks every setting before any work (test_every_script_gives_bad_input_one_line_and_exit_code_2
+    runs the script as its own process)."""
     out, d = tmp_path / "out", tmp_path / "data"
-    err = refused_here(monkeypatch, capsys, "config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}",
+    err = refused_here("config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}",
                        f"--out_dir={out}")
     assert err.startswith(f"error: --{key}=")
     assert not out.exists() and not d.exists()  # nothing written
 
 
-def refused_here(monkeypatch, capsys, *args):
-    """train.py with args run in this process, as its __main__: the one line of its refusal (exit code 2),
-    whether it dies itself or raises the InputError that the scripts' excepthook turns into that line."""
-    monkeypatch.chdir(ROOT)
-    monkeypatch.setattr(sys, "argv", ["train.py", *args])
-    monkeypatch.setattr(sys, "excepthook", sys.excepthook)  # configure() installs its own
-    held, lock = [], data.lock  # the run's locks, released as the end of its process would release them
-    monkeypatch.setattr(data, "lock", lambda *a, **kw: held.append(lock(*a, **kw)) or held[-1])
-    try:
-        runpy.run_path("train.py", run_name="__main__")
-    except SystemExit as stop:
-        assert stop.code == 2
-    except configurator.InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-    else:
-        pytest.fail("train.py ran: no refusal")
-    finally:
-        for fd in held:
-            if fd is not None and fd >= 0:
-                os.close(fd)
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    return err
+def refused_here(*args):
+    """The one line of train.py's refusal of args (exit code 2)."""
+    p = train(*args, check=False)
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    return p.stderr
 
 
-def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp_path, monkeypatch, capsys):
+def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp_path, monkeypatch):
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):  # as torchrun sets them
         monkeypatch.setenv(key, value)
-    err = refused_here(monkeypatch, capsys, "config/mlm.py", "config/tiny.py", f"--out_dir={tmp_path}/out")
+    err = refused_here("config/mlm.py", "config/tiny.py", f"--out_dir={tmp_path}/out")
     assert err.strip() == "error: --backend='nccl': NCCL is for CUDA devices: CPU processes take --backend=gloo"
     assert not torch.distributed.is_initialized()
 
 
-def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path, monkeypatch, capsys):
+def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path):
     out = str(tmp_path / "out")
     args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
             "--max_iters=4", "--eval_interval=2"]
     train(*args)
     for changed, key in (("--balance=uncertainty", "balance"), ("--n_spans=1", "n_spans"), ("--max_iters=8", "max_iters")):
-        err = refused_here(monkeypatch, capsys, *args, "--init_from=resume", changed)
+        err = refused_here(*args, "--init_from=resume", changed)
         assert err.startswith(f"error: --{key}=") and "differs from" in err
     fresh = tmp_path / "fresh"  # refused before the data is prepared: a refusal costs no preparation
-    err = refused_here(monkeypatch, capsys, *args, "--init_from=resume", "--n_spans=1", f"--data_dir={fresh}")
+    err = refused_here(*args, "--init_from=resume", "--n_spans=1", f"--data_dir={fresh}")
     assert err.startswith("error: --n_spans=") and not fresh.exists()
-    err = refused_here(monkeypatch, capsys, *args, "--init_from=resume", f"--out_dir={out}-typo", f"--data_dir={fresh}")
+    err = refused_here(*args, "--init_from=resume", f"--out_dir={out}-typo", f"--data_dir={fresh}")
     assert f"no checkpoint at {out}-typo" in err and not fresh.exists()
     before = {fn: (tmp_path / "out" / fn).read_bytes() for fn in ("ckpt.pt", "log.jsonl")}
     p = train(*args, "--init_from=resume", "--log_interval=2")  # reporting may change
