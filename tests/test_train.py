@@ -32,7 +32,7 @@ MICRO = ["--n_layer=1", "--n_embd=64", "--n_head=2", "--block_size=64", "--batch
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("data"))
-    data.prepare("embedded", d)
+    data.prepare("embedded", d, 8192)  # the vocabulary of config/tiny.py, which every run here uses
     return d
 
 
