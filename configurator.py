@@ -6,6 +6,7 @@ nanoGPT's "poor man's configurator", as a function. A script keeps its settings 
 Arguments ending in .py are config files, executed in order over those globals; --key=value overrides one
 setting (the value is read as a Python literal, else kept as a string); anything else is returned as a
 positional argument. An unknown key or a value of the wrong type stops with one line that says what to do.
+--help (or -h) prints the script's docstring and the lines of its source that set its settings.
 
 Bad input has one convention in every script: library code raises InputError (a ValueError; MissingInput is
 also a FileNotFoundError), so a caller of the API can catch it, and configure() installs the hook that turns
@@ -17,6 +18,7 @@ import ast
 import difflib
 import os
 import sys
+import textwrap
 import traceback
 
 
@@ -71,9 +73,10 @@ def writable(folder, keep=True):
 
 
 def settings(g):
-    """The settable globals of a script: plain values, not modules, functions, private names or CONSTANTS."""
+    """The settable globals of a script: plain values, not modules, functions, lists (train.py's config_keys),
+    private names or CONSTANTS."""
     return {k: v for k, v in g.items() if not k.startswith("_") and not k.isupper()
-            and isinstance(v, (int, float, bool, str, tuple, list, type(None)))}
+            and isinstance(v, (int, float, bool, str, type(None)))}
 
 
 def unknown_key(key, known, where=""):
@@ -101,8 +104,58 @@ def run_config_file(path, scope):
         die(f"{path}:{line}: {type(e).__name__}: {e}")
 
 
+def setting_statements(path, keys):
+    """The statements of the script at path that set keys before it calls configure() (at its top, or in its
+    __main__ block), as (ast node, the keys it sets)."""
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    body = []
+    for node in tree.body:
+        main = isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
+        body += node.body if main else [node]
+    found = []
+    for node in body:
+        if "configure(" in ast.unparse(node):
+            break
+        if isinstance(node, ast.Assign):
+            names = {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.ImportFrom):
+            names = {a.asname or a.name for a in node.names}
+        else:
+            continue
+        if names & keys:
+            found.append((node, names & keys))
+    return found
+
+
+def usage(g):
+    """--help: the script's docstring, then the lines of its source that set its settings, comments and all
+    (settings imported from another script of the repository: that script's lines for them)."""
+    text, path = (g.get("__doc__") or "").strip(), g.get("__file__")
+    found = setting_statements(path, set(settings(g))) if path else []
+    if not found:
+        return text
+    with open(path) as f:
+        lines = f.read().splitlines()
+    first, last = found[0][0].lineno - 1, found[-1][0].end_lineno
+    while first > 0 and lines[first - 1].lstrip().startswith("#") and not lines[first - 1].startswith("# ---"):
+        first -= 1  # the comments that introduce the block
+    block = [textwrap.dedent("\n".join(lines[first:last]))]
+    for node, names in found:
+        module = isinstance(node, ast.ImportFrom) and os.path.join(os.path.dirname(path), f"{node.module}.py")
+        if module and os.path.exists(module):
+            with open(module) as f:
+                theirs = f.read().splitlines()
+            block.append(f"# {node.module}.py's:")
+            block += [line for n, _ in setting_statements(module, names) for line in theirs[n.lineno - 1:n.end_lineno]]
+    return f"{text}\n\nsettings (config files *.py, then --key=value, override them):\n" + "\n".join(block)
+
+
 def configure(g, argv):
     sys.excepthook = one_line_errors
+    if "--help" in argv or "-h" in argv:
+        print(usage(g))
+        raise SystemExit(0)
     known = settings(g)
     positional = []
     for arg in argv:

@@ -1031,7 +1031,7 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
 
 
 if __name__ == "__main__":
-    vocab_ranks = N_RANKS  # --vocab_ranks=N prepares a smaller vocabulary's copy
+    vocab_ranks = N_RANKS  # 32,000 of cl100k's ranks; --vocab_ranks=N prepares a smaller vocabulary's copy
     data_dir = "data"
     args = configure(globals(), sys.argv[1:])
     if len(args) != 1:

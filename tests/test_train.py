@@ -1,5 +1,6 @@
 """train.py end to end on the CPU: losses fall, kill-and-resume is exact, bad input gives one clear line."""
 
+import ast
 import json
 import math
 import os
@@ -407,6 +408,22 @@ def test_every_script_gives_bad_input_one_line_and_exit_code_2(command, tmp_path
                        cwd=ROOT if command[0] == "train.py" else tmp_path, capture_output=True, text=True)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert p.stderr.startswith("error: ") and ("nope" in p.stderr or "no-such" in p.stderr)
+
+
+@pytest.mark.parametrize("script", ["train.py", "probe.py", "eval_geometry.py", "bench.py", "data.py", "model.py"])
+def test_help_shows_every_setting_the_script_takes_with_its_line(script, tmp_path):
+    """--help (or -h): the script's docstring, then the source lines that set its settings (comments and
+    all), exactly the keys its configurator takes (an unknown key's error lists those), and no work."""
+    p = run_here(script, "--zzzzzz=1", f"--data_dir={tmp_path}")
+    taken = set(re.fullmatch(r"error: unknown config key 'zzzzzz': valid keys: (.*)\n", p.stderr)[1].split(", "))
+    with open(os.path.join(ROOT, script)) as f:
+        doc = ast.get_docstring(ast.parse(f.read()))
+    for flag in ("--help", "-h"):
+        p = run_here(script, "config/tiny.py", flag, "--no-such-key")  # --help first, whatever else is there
+        assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith(doc + "\n\nsettings")
+        assert set(re.findall(r"^(\w+) = ", p.stdout, re.M)) == taken
+    assert "dropout = 0.0\n" in run_here("train.py", "-h").stdout  # a line of the source, as written there
+    assert os.listdir(tmp_path) == []
 
 
 def test_corrupt_checkpoint(data_dir, tmp_path):
