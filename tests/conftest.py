@@ -8,6 +8,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 
 import pytest
@@ -21,6 +22,17 @@ import data  # noqa: E402
 import model  # noqa: E402
 
 THREADS = torch.get_num_threads()  # a new process's: probe.py and bench.py set their own
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temp_dir(tmp_path_factory):
+    """The temp dir of this session's scripts and of the processes they start: data.lock's files go there, and
+    with it where pytest removes its old sessions, not into the machine's /tmp."""
+    folder = tmp_path_factory.mktemp("tmp")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TMPDIR", str(folder))
+        mp.setattr(tempfile, "tempdir", str(folder))
+        yield folder
 
 
 @pytest.fixture(autouse=True)
