@@ -86,6 +86,16 @@ def unknown_key(key, known, where=""):
     die(f"unknown config key '{key}'{where}: {hint}")
 
 
+def no_value(key, default, following):
+    """--key without '=VALUE': one line with the argument it was meant to be (argparse's --max_iters 100, or
+    a flag's --compile)."""
+    if following is not None and not following.startswith("-"):
+        value = following
+    else:
+        value = "True" if isinstance(default, bool) else "VALUE"
+    die(f"write --{key}={value} (one argument, with '=')")
+
+
 def run_config_file(path, scope):
     """exec a config file; a syntax error or an exception in it is one line naming the file and line."""
     try:
@@ -158,7 +168,7 @@ def configure(g, argv):
         raise SystemExit(0)
     known = settings(g)
     positional = []
-    for arg in argv:
+    for i, arg in enumerate(argv):
         if arg.endswith(".py") and not arg.startswith("--"):
             scope = dict(g)
             run_config_file(arg, scope)
@@ -170,10 +180,10 @@ def configure(g, argv):
                 g[key] = value
         elif arg.startswith("--"):
             key, sep, val = arg[2:].partition("=")
-            if not sep:
-                die(f"write --{key}=VALUE (with '=')")
             if key not in known:
                 unknown_key(key, known)
+            if not sep:
+                no_value(key, known[key], argv[i + 1] if i + 1 < len(argv) else None)
             try:
                 value = ast.literal_eval(val)
             except (SyntaxError, ValueError):

@@ -365,6 +365,14 @@ def test_unknown_config_key(tmp_path):
     assert len(p.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args,meant", [(["--max_iters", "100"], "--max_iters=100"), (["--rope"], "--rope=True"),
+                                       (["--rope", "--compile=False"], "--rope=True"), (["--out_dir"], "--out_dir=VALUE")])
+def test_a_setting_without_its_value_says_the_argument_it_was_meant_to_be(args, meant, tmp_path):
+    """argparse's habits: a value after a space, a flag given alone."""
+    err = refused_here("config/tiny.py", *args, f"--data_dir={tmp_path}")
+    assert err == f"error: write {meant} (one argument, with '=')\n" and not os.listdir(tmp_path)
+
+
 @pytest.mark.parametrize("text,line", [("n_layer = 2\nn_embd = = 64\n", "bad.py:2: invalid syntax"),
                                        ("n_layer = 2\n\nn_embd = width\n", "bad.py:3: NameError: name 'width' is "
                                                                            "not defined")])
