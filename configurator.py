@@ -157,7 +157,8 @@ def usage(g):
             with open(module) as f:
                 theirs = f.read().splitlines()
             block.append(f"# {node.module}.py's:")
-            block += [line for n, _ in setting_statements(module, names) for line in theirs[n.lineno - 1:n.end_lineno]]
+            block += [line for n, _ in setting_statements(module, names)
+                      for line in theirs[n.lineno - 1:n.end_lineno]]
     return f"{text}\n\nsettings (config files *.py, then --key=value, override them):\n" + "\n".join(block)
 
 

@@ -44,11 +44,12 @@ def fresh_threads():
 
 
 def run_here(script, *args):
-    """A script of the repository (train.py, probe.py, ...) run with args in this process, as its __main__, as a
-    CompletedProcess: a Python start with torch costs 3-4 s, more than most of the tests' runs. What the end of
-    its process would do is done here: the run lock it holds to the end is released; its signal handlers,
-    excepthook, working folder, torch threads and random state are restored. SystemExit and InputError end it as they end the script: an exit
-    code, or the excepthook's one line. A run that must see another environment, be killed or start processes runs as a process of its own."""
+    """A script of the repository (train.py, probe.py, ...) run with args in this process, as its __main__, as
+    a CompletedProcess: a Python start with torch costs 3-4 s, more than most of the tests' runs. What the end
+    of its process would do is done here: the run lock it holds to the end is released; its signal handlers,
+    excepthook, working folder, torch threads and random state are restored. SystemExit and InputError end it
+    as they end the script: an exit code, or the excepthook's one line. A run that must see another
+    environment, be killed or start processes runs as a process of its own."""
     out, err, held, lock = io.StringIO(), io.StringIO(), [], data.lock
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # train.py installs its own
     threads, rng = torch.get_num_threads(), torch.get_rng_state()  # the scripts set both
@@ -67,8 +68,11 @@ def run_here(script, *args):
         code = 0
         try:
             runpy.run_path(script, run_name="__main__")
-        except SystemExit as stop:  # an int is the exit code; a message goes to stderr with exit code 1
-            code = stop.code if isinstance(stop.code, int) else print(stop.code, file=sys.stderr) or 1
+        except SystemExit as stop:  # as the interpreter ends on it: None is 0, a message goes to stderr with 1
+            code = 0 if stop.code is None else stop.code
+            if not isinstance(code, int):
+                print(code, file=sys.stderr)
+                code = 1
         except configurator.InputError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 2

@@ -366,7 +366,8 @@ def test_unknown_config_key(tmp_path):
 
 
 @pytest.mark.parametrize("args,meant", [(["--max_iters", "100"], "--max_iters=100"), (["--rope"], "--rope=True"),
-                                       (["--rope", "--compile=False"], "--rope=True"), (["--out_dir"], "--out_dir=VALUE")])
+                                       (["--rope", "--compile=False"], "--rope=True"),
+                                       (["--out_dir"], "--out_dir=VALUE")])
 def test_a_setting_without_its_value_says_the_argument_it_was_meant_to_be(args, meant, tmp_path):
     """argparse's habits: a value after a space, a flag given alone."""
     err = refused_here("config/tiny.py", *args, f"--data_dir={tmp_path}")
