@@ -4,6 +4,7 @@ import contextlib
 import io
 import os
 import random
+import re
 import runpy
 import signal
 import subprocess
@@ -84,6 +85,12 @@ def run_here(script, *args):
             torch.set_num_threads(threads)
             torch.set_rng_state(rng)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
+
+
+def script_settings(script):
+    """The keys that script's --key=value takes: those its configurator lists for an unknown one."""
+    err = run_here(script, "--zzzzzz=1").stderr
+    return set(re.fullmatch(r"error: unknown config key 'zzzzzz': valid keys: (.*)\n", err)[1].split(", "))
 
 
 WORDS = ("good fine great bad awful poor movie film plot actor scene story music cat dog house tree river city "

@@ -1,12 +1,11 @@
 """The README's commands run as written: every script and config file a fenced command names exists, and
 every key it sets is a setting of that script."""
 
-import ast
 import os
 import re
 import shlex
 
-from conftest import ROOT
+from conftest import ROOT, script_settings
 
 
 def readme_commands():
@@ -14,16 +13,6 @@ def readme_commands():
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
     lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
     return [shlex.split(line) for line in lines if line.startswith(("python", "torchrun"))]
-
-
-def script_settings(script):
-    """The names a script's --key=value can set, found without running it: what its top level (and its
-    __main__ block) assigns or imports by name, as configurator.settings() reads them, CONSTANTS aside."""
-    tree = ast.parse(open(os.path.join(ROOT, script)).read())
-    body = list(tree.body) + [n for top in tree.body if isinstance(top, ast.If) for n in top.body]
-    names = {t.id for n in body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
-    names |= {a.asname or a.name for n in body if isinstance(n, ast.ImportFrom) for a in n.names}
-    return {n for n in names if not n.startswith("_") and not n.isupper()}
 
 
 def test_every_readme_command_names_files_and_settings_that_exist():
