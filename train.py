@@ -175,7 +175,7 @@ check("batch_size", batch_size % (world * grad_accum) == 0,
 micro_batch = batch_size // (world * grad_accum)
 device_type = device_type_of(device)
 if device_type == "cuda" and not torch.cuda.is_available():
-    die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --compile=False")
+    die("no CUDA device here: add config/tiny.py for a CPU run, or pass --device=cpu --dtype=float32 --compile=False")
 check("dtype", device_type == "cuda" or dtype == "float32",
       "bfloat16 autocast is for CUDA; on the CPU pass --dtype=float32")
 check("backend", not ddp or device_type == "cuda" or backend == "gloo", "NCCL is for CUDA devices: CPU processes "

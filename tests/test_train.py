@@ -565,6 +565,16 @@ def refused_here(*args):
     return p.stderr
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine without CUDA")
+def test_the_paper_config_without_cuda_names_every_flag_a_cpu_run_takes(tmp_path):
+    """Followed as written, the advice runs: the flags it names are all a CPU needs (no second refusal)."""
+    err = refused_here("config/hybrid.py", f"--data_dir={tmp_path}", f"--out_dir={tmp_path}/out")
+    flags = re.fullmatch(r"error: no CUDA device here: add config/tiny.py for a CPU run, or pass (.*)\n", err)[1]
+    err = refused_here("config/hybrid.py", *flags.split(), f"--data_dir={tmp_path}", f"--out_dir={tmp_path}/out",
+                       "--init_from=resume")  # refused later, for the missing checkpoint: the device's checks pass
+    assert f"no checkpoint at {tmp_path}/out" in err
+
+
 def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp_path, monkeypatch):
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):  # as torchrun sets them
         monkeypatch.setenv(key, value)
