@@ -114,13 +114,11 @@ def run_config_file(path, scope):
         die(f"{path}:{line}: {type(e).__name__}: {e}")
 
 
-def setting_statements(path, keys):
-    """The statements of the script at path that set keys before it calls configure() (at its top, or in its
+def setting_statements(source, keys):
+    """The statements of a script's source that set keys before it calls configure() (at its top, or in its
     __main__ block), as (ast node, the keys it sets)."""
-    with open(path) as f:
-        tree = ast.parse(f.read())
     body = []
-    for node in tree.body:
+    for node in ast.parse(source).body:
         main = isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
         body += node.body if main else [node]
     found = []
@@ -142,11 +140,13 @@ def usage(g):
     """--help: the script's docstring, then the lines of its source that set its settings, comments and all
     (settings imported from another script of the repository: that script's lines for them)."""
     text, path = (g.get("__doc__") or "").strip(), g.get("__file__")
-    found = setting_statements(path, set(settings(g))) if path else []
-    if not found:
+    if not path:
         return text
     with open(path) as f:
-        lines = f.read().splitlines()
+        source = f.read()
+    if not (found := setting_statements(source, set(settings(g)))):
+        return text
+    lines = source.splitlines()
     first, last = found[0][0].lineno - 1, found[-1][0].end_lineno
     while first > 0 and lines[first - 1].lstrip().startswith("#") and not lines[first - 1].startswith("# ---"):
         first -= 1  # the comments that introduce the block
@@ -155,10 +155,11 @@ def usage(g):
         module = isinstance(node, ast.ImportFrom) and os.path.join(os.path.dirname(path), f"{node.module}.py")
         if module and os.path.exists(module):
             with open(module) as f:
-                theirs = f.read().splitlines()
+                theirs = f.read()
+            their_lines = theirs.splitlines()
             block.append(f"# {node.module}.py's:")
-            block += [line for n, _ in setting_statements(module, names)
-                      for line in theirs[n.lineno - 1:n.end_lineno]]
+            block += [line for n, _ in setting_statements(theirs, names)
+                      for line in their_lines[n.lineno - 1:n.end_lineno]]
     return f"{text}\n\nsettings (config files *.py, then --key=value, override them):\n" + "\n".join(block)
 
 
