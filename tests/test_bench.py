@@ -11,10 +11,9 @@ import pytest
 import torch
 
 import jepa
-from conftest import run_here
+from conftest import ROOT, run_here
 from model import Encoder, EncoderConfig, MaskedLM
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # -----------------------------------------------------------------------------
 # the convention, by hand: FLOPs per token = 6 * (matmul weights) + 12 * L * d * T (attention, fwd + bwd),

@@ -22,9 +22,8 @@ import data
 import jepa
 import model
 import probe
-from conftest import run_here, script_settings
+from conftest import ROOT, run_here, script_settings
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a micro model on the embedded corpus: seconds per run on 2 cores
 MICRO = ["--n_layer=1", "--n_embd=64", "--n_head=2", "--block_size=64", "--batch_size=8", "--pred_depth=1",
          "--pred_width=32", "--pred_n_head=2", "--eval_iters=4", "--log_interval=1"]
