@@ -681,29 +681,30 @@ def run(paths, cfg):
     whole_number("n_sub", cfg.n_sub, probe.MIN_RESAMPLES, probe.RESAMPLES_WHY.format("half-samples"))
     if cfg.geom_n != 0:
         whole_number("geom_n", cfg.geom_n, MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
-    proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
-    labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
-                                   cfg.unfinished, cfg.cache_dir)
-    tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
-    psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
-    inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
-    res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pool: checkpoint_geometry(
-        emb, pool, psets, gsets, set_idx, tasks, proto), "geometry")
-    report = {"mode": "glue" if tasks is not None else "probing sets only",
-              "notes": notes + probe.checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
-                  "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
-                  "checkpoints in this report (geometry, alignment, lexical, balance; the differences to "
-                  "random-init are a family of their own); * marks q < 0.05"],
-              "checkpoints": [{**e.summary(label), **e.val} for label, e in zip(labels, embs)],
-              **summarise(res, labels, tasks, embs[0].tok, psets, set_idx, cfg)}
-    judge(report, labels, cfg.report_dir)
-    report["seconds"] = time.time() - t0
-    files = write(report, labels, res, paths, cfg)
-    print(f"GEOMETRY ({report['mode']})\n" + score_table(report["geometry"], report["geometry_diffs"], labels,
-                                                         *SECTIONS["geometry"][1:3]))
-    print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in {time.time() - t0:.0f}s",
-          file=sys.stderr)
-    return report
+    with probe.torch_threads(cfg.threads):
+        proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
+        labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
+                                       cfg.unfinished, cfg.cache_dir)
+        tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
+        psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
+        inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
+        res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pool: checkpoint_geometry(
+            emb, pool, psets, gsets, set_idx, tasks, proto), "geometry")
+        report = {"mode": "glue" if tasks is not None else "probing sets only",
+                  "notes": notes + probe.checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
+                      "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
+                      "checkpoints in this report (geometry, alignment, lexical, balance; the differences to "
+                      "random-init are a family of their own); * marks q < 0.05"],
+                  "checkpoints": [{**e.summary(label), **e.val} for label, e in zip(labels, embs)],
+                  **summarise(res, labels, tasks, embs[0].tok, psets, set_idx, cfg)}
+        judge(report, labels, cfg.report_dir)
+        report["seconds"] = time.time() - t0
+        files = write(report, labels, res, paths, cfg)
+        print(f"GEOMETRY ({report['mode']})\n" + score_table(report["geometry"], report["geometry_diffs"], labels,
+                                                             *SECTIONS["geometry"][1:3]))
+        print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in {time.time() - t0:.0f}s",
+              file=sys.stderr)
+        return report
 
 
 def run_training(paths, cfg):

@@ -17,6 +17,7 @@ import pickle
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 
@@ -918,9 +919,20 @@ def check_args(paths, cfg, script="probe.py"):
         raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "
                          f"{','.join(POOLINGS)}")
     report_folder(cfg.report_dir, script)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
     return pools
+
+
+@contextmanager
+def torch_threads(n):
+    """torch's CPU threads at n (0: as they are) while an analysis runs, then as they were: a notebook that
+    calls run() keeps its own setting."""
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def load_tasks(glue_dir, dataset):
@@ -988,38 +1000,39 @@ def run(paths, cfg):
     """Embed and fit per checkpoint (cached), score, write probe.json, probe.md and probe_scores.png."""
     t0 = time.time()
     pools = check_args(paths, cfg)
-    proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
-    labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
-                             cfg.unfinished, cfg.cache_dir)
-    sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)  # before any work
-    mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok)
-    results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)
-    if cfg.senteval_dir:
-        add_senteval(cfg, sts, sick, proto, labels, embs, pools, results, baseline, notes)
-    scores, diffs = score_all(results, labels, cfg.n_boot, cfg.seed)
-    stats.control_fdr(diffs, apart={RANDOM})
-    notes += checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
-        "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
-        "in this report (the differences to random-init are a family of their own); * marks q < 0.05"]
-    report = {"mode": mode, "checkpoints": [e.summary(c) for c, e in zip(labels, embs)], "notes": notes,
-              "n_boot": cfg.n_boot, "seed": cfg.seed, "max_train": cfg.max_train, "scores": scores,
-              "diffs": diffs,
-              "baselines": score_baselines(baseline, cfg.n_boot, cfg.seed),
-              "across_seeds": stats.across_seeds(scores, labels, ("eval", "metric", "pooling")),
-              "senteval": senteval_summary(results, sts), "seconds": time.time() - t0}
-    table, shown = tables(report, labels)
-    header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs over "
-                        f"dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, two-sided p."] +
-                       [f"- {n}" for n in notes])
-    os.makedirs(cfg.report_dir, exist_ok=True)
-    data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
-    with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
-        f.write(header + "\n\n" + table + "\n")
-    plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"))
-    print(header + "\n\n" + table)
-    print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s",
-          file=sys.stderr)
-    return report
+    with torch_threads(cfg.threads):
+        proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
+        labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
+                                 cfg.unfinished, cfg.cache_dir)
+        sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)  # before any work
+        mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok)
+        results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)
+        if cfg.senteval_dir:
+            add_senteval(cfg, sts, sick, proto, labels, embs, pools, results, baseline, notes)
+        scores, diffs = score_all(results, labels, cfg.n_boot, cfg.seed)
+        stats.control_fdr(diffs, apart={RANDOM})
+        notes += checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
+            "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
+            "in this report (the differences to random-init are a family of their own); * marks q < 0.05"]
+        report = {"mode": mode, "checkpoints": [e.summary(c) for c, e in zip(labels, embs)], "notes": notes,
+                  "n_boot": cfg.n_boot, "seed": cfg.seed, "max_train": cfg.max_train, "scores": scores,
+                  "diffs": diffs,
+                  "baselines": score_baselines(baseline, cfg.n_boot, cfg.seed),
+                  "across_seeds": stats.across_seeds(scores, labels, ("eval", "metric", "pooling")),
+                  "senteval": senteval_summary(results, sts), "seconds": time.time() - t0}
+        table, shown = tables(report, labels)
+        header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs over "
+                            f"dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, two-sided p."] +
+                           [f"- {n}" for n in notes])
+        os.makedirs(cfg.report_dir, exist_ok=True)
+        data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
+        with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
+            f.write(header + "\n\n" + table + "\n")
+        plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"))
+        print(header + "\n\n" + table)
+        print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s",
+              file=sys.stderr)
+        return report
 
 
 if __name__ == "__main__":

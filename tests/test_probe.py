@@ -431,7 +431,9 @@ def settings(**changes):
 def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir, tmp_path, capsys):
     # what a later GPU session has of an earlier one's checkpoints: no weights, the cached results beside them
     args = dict(glue_dir=glue_dir, n_boot=200, poolings="mean,attention", n_folds=3)
-    probe.run(tiny_ckpts, settings(**args, report_dir=f"{tmp_path}/full"))
+    torch.set_num_threads(3)  # a notebook's own setting: run() takes --threads for its work, then gives it back
+    probe.run(tiny_ckpts, settings(**args, threads=1, report_dir=f"{tmp_path}/full"))
+    assert torch.get_num_threads() == 3
     stubs = [str(tmp_path / os.path.basename(p)) for p in tiny_ckpts]  # the same names: the same labels
     for p, s in zip(tiny_ckpts, stubs):
         probe.results_only(p, s)
