@@ -679,7 +679,8 @@ def read_tsv(path):
     unescaped quotes, so csv would mangle them. utf-8-sig drops MRPC's byte-order mark."""
     if not os.path.exists(path):
         raise MissingInput(f"{path} not found: --glue_dir must hold the standard GLUE layout "
-                           "(SST-2/train.tsv, MRPC/dev.tsv, ...), or leave it empty to use the HF hub")
+                           f"(SST-2/train.tsv, MRPC/dev.tsv, ...) or a copy of the hub's {GLUE_HUB} (sst2/*.parquet, "
+                           "...), or leave it empty to use the HF hub")
     try:
         with open(path, encoding="utf-8-sig") as f:
             return [(n, line.rstrip("\n").rstrip("\r").split("\t")) for n, line in enumerate(f, 1) if line.strip()]
@@ -771,6 +772,30 @@ def local_glue(task, glue_dir):
     return {s: mnli_subset(p) for s, p in paths.items()}
 
 
+# the hub's nyu-mll/glue: each task's text columns, its number of classes (STS-B: a score), its split names
+HUB_COLUMNS = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
+               "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis")}
+HUB_CLASSES = {"sst2": 2, "cola": 2, "mrpc": 2, "mnli": 3}
+
+
+def hub_splits(task):
+    """Our split names -> the hub's."""
+    if task == "mnli":
+        return {"train": "train", "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"}
+    return {"train": "train", "dev": "validation"}
+
+
+def hub_split(task, columns, where):
+    """A split dict from the hub's columns (a datasets split, or a parquet table's); a label outside the
+    task's classes (a test split's -1) is an InputError naming where it was read."""
+    y = np.array(columns["label"], dtype=np.float64 if task == "stsb" else np.int64)
+    if task in HUB_CLASSES and len(y) and not (0 <= y.min() and y.max() < HUB_CLASSES[task]):
+        raise InputError(f"{where}: labels {sorted(set(y.tolist()) - set(range(HUB_CLASSES[task])))[:3]} outside "
+                         f"0..{HUB_CLASSES[task] - 1}: is it a test split (no public labels)?")
+    a, b = HUB_COLUMNS[task]
+    return {"a": list(columns[a]), "b": list(columns[b]) if b else None, "y": y}
+
+
 def hub_glue(task):
     """A task from the HF hub, or None when datasets or the hub (and its local cache) is unavailable."""
     if not hub_reachable():
@@ -780,15 +805,36 @@ def hub_glue(task):
         ds = load_dataset(GLUE_HUB, task)
     except Exception:  # ImportError, no network, not cached: all mean the same thing to the caller
         return None
-    cols = {"sst2": ("sentence", None), "cola": ("sentence", None), "mrpc": ("sentence1", "sentence2"),
-            "stsb": ("sentence1", "sentence2"), "mnli": ("premise", "hypothesis")}[task]
-    splits = {"train": "train", "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"} \
-        if task == "mnli" else {"train": "train", "dev": "validation"}
+    return {s: hub_split(task, ds[h], f"{GLUE_HUB} {task} {h}") for s, h in hub_splits(task).items()}
 
-    def convert(d):
-        y = np.array(d["label"], dtype=np.float64 if task == "stsb" else np.int64)
-        return {"a": list(d[cols[0]]), "b": list(d[cols[1]]) if cols[1] else None, "y": y}
-    return {s: convert(ds[h]) for s, h in splits.items()}
+
+def parquet_glue(task, glue_dir):
+    """A task from a local copy of the hub's nyu-mll/glue (huggingface-cli download, snapshot_download):
+    the parquet files under glue_dir/<task>/ whose name or folder is the split's (train-00000-of-00001,
+    glue-train, train/0000: each of the hub's layouts)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError("reading GLUE's .parquet files needs pyarrow (it comes with datasets): pip install datasets")
+    folder = os.path.join(glue_dir, task)
+    files = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
+                   for d, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))
+    out = {}
+    for ours, theirs in hub_splits(task).items():
+        mine = [f for f in files if re.search(rf"(^|[-/]){theirs}([-./]|$)", f)]
+        if not mine:
+            raise MissingInput(f"{folder} has no {theirs} split (a .parquet file named {theirs}-*.parquet or in "
+                               f"{theirs}/): download the whole of {GLUE_HUB}'s {task}")
+        want = ["label", *filter(None, HUB_COLUMNS[task])]
+        tables = []
+        for f in mine:
+            path = os.path.join(folder, f)
+            if missing := [c for c in want if c not in pq.read_schema(path).names]:
+                raise InputError(f"{path} has no column {missing[0]!r}: is it {GLUE_HUB}'s {task}?")
+            tables.append(pq.read_table(path, columns=want))
+        out[ours] = hub_split(task, pa.concat_tables(tables).to_pydict(), f"{folder}/{theirs}")
+    return out
 
 
 def load_glue(glue_dir=""):
@@ -796,9 +842,12 @@ def load_glue(glue_dir=""):
     Returns None when the hub cannot be used, so that callers fall back to the probing sets."""
     if glue_dir:
         if not os.path.isdir(glue_dir):
-            raise MissingInput(f"--glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout "
-                             "(e.g. ../shared/data/glue) or leave it empty to use the HF hub")
-        return {t: local_glue(t, glue_dir) for t in GLUE_TASKS}
+            raise MissingInput(f"--glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout (e.g. "
+                               f"../shared/data/glue) or a copy of {GLUE_HUB}, or leave it empty to use the HF hub")
+        # each task in the standard layout (SST-2/train.tsv) or as the hub has it (sst2/*.parquet); the names
+        # are compared as listed, since a case-insensitive file system would also find mrpc/ as MRPC/
+        hub = set(os.listdir(glue_dir)) & set(GLUE_TASKS)
+        return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in GLUE_TASKS}
     tasks = {}
     for t in GLUE_TASKS:
         tasks[t] = hub_glue(t)

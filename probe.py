@@ -35,7 +35,7 @@ from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
 # settings (override with --key=value)
-glue_dir = ""  # a folder in the standard GLUE layout; '' = the HF hub, else the corpus probing sets
+glue_dir = ""  # GLUE's standard layout or a copy of the hub's nyu-mll/glue; '' = the HF hub, else probing sets
 dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
 data_dir = "data"
 encoder = "online"  # 'online' (trained by gradient) or 'target' (the EMA copy, hybrid only)
@@ -940,7 +940,7 @@ def load_tasks(glue_dir, dataset):
     if (tasks := data.load_glue(glue_dir)) is None:
         print(f"GLUE is unavailable (no --glue_dir, and the HF hub / datasets cannot be reached): running on "
               f"the '{dataset}' corpus probing sets instead; for GLUE pass --glue_dir=../shared/data/glue or "
-              "any folder in the standard GLUE layout", file=sys.stderr)
+              f"any folder in the standard GLUE layout, or a copy of the hub's {data.GLUE_HUB}", file=sys.stderr)
     return tasks
 
 

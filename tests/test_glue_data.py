@@ -152,3 +152,59 @@ def test_mnli_subset_rows_are_checked(tmp_path):
     path.write_text("entailment\tA man sleeps.\tA person rests.\nmaybe\tA cat.\tAn animal.\n")
     with pytest.raises(InputError, match=r"sub.tsv:2: 'maybe' in column 1 is not entailment/neutral/contradiction"):
         data.mnli_subset(str(path))
+
+
+# where a local copy of the hub's nyu-mll/glue holds a split: each layout the hub has used, one per task here
+HUB_FILES = {"sst2": "{}-00000-of-00001.parquet", "cola": "glue-{}.parquet", "mrpc": "{}/0000.parquet",
+             "stsb": "{}-00000-of-00001.parquet", "mnli": "{}-00000-of-00001.parquet"}
+
+
+def write_hub_copy(tasks, root):
+    """tasks (as load_glue gives them) written as the hub has them: its column and split names, a test
+    split with no labels (-1) beside, MNLI's train in two shards."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    for task, splits in tasks.items():
+        a, b = data.HUB_COLUMNS[task]
+        for ours, theirs in {**data.hub_splits(task), "test": "test"}.items():
+            s = splits.get(ours, splits["train"])
+            labels = s["y"].tolist() if ours != "test" else [-1] * len(s["a"])
+            cols = {a: s["a"], **({b: s["b"]} if b else {}), "label": labels, "idx": list(range(len(s["a"])))}
+            shards = [cols] if not (task == "mnli" and ours == "train") else \
+                [{k: v[:20] for k, v in cols.items()}, {k: v[20:] for k, v in cols.items()}]
+            for k, shard in enumerate(shards):
+                name = HUB_FILES[task].format(theirs)
+                path = root / task / (name.replace("00000-of-00001", f"0000{k}-of-0000{len(shards)}"))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                pq.write_table(pa.table(shard), path)
+
+
+def test_a_local_copy_of_the_hub_glue_reads_as_the_standard_layout(glue_dir, tmp_path):
+    """--glue_dir may be the hub's nyu-mll/glue as downloaded (sst2/train-00000-of-00001.parquet, ...): the
+    same examples give the same splits, so the same probes and cache keys."""
+    tsv = data.load_glue(glue_dir)
+    write_hub_copy(tsv, tmp_path / "hub")
+    hub = data.load_glue(str(tmp_path / "hub"))
+    assert set(hub) == set(tsv) and all(set(hub[t]) == set(tsv[t]) for t in tsv)
+    for task in tsv:
+        for split in tsv[task]:
+            assert hub[task][split]["a"] == tsv[task][split]["a"] and hub[task][split]["b"] == tsv[task][split]["b"]
+            assert hub[task][split]["y"].dtype == tsv[task][split]["y"].dtype
+            np.testing.assert_array_equal(hub[task][split]["y"], tsv[task][split]["y"])
+    # MNLI's train from its two shards, in order; its validation_matched, not test_matched beside it
+    assert len(hub["mnli"]["train"]["a"]) == 59 and len(list((tmp_path / "hub" / "mnli").glob("train-*"))) == 2
+
+
+def test_a_broken_hub_copy_is_one_line(glue_dir, tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    write_hub_copy(data.load_glue(glue_dir), tmp_path)
+    (tmp_path / "mrpc" / "validation" / "0000.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match=r"mrpc has no validation split .*download the whole of"):
+        data.load_glue(str(tmp_path))
+    test_split = tmp_path / "mrpc" / "test" / "0000.parquet"
+    shutil.copy(test_split, test_split.parent.parent / "validation" / "0000.parquet")  # labels -1
+    with pytest.raises(InputError, match=r"mrpc/validation: labels \[-1\] outside 0..1: is it a test split"):
+        data.load_glue(str(tmp_path))
+    table = pq.read_table(test_split).drop_columns(["sentence2"])
+    pq.write_table(table, test_split.parent.parent / "validation" / "0000.parquet")
+    with pytest.raises(InputError, match=r"0000.parquet has no column 'sentence2': is it nyu-mll/glue's mrpc"):
+        data.load_glue(str(tmp_path))
