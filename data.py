@@ -793,7 +793,11 @@ def hub_split(task, columns, where):
         raise InputError(f"{where}: labels {sorted(set(y.tolist()) - set(range(HUB_CLASSES[task])))[:3]} outside "
                          f"0..{HUB_CLASSES[task] - 1}: is it a test split (no public labels)?")
     a, b = HUB_COLUMNS[task]
-    return {"a": list(columns[a]), "b": list(columns[b]) if b else None, "y": y}
+    split = {"a": list(columns[a]), "b": list(columns[b]) if b else None, "y": y}
+    bad = next((i for i, s in enumerate(split["a"] + (split["b"] or [])) if not isinstance(s, str)), None)
+    if bad is not None:
+        raise InputError(f"{where}: row {bad % len(y)} has no {a if bad < len(y) else b} (a null): re-download it")
+    return split
 
 
 def hub_glue(task):
@@ -830,7 +834,11 @@ def parquet_glue(task, glue_dir):
         tables = []
         for f in mine:
             path = os.path.join(folder, f)
-            if missing := [c for c in want if c not in pq.read_schema(path).names]:
+            try:
+                names = pq.read_schema(path).names
+            except pa.ArrowException:
+                raise InputError(f"{path} is not a readable .parquet file: re-download it")
+            if missing := [c for c in want if c not in names]:
                 raise InputError(f"{path} has no column {missing[0]!r}: is it {GLUE_HUB}'s {task}?")
             tables.append(pq.read_table(path, columns=want))
         out[ours] = hub_split(task, pa.concat_tables(tables).to_pydict(), f"{folder}/{theirs}")

@@ -195,16 +195,24 @@ def test_a_local_copy_of_the_hub_glue_reads_as_the_standard_layout(glue_dir, tmp
 
 
 def test_a_broken_hub_copy_is_one_line(glue_dir, tmp_path):
-    pq = pytest.importorskip("pyarrow.parquet")
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
     write_hub_copy(data.load_glue(glue_dir), tmp_path)
-    (tmp_path / "mrpc" / "validation" / "0000.parquet").unlink()
-    with pytest.raises(FileNotFoundError, match=r"mrpc has no validation split .*download the whole of"):
-        data.load_glue(str(tmp_path))
-    test_split = tmp_path / "mrpc" / "test" / "0000.parquet"
-    shutil.copy(test_split, test_split.parent.parent / "validation" / "0000.parquet")  # labels -1
-    with pytest.raises(InputError, match=r"mrpc/validation: labels \[-1\] outside 0..1: is it a test split"):
-        data.load_glue(str(tmp_path))
-    table = pq.read_table(test_split).drop_columns(["sentence2"])
-    pq.write_table(table, test_split.parent.parent / "validation" / "0000.parquet")
-    with pytest.raises(InputError, match=r"0000.parquet has no column 'sentence2': is it nyu-mll/glue's mrpc"):
-        data.load_glue(str(tmp_path))
+    dev, test = (tmp_path / "mrpc" / split / "0000.parquet" for split in ("validation", "test"))
+    good = pq.read_table(dev)
+    breaks = [  # (what the dev file becomes, the one line it gives)
+        (None, r"mrpc has no validation split .*download the whole of nyu-mll/glue's mrpc"),
+        (pq.read_table(test), r"mrpc/validation: labels \[-1\] outside 0..1: is it a test split"),
+        (good.drop_columns(["sentence2"]), r"0000.parquet has no column 'sentence2': is it nyu-mll/glue's mrpc"),
+        (good.set_column(0, "sentence1", pa.array([None] + good["sentence1"].to_pylist()[1:])),
+         r"mrpc/validation: row 0 has no sentence1 \(a null\): re-download it"),
+        (b"<html>rate limited</html>", r"0000.parquet is not a readable .parquet file: re-download it"),
+    ]
+    for content, line in breaks:
+        dev.unlink(missing_ok=True)
+        if isinstance(content, bytes):
+            dev.write_bytes(content)
+        elif content is not None:
+            pq.write_table(content, dev)
+        with pytest.raises(InputError, match=line) as e:
+            data.load_glue(str(tmp_path))
+        assert "\n" not in str(e.value)
