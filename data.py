@@ -6,6 +6,7 @@ Prepare a corpus by hand (train.py also does it on first use):
 $ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
 $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
 $ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+$ python data.py my_corpus                   # a folder that datasets' save_to_disk wrote (its .arrow shards)
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
 """
@@ -87,7 +88,7 @@ def get_tokenizer(n_ranks=N_RANKS):
 # corpora: each source is a deterministic iterator of documents (strings)
 
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
-TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet")
+TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")  # .arrow: datasets' save_to_disk shards
 OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
 WIKITEXT = (".raw", ".tokens")  # WikiText's wiki.train.raw ...: plain text, paragraphs at blank lines
 WIKIEXTRACTOR = re.compile(r"wiki_\d+")  # its output files, AA/wiki_00 ...: <doc> records, JSON lines with --json
@@ -163,7 +164,8 @@ def wikipedia_docs():
 
 def file_kind(fn):
     """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt' (WikiText's too), '.jsonl',
-    '.parquet', 'wiki_NN' (WikiExtractor's, told apart by its first line); None for a file of another kind."""
+    '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line); None for a file of another
+    kind."""
     name = os.path.basename(fn)
     stem, ext = os.path.splitext(name)
     name = stem if ext in OPENERS else name
@@ -190,7 +192,7 @@ def walk(path):
 def local_files(path):
     if not os.path.exists(path):
         raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: name "
-                           "your text instead (a .txt/.jsonl/.parquet file or a folder of them, .xz/.gz/.bz2 "
+                           "your text instead (a .txt/.jsonl/.parquet/.arrow file or a folder of them, .xz/.gz/.bz2 "
                            "too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
         if not file_kind(path):  # read as text, a .csv or .json would put its markup in the corpus
@@ -247,21 +249,41 @@ def jsonl_docs(f, fn):
         yield row["text"]
 
 
-def parquet_docs(fn):
+def pyarrow(what):
+    """pyarrow and its parquet module, or one line that says how to get them."""
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise InputError("reading .parquet needs pyarrow (it comes with datasets): pip install datasets")
-    f = pq.ParquetFile(fn)
-    if "text" not in f.schema_arrow.names:
-        raise InputError(f"{fn}: no 'text' column (it has {', '.join(f.schema_arrow.names)})")
+        raise InputError(f"reading {what} needs pyarrow (it comes with datasets): pip install datasets")
+    return pa, pq
+
+
+def column_docs(fn, names, batches):
+    """The documents of a columnar file, one a row of its 'text' column (names: its columns; batches():
+    its record batches)."""
+    if "text" not in names:
+        raise InputError(f"{fn}: no 'text' column (it has {', '.join(names)})")
     row = 0
-    for batch in f.iter_batches(columns=["text"]):
-        for text in batch.column(0).to_pylist():
+    for batch in batches():
+        for text in batch.column("text").to_pylist():
             if not isinstance(text, str):
                 raise InputError(f"{fn}: row {row}'s text is {text!r}, not a string: drop or fill such rows")
             row += 1
             yield text
+
+
+def parquet_docs(fn):
+    f = pyarrow(".parquet")[1].ParquetFile(fn)
+    yield from column_docs(fn, f.schema_arrow.names, lambda: f.iter_batches(columns=["text"]))
+
+
+def arrow_docs(fn):
+    """A shard of datasets' save_to_disk (data-00000-of-00001.arrow), in Arrow's streaming format."""
+    pa = pyarrow(".arrow")[0]
+    with open(fn, "rb") as f:
+        reader = pa.ipc.open_stream(f)
+        yield from column_docs(fn, reader.schema.names, lambda: reader)
 
 
 def first_bad_line(fn, opener):
@@ -280,8 +302,8 @@ def file_docs(fn):
     ext, kind = os.path.splitext(fn)[1], file_kind(fn)
     opener = OPENERS.get(ext, open)
     try:
-        if kind == ".parquet":
-            yield from parquet_docs(fn)
+        if kind in (".parquet", ".arrow"):
+            yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn)
             return
         with opener(fn, "rt", encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
             first = f.readline()
@@ -292,7 +314,7 @@ def file_docs(fn):
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # not gzip/xz/bz2/parquet, or truncated
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # not gzip/xz/bz2/parquet/arrow, or truncated
         if isinstance(e, InputError):
             raise
         raise InputError(f"{fn}: cannot be read as {kind}{ext if ext in OPENERS else ''} ({e}): "
@@ -427,7 +449,7 @@ def not_empty(docs, source):
     first = next(docs, None)
     if first is None:
         raise InputError(f"{source} holds no documents (blank-line separated text, one JSON object per line, "
-                         "or a parquet 'text' column): add some")
+                         "or a 'text' column): add some")
     return itertools.chain([first], docs)
 
 
@@ -816,11 +838,7 @@ def parquet_glue(task, glue_dir):
     """A task from a local copy of the hub's nyu-mll/glue (huggingface-cli download, snapshot_download):
     the parquet files under glue_dir/<task>/ whose name or folder is the split's (train-00000-of-00001,
     glue-train, train/0000: each of the hub's layouts)."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise InputError("reading GLUE's .parquet files needs pyarrow (it comes with datasets): pip install datasets")
+    pa, pq = pyarrow("GLUE's .parquet files")
     folder = os.path.join(glue_dir, task)
     files = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
                    for d, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))

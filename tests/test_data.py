@@ -80,6 +80,26 @@ def test_local_documents(tmp_path):
     assert docs[-1] == "json document 4"
 
 
+def test_columnar_files_give_a_document_a_row(tmp_path):
+    """A .parquet (a 'text' column) and datasets' save_to_disk folder (its .arrow shards, a DatasetDict's
+    splits in name order, beside their JSON metadata): each row of 'text' a document, the other columns not read."""
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    datasets = pytest.importorskip("datasets")
+    docs = [f"Row {i} of the table.\n\nIts second paragraph." for i in range(12)]
+    pq.write_table(pa.table({"id": list(range(12)), "text": docs}), tmp_path / "rows.parquet", row_group_size=5)
+    assert list(data.local_docs(str(tmp_path / "rows.parquet"))) == docs
+    datasets.disable_progress_bars()
+    datasets.Dataset.from_dict({"text": docs, "id": list(range(12))}).save_to_disk(tmp_path / "saved", num_shards=3)
+    assert len(data.local_files(str(tmp_path / "saved"))) == 3
+    assert list(data.local_docs(str(tmp_path / "saved"))) == docs
+    splits = datasets.DatasetDict({"validation": datasets.Dataset.from_dict({"text": docs[8:]}),
+                                   "train": datasets.Dataset.from_dict({"text": docs[:8]})})
+    splits.save_to_disk(tmp_path / "dict")
+    assert list(data.local_docs(str(tmp_path / "dict"))) == docs
+    assert data.walk(str(tmp_path / "dict"))[1] == ["dataset_dict.json"] + [
+        os.path.join(split, f) for split in ("train", "validation") for f in ("dataset_info.json", "state.json")]
+
+
 def test_wikiextractor_output_is_read_as_it_comes(tmp_path):
     """WikiExtractor writes AA/wiki_00, AA/wiki_01, ... (.bz2 with --compress): <doc> records, or one JSON
     object per line with --json. A folder of either is a corpus as it stands, with no renaming."""
@@ -124,8 +144,8 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     (corpus / ".DS_Store").write_text("")
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
-    assert "not read (2 files, not .txt/.jsonl/.parquet files, WikiText's .raw/.tokens or WikiExtractor's wiki_NN, " \
-           "optionally .xz/.gz/.bz2): c.csv, sub/b.json" in capsys.readouterr().err
+    assert "not read (2 files, not .txt/.jsonl/.parquet/.arrow files, WikiText's .raw/.tokens or WikiExtractor's " \
+           "wiki_NN, optionally .xz/.gz/.bz2): c.csv, sub/b.json" in capsys.readouterr().err
 
 
 READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
@@ -340,7 +360,9 @@ BAD_FILES = [  # (file name, content, the start of the one line it gives)
     ("null.jsonl", b'{"text": "fine"}\n{"text": null}\n',
      r'null.jsonl:2: no string "text" field \(the line has "text": null\)'),
     ("fake.txt.gz", b"plain text, not gzip\n", r"fake.txt.gz: cannot be read as .txt.gz"),
-    ("notes.csv", b"a,b\n", r"no corpus files under .*only-csv \(\.txt/\.jsonl/\.parquet files"),
+    ("fake.arrow", b"<html>rate limited</html>", r"fake.arrow: cannot be read as .arrow"),
+    ("fake.parquet", b"<html>rate limited</html>", r"fake.parquet: cannot be read as .parquet"),
+    ("notes.csv", b"a,b\n", r"no corpus files under .*only-csv \(\.txt/\.jsonl/\.parquet/\.arrow files"),
 ]
 
 
