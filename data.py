@@ -249,7 +249,7 @@ def jsonl_docs(f, fn):
         yield row["text"]
 
 
-def pyarrow(what):
+def import_pyarrow(what):
     """pyarrow and its parquet module, or one line that says how to get them."""
     try:
         import pyarrow as pa
@@ -274,13 +274,13 @@ def column_docs(fn, names, batches):
 
 
 def parquet_docs(fn):
-    f = pyarrow(".parquet")[1].ParquetFile(fn)
+    f = import_pyarrow(".parquet")[1].ParquetFile(fn)
     yield from column_docs(fn, f.schema_arrow.names, lambda: f.iter_batches(columns=["text"]))
 
 
 def arrow_docs(fn):
     """A shard of datasets' save_to_disk (data-00000-of-00001.arrow), in Arrow's streaming format."""
-    pa = pyarrow(".arrow")[0]
+    pa = import_pyarrow(".arrow")[0]
     with open(fn, "rb") as f:
         reader = pa.ipc.open_stream(f)
         yield from column_docs(fn, reader.schema.names, lambda: reader)
@@ -838,7 +838,7 @@ def parquet_glue(task, glue_dir):
     """A task from a local copy of the hub's nyu-mll/glue (huggingface-cli download, snapshot_download):
     the parquet files under glue_dir/<task>/ whose name or folder is the split's (train-00000-of-00001,
     glue-train, train/0000: each of the hub's layouts)."""
-    pa, pq = pyarrow("GLUE's .parquet files")
+    pa, pq = import_pyarrow("GLUE's .parquet files")
     folder = os.path.join(glue_dir, task)
     files = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
                    for d, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))
