@@ -873,6 +873,9 @@ def load_glue(glue_dir=""):
         # each task in the standard layout (SST-2/train.tsv) or as the hub has it (sst2/*.parquet); the names
         # are compared as listed, since a case-insensitive file system would also find mrpc/ as MRPC/
         hub = set(os.listdir(glue_dir)) & set(GLUE_TASKS)
+        if hub and (missing := [t for t in GLUE_TASKS if t not in hub and GLUE_DIRS[t] not in os.listdir(glue_dir)]):
+            raise MissingInput(f"{glue_dir} holds {', '.join(sorted(hub))} of {GLUE_HUB} but not {', '.join(missing)}: "
+                               "download those too (the analysis uses all five tasks)")
         return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in GLUE_TASKS}
     tasks = {}
     for t in GLUE_TASKS:

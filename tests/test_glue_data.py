@@ -192,6 +192,9 @@ def test_a_local_copy_of_the_hub_glue_reads_as_the_standard_layout(glue_dir, tmp
             np.testing.assert_array_equal(hub[task][split]["y"], tsv[task][split]["y"])
     # MNLI's train from its two shards, in order; its validation_matched, not test_matched beside it
     assert len(hub["mnli"]["train"]["a"]) == 59 and len(list((tmp_path / "hub" / "mnli").glob("train-*"))) == 2
+    shutil.rmtree(tmp_path / "hub" / "cola")  # a task not downloaded is named as the hub names it
+    with pytest.raises(FileNotFoundError, match=r"hub holds mnli, mrpc, sst2, stsb of nyu-mll/glue but not cola: "):
+        data.load_glue(str(tmp_path / "hub"))
 
 
 def test_a_broken_hub_copy_is_one_line(glue_dir, tmp_path):
