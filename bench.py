@@ -62,7 +62,7 @@ threads = 0  # torch CPU threads; 0: 1 on the CPU (see below), torch's default o
 optimizer_impl = ""  # AdamW's implementation: '' as train.py (fused on CUDA, torch's default on the CPU), 'fused', 'foreach', 'for-loop'
 matmul_ceiling = 0.0  # FLOP/s that a large matmul in the rows' dtype reaches here; 0: measured at start
 profile = True  # on CUDA: profile a few steps of each row after timing and keep its top kernels
-out = ""  # the JSON file; '': results/bench/<device name>.json
+out = ""  # the JSON file; '': out-bench/<device name>.json (results/bench/ holds the ones the README quotes)
 seed = 0
 # -----------------------------------------------------------------------------
 extra = configure(globals(), sys.argv[1:])
@@ -137,7 +137,7 @@ def cpu_name():
 
 
 device_name = torch.cuda.get_device_name() if on_cuda else "cpu"
-out = out or os.path.join("results", "bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
+out = out or os.path.join("out-bench", re.sub(r"[^A-Za-z0-9_.-]+", "_", device_name) + ".json")
 try:  # before the minutes of timing
     writable(os.path.dirname(out) or ".", keep=False)
 except OSError as e:

@@ -44,12 +44,12 @@ def fresh_threads():
     yield
 
 
-def run_here(script, *args):
-    """A script of the repository (train.py, probe.py, ...) run with args in this process, as its __main__, as
-    a CompletedProcess: a Python start with torch costs 3-4 s, more than most of the tests' runs. What the end
-    of its process would do is done here: the run lock it holds to the end is released; its signal handlers,
-    excepthook, working folder, torch threads and random state are restored. SystemExit and InputError end it
-    as they end the script: an exit code, or the excepthook's one line. A run that must see another
+def run_here(script, *args, cwd=ROOT):
+    """A script of the repository (train.py, probe.py, ...) run with args from cwd in this process, as its
+    __main__, as a CompletedProcess: a Python start with torch costs 3-4 s, more than most of the tests' runs.
+    What the end of its process would do is done here: the run lock it holds to the end is released; its signal
+    handlers, excepthook, working folder, torch threads and random state are restored. SystemExit and InputError
+    end it as they end the script: an exit code, or the excepthook's one line. A run that must see another
     environment, be killed or start processes runs as a process of its own."""
     out, err, held, lock = io.StringIO(), io.StringIO(), [], data.lock
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}  # train.py installs its own
@@ -62,13 +62,13 @@ def run_here(script, *args):
             held.append(fd)
         return fd
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        mp.chdir(ROOT)
+        mp.chdir(cwd)
         mp.setattr(sys, "argv", [script, *args])
         mp.setattr(sys, "excepthook", sys.excepthook)  # configure() installs the scripts' own
         mp.setattr(data, "lock", lock_and_keep)
         code = 0
         try:
-            runpy.run_path(script, run_name="__main__")
+            runpy.run_path(os.path.join(ROOT, script), run_name="__main__")
         except SystemExit as stop:  # as the interpreter ends on it: None is 0, a message goes to stderr with 1
             code = 0 if stop.code is None else stop.code
             if not isinstance(code, int):

@@ -88,10 +88,13 @@ def test_the_counters_weight_flops_are_those_torch_measures():
 
 @pytest.fixture(scope="module")
 def bench_json(tmp_path_factory):
-    out = str(tmp_path_factory.mktemp("bench") / "b.json")
-    p = run_here("bench.py", "--device=cpu", f"--out={out}")
+    """As the docstring runs it, with no --out: the JSON goes to out-bench/ where it runs, never over the
+    committed results/bench/cpu.json."""
+    here = tmp_path_factory.mktemp("bench")
+    p = run_here("bench.py", "--device=cpu", cwd=here)
     assert p.returncode == 0, p.stderr
-    with open(out) as f:
+    assert os.listdir(here) == ["out-bench"] and os.listdir(here / "out-bench") == ["cpu.json"]
+    with open(here / "out-bench" / "cpu.json") as f:
         return json.load(f), p.stdout
 
 
