@@ -842,23 +842,22 @@ def parquet_glue(task, glue_dir):
     folder = os.path.join(glue_dir, task)
     files = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
                    for d, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))
-    out = {}
+    want, out = ["label", *filter(None, HUB_COLUMNS[task])], {}
     for ours, theirs in hub_splits(task).items():
         mine = [f for f in files if re.search(rf"(^|[-/]){theirs}([-./]|$)", f)]
         if not mine:
             raise MissingInput(f"{folder} has no {theirs} split (a .parquet file named {theirs}-*.parquet or in "
                                f"{theirs}/): download the whole of {GLUE_HUB}'s {task}")
-        want = ["label", *filter(None, HUB_COLUMNS[task])]
         tables = []
         for f in mine:
             path = os.path.join(folder, f)
             try:
-                names = pq.read_schema(path).names
+                parquet = pq.ParquetFile(path)
             except pa.ArrowException:
                 raise InputError(f"{path} is not a readable .parquet file: re-download it")
-            if missing := [c for c in want if c not in names]:
+            if missing := [c for c in want if c not in parquet.schema_arrow.names]:
                 raise InputError(f"{path} has no column {missing[0]!r}: is it {GLUE_HUB}'s {task}?")
-            tables.append(pq.read_table(path, columns=want))
+            tables.append(parquet.read(columns=want))
         out[ours] = hub_split(task, pa.concat_tables(tables).to_pydict(), f"{folder}/{theirs}")
     return out
 
@@ -872,8 +871,9 @@ def load_glue(glue_dir=""):
                                f"../shared/data/glue) or a copy of {GLUE_HUB}, or leave it empty to use the HF hub")
         # each task in the standard layout (SST-2/train.tsv) or as the hub has it (sst2/*.parquet); the names
         # are compared as listed, since a case-insensitive file system would also find mrpc/ as MRPC/
-        hub = set(os.listdir(glue_dir)) & set(GLUE_TASKS)
-        if hub and (missing := [t for t in GLUE_TASKS if t not in hub and GLUE_DIRS[t] not in os.listdir(glue_dir)]):
+        listed = set(os.listdir(glue_dir))
+        hub = listed & set(GLUE_TASKS)
+        if hub and (missing := [t for t in GLUE_TASKS if t not in hub and GLUE_DIRS[t] not in listed]):
             raise MissingInput(f"{glue_dir} holds {', '.join(sorted(hub))} of {GLUE_HUB} but not {', '.join(missing)}: "
                                "download those too (the analysis uses all five tasks)")
         return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in GLUE_TASKS}
