@@ -6,7 +6,8 @@ nanoGPT's "poor man's configurator", as a function. A script keeps its settings 
 Arguments ending in .py are config files, executed in order over those globals; --key=value overrides one
 setting (the value is read as a Python literal, else kept as a string); anything else is returned as a
 positional argument. An unknown key or a value of the wrong type stops with one line that says what to do.
---help (or -h) prints the script's docstring and the lines of its source that set its settings.
+--help (or -h) prints the script's docstring and the lines of its source that set its settings, then the
+values that the config files and overrides beside it change.
 
 Bad input has one convention in every script: library code raises InputError (a ValueError; MissingInput is
 also a FileNotFoundError), so a caller of the API can catch it, and configure() installs the hook that turns
@@ -163,11 +164,8 @@ def usage(g):
     return f"{text}\n\nsettings (config files *.py, then --key=value, override them):\n" + "\n".join(block)
 
 
-def configure(g, argv):
-    sys.excepthook = one_line_errors
-    if "--help" in argv or "-h" in argv:
-        print(usage(g))
-        raise SystemExit(0)
+def apply_arguments(g, argv):
+    """Run argv's config files and --key=value overrides over g, in order; return the other arguments."""
     known = settings(g)
     positional = []
     for i, arg in enumerate(argv):
@@ -201,3 +199,25 @@ def configure(g, argv):
         else:
             positional.append(arg)
     return positional
+
+
+def changed_settings(before, g, argv):
+    """--help's last lines: the settings that argv's config files and overrides change, beside their defaults,
+    so that `python train.py config/hybrid.py config/tiny.py --help` shows the values that run would take."""
+    after = settings(g)
+    changed = [f"{k} = {after[k]!r}  # default {v!r}" for k, v in before.items()
+               if after[k] != v or type(after[k]) is not type(v)]
+    return f"\nthe values after {' '.join(argv)}:\n" + "\n".join(changed) if changed else ""
+
+
+def configure(g, argv):
+    sys.excepthook = one_line_errors
+    if "--help" not in argv and "-h" not in argv:
+        return apply_arguments(g, argv)
+    print(usage(g), flush=True)  # first: help is printed even where the arguments beside it are bad
+    argv = [a for a in argv if a not in ("--help", "-h")]
+    before = settings(g)
+    positional = apply_arguments(g, argv)
+    if text := changed_settings(before, g, [a for a in argv if a not in positional]):
+        print(text)
+    raise SystemExit(0)

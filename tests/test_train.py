@@ -426,11 +426,25 @@ def test_help_shows_every_setting_the_script_takes_with_its_line(script, tmp_pat
     with open(os.path.join(ROOT, script)) as f:
         doc = ast.get_docstring(ast.parse(f.read()))
     for flag in ("--help", "-h"):
-        p = run_here(script, "config/tiny.py", flag, "--no-such-key", f"--data_dir={tmp_path}")  # whatever else
+        p = run_here(script, flag, *[f"--data_dir={tmp_path}"] * ("data_dir" in taken))  # where it writes
         assert p.returncode == 0 and p.stderr == "" and p.stdout.startswith(doc + "\n\nsettings")
         assert set(re.findall(r"^(\w+) = ", p.stdout, re.M)) == taken
     assert "dropout = 0.0\n" in run_here("train.py", "-h").stdout  # a line of the source, as written there
     assert os.listdir(tmp_path) == []
+
+
+def test_help_after_config_files_shows_the_values_the_run_would_take(tmp_path):
+    """The source's defaults are not what `train.py config/hybrid.py config/tiny.py` runs with: --help ends
+    with each setting its arguments change, beside the default; a bad argument is still one line, after it."""
+    p = run_here("train.py", "config/hybrid.py", "config/tiny.py", "--max_iters=5", "--help", f"--out_dir={tmp_path}")
+    assert p.returncode == 0 and p.stderr == ""
+    head, tail = p.stdout.split(f"\nthe values after config/hybrid.py config/tiny.py --max_iters=5 --out_dir={tmp_path}:\n")
+    assert head.startswith(run_here("train.py", "--help").stdout.strip())
+    assert "max_iters = 5  # default 100000" in tail and "rope = True  # default False" in tail
+    assert "objective" not in tail  # config/hybrid.py sets it to its default: not a change
+    assert f"out_dir = '{tmp_path}'" in tail and os.listdir(tmp_path) == []
+    p = run_here("train.py", "config/tiny.py", "--max_itrs=5", "--help")
+    assert p.returncode == 2 and "settings" in p.stdout and "did you mean 'max_iters'" in p.stderr
 
 
 def test_corrupt_checkpoint(data_dir, tmp_path):
