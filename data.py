@@ -6,6 +6,7 @@ Prepare a corpus by hand (train.py also does it on first use):
 $ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
 $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
 $ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+$ python data.py corpus.json                 # JSON lines (datasets' to_json) or one array of {"text": ...}
 $ python data.py my_corpus                   # a folder that datasets' save_to_disk wrote (its .arrow shards)
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
@@ -162,14 +163,14 @@ def wikipedia_docs():
         yield row["text"]
 
 
-def file_kind(fn):
+def file_kind(fn, alone=False):
     """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt' (WikiText's too), '.jsonl',
-    '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line); None for a file of another
-    kind."""
+    '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line), '.json' for a file named
+    on its own (alone; in a folder a .json is metadata: save_to_disk's, a hub copy's); None for another kind."""
     name = os.path.basename(fn)
     stem, ext = os.path.splitext(name)
     name = stem if ext in OPENERS else name
-    if name.endswith(TEXT_SUFFIXES):
+    if name.endswith(TEXT_SUFFIXES) or (alone and name.endswith(".json")):
         return os.path.splitext(name)[1]
     if name.endswith(WIKITEXT):
         return ".txt"
@@ -195,13 +196,16 @@ def local_files(path):
                            "your text instead (a .txt/.jsonl/.parquet/.arrow file or a folder of them, .xz/.gz/.bz2 "
                            "too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
-        if not file_kind(path):  # read as text, a .csv or .json would put its markup in the corpus
-            raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}): rename plain text .txt, or convert "
-                             'it (a .jsonl holds {"text": ...} per line)')
+        if not file_kind(path, alone=True):  # read as text, a .csv would put its markup in the corpus
+            raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json): rename plain text .txt, "
+                             'or convert it (a .jsonl holds {"text": ...} per line)')
         return [path]
-    files, _ = walk(path)
+    files, others = walk(path)
     if not files:
-        raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some")
+        named = [f for f in others if file_kind(f, alone=True)]  # .json files: read only when named alone
+        raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some"
+                         + (f"; a .json in a folder is taken for metadata: name {os.path.join(path, named[0])} "
+                            "on its own, or rename such files .jsonl" if named else ""))
     return files
 
 
@@ -232,21 +236,44 @@ def text_docs(lines):
         yield "\n".join(doc).strip()
 
 
-def jsonl_docs(f, fn):
+def text_field(row, where, what):
+    """A JSON record's document, or one line that says what the record (what: 'line', 'record') holds instead."""
+    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+        has = (f"is a {type(row).__name__}" if not isinstance(row, dict) else
+               f"has keys {', '.join(map(str, row))}" if "text" not in row else
+               f'has "text": {json.dumps(row["text"])[:40]}')
+        raise InputError(f'{where}: no string "text" field (the {what} {has}): write each document as {{"text": ...}}')
+    return row["text"]
+
+
+def jsonl_docs(f, fn, rule="each line of a .jsonl must be one"):
     for n, line in enumerate(f, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as e:
-            raise InputError(f"{fn}:{n}: not a JSON object ({e.msg}): each line of a .jsonl must be one")
-        if not isinstance(row, dict) or not isinstance(row.get("text"), str):
-            has = (f"is a {type(row).__name__}" if not isinstance(row, dict) else
-                   f"has keys {', '.join(map(str, row))}" if "text" not in row else
-                   f'has "text": {json.dumps(row["text"])[:40]}')
-            raise InputError(f'{fn}:{n}: no string "text" field (the line {has}): write each document as '
-                             '{"text": ...}')
-        yield row["text"]
+            raise InputError(f"{fn}:{n}: not a JSON object ({e.msg}): {rule}")
+        yield text_field(row, f"{fn}:{n}", "line")
+
+
+def json_docs(lines, fn):
+    """A .json named on its own: JSON lines (what datasets' to_json writes), or one array of {"text": ...}."""
+    head = []
+    for line in lines:  # up to the first line that is not blank: '[' starts an array
+        head.append(line)
+        if line.strip():
+            break
+    lines = itertools.chain(head, lines)
+    if not head[-1:] or not head[-1].lstrip().startswith("["):
+        yield from jsonl_docs(lines, fn, 'a .json holds JSON lines ({"text": ...} on each) or one array of them')
+        return
+    try:
+        rows = json.loads("".join(lines))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{fn}:{e.lineno}: not JSON ({e.msg}): is the file whole?")
+    for n, row in enumerate(rows):
+        yield text_field(row, f"{fn}: record {n}", "record")
 
 
 def import_pyarrow(what):
@@ -299,7 +326,7 @@ def first_bad_line(fn, opener):
 def file_docs(fn):
     """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
     broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
-    ext, kind = os.path.splitext(fn)[1], file_kind(fn)
+    ext, kind = os.path.splitext(fn)[1], file_kind(fn, alone=True)  # a .json only comes here named alone
     opener = OPENERS.get(ext, open)
     try:
         if kind in (".parquet", ".arrow"):
@@ -310,7 +337,10 @@ def file_docs(fn):
             lines = itertools.chain([first], f)
             if kind == "wiki_NN":
                 kind = ".jsonl" if first.startswith("{") else ".txt"
-            yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines)
+            if kind == ".json":
+                yield from json_docs(lines, fn)
+            else:
+                yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")

@@ -124,14 +124,40 @@ def test_wikitext_files_are_plain_text(tmp_path):
     assert list(data.local_docs(str(tmp_path / "wiki.test.raw"))) == ["= Ant =", "Ants are insects .", "= Bee ="]
 
 
-@pytest.mark.parametrize("name", ["table.csv", "rows.json", "notes"])
+@pytest.mark.parametrize("name", ["table.csv", "notes"])
 def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
-    """Read as text, a .csv or .json would put its commas and quotes in the corpus: it is one line instead."""
+    """Read as text, a .csv would put its commas and quotes in the corpus: it is one line instead."""
     (tmp_path / name).write_text("\n\n".join(f'"text","Row {i}"' for i in range(300)))
     with pytest.raises(InputError, match=f"^{re.escape(str(tmp_path / name))}: not a corpus file .*rename plain "
                                          "text .txt"):
         data.prepare(str(tmp_path / name), str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "d" / name)
+
+
+def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
+    """datasets' to_json writes JSON lines to a .json; other tools write one array: both are the .jsonl's
+    documents. A .json in a folder is not read (save_to_disk's and a hub copy's metadata), and the error of a
+    folder of nothing else says to name it."""
+    docs = [f"Document {i} is about topic {i}." for i in range(5)]
+    (tmp_path / "c.jsonl").write_text("".join(json.dumps({"text": d}) + "\n" for d in docs))
+    (tmp_path / "lines.json").write_text((tmp_path / "c.jsonl").read_text())
+    rows = [{"text": d, "id": i} for i, d in enumerate(docs)]
+    (tmp_path / "array.json").write_text("\n" + json.dumps(rows, indent=1))  # the '[' on line 2
+    for name in ("lines.json", "array.json"):
+        assert list(data.local_docs(str(tmp_path / name))) == list(data.local_docs(str(tmp_path / "c.jsonl")))
+    bad = {"cut.json": ('[{"text": "a"},\n{"text": "b"', r"cut.json:2: not JSON"),
+           "record.json": ('[{"text": "a"}, {"body": "b"}]', r'record.json: record 1: no string "text" field \(the '
+                                                             r"record has keys body\)"),
+           "object.json": ('{\n "data": [{"text": "a"}]\n}\n', r"object.json:1: not a JSON object .*: a .json holds "
+                                                              r"JSON lines .* or one array of them")}
+    for name, (content, line) in bad.items():
+        (tmp_path / name).write_text(content)
+        with pytest.raises(InputError, match=line):
+            list(data.local_docs(str(tmp_path / name)))
+    (tmp_path / "folder").mkdir()
+    os.rename(tmp_path / "lines.json", tmp_path / "folder" / "train.json")
+    with pytest.raises(InputError, match=r"a .json in a folder is taken for metadata: name .*train.json on its own"):
+        data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
 
 
 def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
