@@ -41,7 +41,7 @@ eval_interval = 1000
 eval_iters = 50
 log_interval = 10
 # data
-dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.parquet/.arrow files
+dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.json/.parquet/.arrow files
 data_dir = "data"
 vocab_ranks = 32000  # cl100k's first vocab_ranks BPE ranks (a smaller prefix is a valid, cheaper BPE)
 batch_size = 256  # sequences per optimizer step, all processes together (the paper's batch)
