@@ -5,7 +5,8 @@ packed pre-training batches with BERT's MLM corruption, and (below) GLUE and pro
 Prepare a corpus by hand (train.py also does it on first use):
 $ python data.py embedded                    # ~2 MB of English prose shipped with CPython, offline
 $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en through HF datasets
-$ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2 of them)
+$ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2/.zst of them)
+$ python data.py c4/en                       # C4's .json.gz shards (JSON lines), as they come
 $ python data.py corpus.json                 # JSON lines (datasets' to_json) or one array of {"text": ...}
 $ python data.py my_corpus                   # a folder that datasets' save_to_disk wrote (its .arrow shards)
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
@@ -18,6 +19,7 @@ import functools
 import gzip
 import hashlib
 import inspect
+import io
 import itertools
 import json
 import lzma
@@ -90,11 +92,11 @@ def get_tokenizer(n_ranks=N_RANKS):
 
 WIKIPEDIA = ("wikimedia/wikipedia", "20231101.en")  # the paper's corpus
 TEXT_SUFFIXES = (".txt", ".jsonl", ".parquet", ".arrow")  # .arrow: datasets' save_to_disk shards
-OPENERS = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}
+COMPRESSED = (".xz", ".gz", ".bz2", ".zst")
 WIKITEXT = (".raw", ".tokens")  # WikiText's wiki.train.raw ...: plain text, paragraphs at blank lines
 WIKIEXTRACTOR = re.compile(r"wiki_\d+")  # its output files, AA/wiki_00 ...: <doc> records, JSON lines with --json
 CORPUS_FILES = (f"{'/'.join(TEXT_SUFFIXES)} files, WikiText's {'/'.join(WIKITEXT)} or WikiExtractor's wiki_NN, "
-                "optionally .xz/.gz/.bz2")
+                f"optionally {'/'.join(COMPRESSED)}")
 # the version of how a source's documents become tokens, in every meta.json: bump it with any edit that changes
 # them (tests/test_data.py pins the tokens of each version), and every corpus prepared before is prepared again
 READER = 1
@@ -164,13 +166,14 @@ def wikipedia_docs():
 
 
 def file_kind(fn, alone=False):
-    """How a corpus file is read, by its name under any .xz/.gz/.bz2: '.txt' (WikiText's too), '.jsonl',
+    """How a corpus file is read, by its name under any .xz/.gz/.bz2/.zst: '.txt' (WikiText's too), '.jsonl',
     '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line), '.json' for a file named
-    on its own (alone; in a folder a .json is metadata: save_to_disk's, a hub copy's); None for another kind."""
+    on its own (alone) or compressed (C4's and Dolma's shards, .json.gz); None for another kind. A plain .json
+    in a folder is metadata (save_to_disk's, a hub copy's), not text."""
     name = os.path.basename(fn)
     stem, ext = os.path.splitext(name)
-    name = stem if ext in OPENERS else name
-    if name.endswith(TEXT_SUFFIXES) or (alone and name.endswith(".json")):
+    name = stem if ext in COMPRESSED else name
+    if name.endswith(TEXT_SUFFIXES) or (name.endswith(".json") and (alone or ext in COMPRESSED)):
         return os.path.splitext(name)[1]
     if name.endswith(WIKITEXT):
         return ".txt"
@@ -193,8 +196,8 @@ def walk(path):
 def local_files(path):
     if not os.path.exists(path):
         raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: name "
-                           "your text instead (a .txt/.jsonl/.parquet/.arrow file or a folder of them, .xz/.gz/.bz2 "
-                           "too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
+                           "your text instead (a .txt/.jsonl/.parquet/.arrow file or a folder of them, .xz/.gz/.bz2/"
+                           ".zst too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
         if not file_kind(path, alone=True):  # read as text, a .csv would put its markup in the corpus
             raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json): rename plain text .txt, "
@@ -202,9 +205,9 @@ def local_files(path):
         return [path]
     files, others = walk(path)
     if not files:
-        named = [f for f in others if file_kind(f, alone=True)]  # .json files: read only when named alone
+        named = [f for f in others if file_kind(f, alone=True)]  # plain .json files: read only when named alone
         raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some"
-                         + (f"; a .json in a folder is taken for metadata: name {os.path.join(path, named[0])} "
+                         + (f"; a plain .json in a folder is taken for metadata: name {os.path.join(path, named[0])} "
                             "on its own, or rename such files .jsonl" if named else ""))
     return files
 
@@ -313,9 +316,21 @@ def arrow_docs(fn):
         yield from column_docs(fn, reader.schema.names, lambda: reader)
 
 
-def first_bad_line(fn, opener):
+def open_file(fn, mode="rt"):
+    """A local file opened for reading through the compression its name says; text is UTF-8, and a
+    byte-order mark (Windows editors) is no text. .zst (the Pile's, SlimPajama's) goes through pyarrow's
+    zstd codec: pyarrow comes with datasets, where the zstandard package does not."""
+    ext = os.path.splitext(fn)[1]
+    if ext == ".zst":
+        f = io.BufferedReader(import_pyarrow(".zst")[0].input_stream(fn, compression="zstd"))
+        return io.TextIOWrapper(f, encoding="utf-8-sig") if "t" in mode else f
+    opener = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}.get(ext, open)
+    return opener(fn, mode, encoding="utf-8-sig") if "t" in mode else opener(fn, mode)
+
+
+def first_bad_line(fn):
     """The number of the first line of fn that is not UTF-8 (read again only to say where)."""
-    with opener(fn, "rb") as f:
+    with open_file(fn, "rb") as f:
         for n, line in enumerate(f, 1):
             try:
                 line.decode("utf-8")
@@ -326,13 +341,12 @@ def first_bad_line(fn, opener):
 def file_docs(fn):
     """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
     broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
-    ext, kind = os.path.splitext(fn)[1], file_kind(fn, alone=True)  # a .json only comes here named alone
-    opener = OPENERS.get(ext, open)
+    ext, kind = os.path.splitext(fn)[1], file_kind(fn, alone=True)  # local_files let it through
     try:
         if kind in (".parquet", ".arrow"):
             yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn)
             return
-        with opener(fn, "rt", encoding="utf-8-sig") as f:  # a byte-order mark (Windows editors) is no text
+        with open_file(fn) as f:
             first = f.readline()
             lines = itertools.chain([first], f)
             if kind == "wiki_NN":
@@ -342,12 +356,12 @@ def file_docs(fn):
             else:
                 yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines)
     except UnicodeDecodeError:
-        raise InputError(f"{fn}:{first_bad_line(fn, opener)}: not UTF-8 text: convert it first "
+        raise InputError(f"{fn}:{first_bad_line(fn)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")
-    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # not gzip/xz/bz2/parquet/arrow, or truncated
+    except (OSError, EOFError, lzma.LZMAError, ValueError) as e:  # not gzip/xz/bz2/zstd/parquet/arrow, or truncated
         if isinstance(e, InputError):
             raise
-        raise InputError(f"{fn}: cannot be read as {kind}{ext if ext in OPENERS else ''} ({e}): "
+        raise InputError(f"{fn}: cannot be read as {kind}{ext if ext in COMPRESSED else ''} ({e}): "
                          "is it what its name says, and whole?")
 
 

@@ -1,5 +1,6 @@
 """Tokenizer, corpus preparation, MLM corruption and the run log's readers."""
 
+import gzip
 import hashlib
 import json
 import lzma
@@ -100,6 +101,34 @@ def test_columnar_files_give_a_document_a_row(tmp_path):
         os.path.join(split, f) for split in ("train", "validation") for f in ("dataset_info.json", "state.json")]
 
 
+def test_web_corpora_shards_are_read_as_they_come(tmp_path):
+    """C4's and Dolma's JSON-lines shards (.json.gz: a compressed .json in a folder is text, a plain one
+    metadata) and the Pile's and SlimPajama's .jsonl.zst (zstd through pyarrow, frames joined): each line's
+    "text" a document, in file order; a .zst that is not one is one line."""
+    pa = pytest.importorskip("pyarrow")
+    rows = [{"text": f"Page {i} of the crawl.\n\nIts second paragraph.", "url": f"u{i}"} for i in range(6)]
+    lines = [(json.dumps(r) + "\n").encode() for r in rows]
+    (tmp_path / "c4" / "en").mkdir(parents=True)
+    for n in range(2):
+        with gzip.open(tmp_path / "c4" / "en" / f"c4-train.0000{n}-of-00002.json.gz", "wb") as f:
+            f.writelines(lines[3 * n:3 * n + 3])
+    (tmp_path / "c4" / "dataset_info.json").write_text('{"text": "metadata, not a document"}\n')
+    assert list(data.local_docs(str(tmp_path / "c4"))) == [r["text"] for r in rows]
+    assert data.walk(str(tmp_path / "c4"))[1] == ["dataset_info.json"]
+    zst = str(tmp_path / "pile.jsonl.zst")
+    with open(zst, "wb") as f:
+        for n in range(2):  # two zstd frames, as a file concatenated from parts has
+            f.write(pa.compress(b"".join(lines[3 * n:3 * n + 3]), codec="zstd", asbytes=True))
+    assert list(data.local_docs(zst)) == [r["text"] for r in rows]
+    with open(zst, "wb") as f:
+        f.write(pa.compress("Caf\xe9 au lait.\n".encode("latin-1"), codec="zstd", asbytes=True))
+    with pytest.raises(InputError, match=r"pile.jsonl.zst:1: not UTF-8 text"):
+        list(data.local_docs(zst))
+    (tmp_path / "fake.txt.zst").write_bytes(b"<html>rate limited</html>")
+    with pytest.raises(InputError, match=r"fake.txt.zst: cannot be read as .txt.zst \(.*\): is it what its name says"):
+        list(data.local_docs(str(tmp_path / "fake.txt.zst")))
+
+
 def test_wikiextractor_output_is_read_as_it_comes(tmp_path):
     """WikiExtractor writes AA/wiki_00, AA/wiki_01, ... (.bz2 with --compress): <doc> records, or one JSON
     object per line with --json. A folder of either is a corpus as it stands, with no renaming."""
@@ -156,7 +185,8 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
             list(data.local_docs(str(tmp_path / name)))
     (tmp_path / "folder").mkdir()
     os.rename(tmp_path / "lines.json", tmp_path / "folder" / "train.json")
-    with pytest.raises(InputError, match=r"a .json in a folder is taken for metadata: name .*train.json on its own"):
+    with pytest.raises(InputError, match=r"a plain .json in a folder is taken for metadata: name .*train.json on "
+                                         r"its own"):
         data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
 
 
@@ -171,7 +201,7 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
     assert "not read (2 files, not .txt/.jsonl/.parquet/.arrow files, WikiText's .raw/.tokens or WikiExtractor's " \
-           "wiki_NN, optionally .xz/.gz/.bz2): c.csv, sub/b.json" in capsys.readouterr().err
+           "wiki_NN, optionally .xz/.gz/.bz2/.zst): c.csv, sub/b.json" in capsys.readouterr().err
 
 
 READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
