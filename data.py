@@ -261,7 +261,8 @@ def jsonl_docs(f, fn, rule="each line of a .jsonl must be one"):
 
 
 def json_docs(lines, fn):
-    """A .json named on its own: JSON lines (what datasets' to_json writes), or one array of {"text": ...}."""
+    """A .json: JSON lines (what datasets' to_json writes), or one array of {"text": ...}, read whole (JSON
+    lines stream: write a corpus larger than memory as JSON lines)."""
     head = []
     for line in lines:  # up to the first line that is not blank: '[' starts an array
         head.append(line)
