@@ -181,14 +181,16 @@ def file_kind(fn, alone=False):
 
 
 def walk(path):
-    """A folder's files in a fixed order: those of the corpus, and the others (not read; hidden ones left out)."""
+    """A folder's files in a fixed order: those of the corpus, and the others (not read). Hidden files and
+    folders are neither: Jupyter's .ipynb_checkpoints/ holds copies of the text beside it, macOS's ._a.txt is
+    metadata, .git/ and huggingface-cli's .cache/ are a tool's state."""
     files, others = [], []
     for dirpath, dirnames, filenames in os.walk(path):
-        dirnames.sort()
-        for fn in sorted(filenames):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(f for f in filenames if not f.startswith(".")):
             if file_kind(fn):
                 files.append(os.path.join(dirpath, fn))
-            elif not fn.startswith("."):
+            else:
                 others.append(os.path.relpath(os.path.join(dirpath, fn), path))
     return files, others
 

@@ -191,13 +191,17 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
 
 
 def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
-    """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named."""
+    """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named; hidden
+    files and folders (.DS_Store, macOS's ._a.txt, Jupyter's copies in .ipynb_checkpoints/) are neither."""
     corpus = tmp_path / "corpus"
     (corpus / "sub").mkdir(parents=True)
     (corpus / "a.txt").write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
     (corpus / "sub" / "b.json").write_text('{"text": "not read"}\n')
     (corpus / "c.csv").write_text("a,b\n")
     (corpus / ".DS_Store").write_text("")
+    (corpus / "._a.txt").write_bytes(b"\x00\x05\x16\x07 macOS metadata, not UTF-8")
+    (corpus / ".ipynb_checkpoints").mkdir()
+    (corpus / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("A copy of a.txt, not a document of its own.")
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
     assert "not read (2 files, not .txt/.jsonl/.parquet/.arrow files, WikiText's .raw/.tokens or WikiExtractor's " \
