@@ -181,11 +181,15 @@ def file_kind(fn, alone=False):
 
 
 def walk(path):
-    """A folder's files in a fixed order: those of the corpus, and the others (not read). Hidden files and
-    folders are neither: Jupyter's .ipynb_checkpoints/ holds copies of the text beside it, macOS's ._a.txt is
-    metadata, .git/ and huggingface-cli's .cache/ are a tool's state."""
-    files, others = [], []
-    for dirpath, dirnames, filenames in os.walk(path):
+    """A folder's files in a fixed order: those of the corpus, and the others (not read). Linked folders are
+    followed, each folder read once. Hidden files and folders are neither: Jupyter's .ipynb_checkpoints/ holds
+    copies of the text beside it, macOS's ._a.txt is metadata, .git/ and huggingface-cli's .cache/ a tool's state."""
+    files, others, seen = [], [], set()
+    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):  # shards linked in from other disks
+        if (real := os.path.realpath(dirpath)) in seen:  # a link back up, or a second link to one folder
+            dirnames[:] = []
+            continue
+        seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(f for f in filenames if not f.startswith(".")):
             if file_kind(fn):

@@ -190,6 +190,18 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
         data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
 
 
+def test_linked_folders_are_read_once(tmp_path):
+    """A folder linked into the corpus (shards on another disk) is read, once however many links reach it;
+    a link back up ends."""
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "b.txt").write_text("Document b.")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("Document a.")
+    for name, target in (("linked", "../elsewhere"), ("twice", "../elsewhere"), ("up", "..")):
+        os.symlink(target, tmp_path / "corpus" / name)
+    assert list(data.local_docs(str(tmp_path / "corpus"))) == ["Document a.", "Document b."]
+
+
 def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named; hidden
     files and folders (.DS_Store, macOS's ._a.txt, Jupyter's copies in .ipynb_checkpoints/) are neither."""
