@@ -184,8 +184,11 @@ def walk(path):
     """A folder's files in a fixed order: those of the corpus, and the others (not read). Linked folders are
     followed, each folder read once. Hidden files and folders are neither: Jupyter's .ipynb_checkpoints/ holds
     copies of the text beside it, macOS's ._a.txt is metadata, .git/ and huggingface-cli's .cache/ a tool's state."""
+    def unlisted(e):  # os.walk would skip a folder it cannot list without a word
+        raise InputError(f"{e.filename}: cannot be listed ({e.strerror}): make it readable, or move it out of {path}")
+
     files, others, seen = [], [], set()
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):  # shards linked in from other disks
+    for dirpath, dirnames, filenames in os.walk(path, onerror=unlisted, followlinks=True):  # linked-in shards too
         if (real := os.path.realpath(dirpath)) in seen:  # a link back up, or a second link to one folder
             dirnames[:] = []
             continue

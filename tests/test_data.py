@@ -202,6 +202,20 @@ def test_linked_folders_are_read_once(tmp_path):
     assert list(data.local_docs(str(tmp_path / "corpus"))) == ["Document a.", "Document b."]
 
 
+def test_a_folder_that_cannot_be_listed_is_one_line_not_skipped(tmp_path, monkeypatch):
+    (tmp_path / "corpus" / "locked").mkdir(parents=True)
+    (tmp_path / "corpus" / "a.txt").write_text("Document a.")
+    scandir = os.scandir
+
+    def refused(path):  # what chmod 000 does to anyone but root
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+    monkeypatch.setattr(os, "scandir", refused)
+    with pytest.raises(InputError, match=r"corpus/locked: cannot be listed \(Permission denied\): make it readable"):
+        data.local_files(str(tmp_path / "corpus"))
+
+
 def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     """A .json (JSON lines by another name) or a .csv beside the corpus files is not read, and is named; hidden
     files and folders (.DS_Store, macOS's ._a.txt, Jupyter's copies in .ipynb_checkpoints/) are neither."""
