@@ -221,19 +221,22 @@ def local_files(path):
     return files
 
 
-def text_docs(lines):
+MAX_DOC_CHARS = 2**25  # no article or book is longer: a .txt past it has no blank lines between its documents
+
+
+def text_docs(lines, fn):
     """Documents of a text file: WikiExtractor's <doc ...> ... </doc> records (title line and title-only
     stubs dropped), or else blocks separated by blank lines."""
-    doc, in_wiki_doc, title_pending = [], False, False
-    for line in lines:
+    doc, size, in_wiki_doc, title_pending = [], 0, False, False
+    for n, line in enumerate(lines, 1):
         if line.startswith("<doc "):
-            in_wiki_doc, title_pending, doc = True, True, []
+            in_wiki_doc, title_pending, doc, size = True, True, [], 0
             continue
         if in_wiki_doc and line.startswith("</doc>"):
             body = "\n".join(doc).strip()
             if body:
                 yield body
-            in_wiki_doc, doc = False, []
+            in_wiki_doc, doc, size = False, [], 0
             continue
         if title_pending:  # WikiExtractor repeats the title as the first line of the body
             title_pending = False
@@ -241,9 +244,13 @@ def text_docs(lines):
         if not in_wiki_doc and not line.strip():
             if doc:
                 yield "\n".join(doc).strip()
-            doc = []
+            doc, size = [], 0
             continue
         doc.append(line.rstrip("\n"))
+        if (size := size + len(line)) > MAX_DOC_CHARS:  # before it fills the memory as one document
+            raise InputError(f"{fn}:{n}: one document of over {MAX_DOC_CHARS:,} characters: a .txt ends a "
+                             "document at a blank line, so put one between documents (or write a .jsonl, a "
+                             '{"text": ...} per document)')
     if doc and not in_wiki_doc:
         yield "\n".join(doc).strip()
 
@@ -364,7 +371,7 @@ def file_docs(fn):
             if kind == ".json":
                 yield from json_docs(lines, fn)
             else:
-                yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines)
+                yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines, fn)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")

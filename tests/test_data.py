@@ -190,6 +190,17 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
         data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
 
 
+def test_a_txt_without_blank_lines_stops_before_it_fills_the_memory(tmp_path, monkeypatch):
+    """One sentence a line and no blank line (BookCorpus' layout) is one document to a .txt: a large one
+    would be held in memory whole, then tokenized whole; it stops at MAX_DOC_CHARS, naming the line."""
+    monkeypatch.setattr(data, "MAX_DOC_CHARS", 1000)
+    (tmp_path / "lines.txt").write_text("".join(f"Sentence number {i} of the book.\n" for i in range(500)))
+    with pytest.raises(InputError, match=r"lines.txt:32: one document of over 1,000 characters: a .txt ends a "
+                                         r"document at a blank line"):
+        data.prepare(str(tmp_path / "lines.txt"), str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "d" / "lines.txt")
+
+
 def test_linked_folders_are_read_once(tmp_path):
     """A folder linked into the corpus (shards on another disk) is read, once however many links reach it;
     a link back up ends."""
