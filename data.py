@@ -414,7 +414,8 @@ def save_json(obj, path):
 # every VAL_EVERY-th document is held out for validation and the probing sets; the small embedded
 # corpus holds out more so that its probing sets have a few thousand sentences
 VAL_EVERY = {"embedded": 10}
-CHUNK_DOCS = 2000  # documents tokenized and appended between two progress saves
+CHUNK_DOCS = 2000  # documents tokenized and appended between two progress saves, or fewer where they hold
+CHUNK_CHARS = 2**25  # more characters than this (books): tokenized, a character takes ~20 bytes of memory
 
 
 SAMPLE, N_SAMPLES = 1 << 16, 16  # a large source file's digest reads N_SAMPLES blocks of SAMPLE bytes
@@ -479,15 +480,24 @@ def reusable(old, want, source, out):
     return None
 
 
+def next_chunk(docs):
+    chunk, size = [], 0
+    for doc in docs:
+        chunk.append(doc)
+        if len(chunk) == CHUNK_DOCS or (size := size + len(doc)) >= CHUNK_CHARS:
+            break
+    return chunk
+
+
 def write_splits(docs, out, meta, tok):
     """Tokenize docs and append every val_every-th to val.bin, the rest to train.bin, saving meta every
-    CHUNK_DOCS documents so that an interrupted run resumes from there."""
+    chunk (CHUNK_DOCS documents, CHUNK_CHARS characters) so that an interrupted run resumes from there."""
     paths = {s: os.path.join(out, f"{s}.bin") for s in ("train", "val")}
     for split, path in paths.items():  # drop whatever an interrupted run wrote after its last save
         with open(path, "ab") as f:
             f.truncate(2 * meta[f"{split}_tokens"])
     t0, last = time.time(), 0.0
-    while chunk := [d for _, d in zip(range(CHUNK_DOCS), docs)]:
+    while chunk := next_chunk(docs):
         ids = tok.encode_batch(chunk)
         for split in ("train", "val"):
             keep = [d for i, d in enumerate(ids) if ((meta["docs"] + i) % meta["val_every"] == 0) == (split == "val")]

@@ -306,10 +306,16 @@ def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
         f.write(b"\x01\x02" * 50)
     monkeypatch.setattr(data, "corpus_docs", real_docs)
     data.prepare(str(tmp_path / "corpus"), folder)
+    # and chunks bounded by characters (long documents, books: memory), not by a count of documents
+    monkeypatch.setattr(data, "CHUNK_DOCS", 2000)
+    monkeypatch.setattr(data, "CHUNK_CHARS", 100)
+    docs = iter(["a" * 60, "b" * 30, "c" * 20, "d" * 200, "e"])
+    assert [len(data.next_chunk(docs)) for _ in range(4)] == [3, 1, 1, 0]  # until a chunk holds >= 100
+    out3 = data.prepare(str(tmp_path / "corpus"), str(tmp_path / "d3"))
     for split in ("train", "val"):
         a = np.fromfile(os.path.join(out, f"{split}.bin"), dtype=np.uint16)
-        b = np.fromfile(os.path.join(out2, f"{split}.bin"), dtype=np.uint16)
-        assert np.array_equal(a, b)
+        for other in (out2, out3):
+            assert np.array_equal(a, np.fromfile(os.path.join(other, f"{split}.bin"), dtype=np.uint16))
 
 
 @pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
