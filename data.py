@@ -50,6 +50,7 @@ except ImportError:  # Windows: no advisory locks, so prepare a corpus from one 
 
 N_RANKS = 32000  # 256 byte tokens + 31,744 merges; BPE ranks are merge order, so any prefix is a valid BPE
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]"]
+MAX_RANKS = 2**16 - len(SPECIALS)  # train.bin and val.bin hold uint16 ids (cl100k has 100,256 ranks)
 
 
 class Tokenizer:
@@ -81,9 +82,9 @@ class Tokenizer:
 @functools.lru_cache(maxsize=None)
 def get_tokenizer(n_ranks=N_RANKS):
     """cl100k's first n_ranks ranks (a valid smaller BPE: ranks are merge order) plus the specials."""
-    if not (isinstance(n_ranks, int) and 256 <= n_ranks <= 100_000):
-        raise InputError(f"--vocab_ranks={n_ranks!r}: must be a whole number from 256 (bytes only) to 100000 "
-                         "(cl100k's ranks)")
+    if not (isinstance(n_ranks, int) and 256 <= n_ranks <= MAX_RANKS):
+        raise InputError(f"--vocab_ranks={n_ranks!r}: must be a whole number from 256 (bytes only) to {MAX_RANKS} "
+                         f"(prepared tokens are uint16, with the {len(SPECIALS)} special tokens on top)")
     return Tokenizer(n_ranks)
 
 

@@ -31,6 +31,17 @@ def test_tokenizer_round_trip_and_layout():
     assert len(tok.encode("the the the the")) == 4  # real merges survive the truncation, not bytes
 
 
+def test_every_vocabulary_allowed_fits_the_prepared_files(tmp_path):
+    """train.bin holds uint16 ids: the largest vocabulary allowed puts [MASK] at 65535, and one rank more is
+    refused in one line before any work (it overflowed in the middle of preparing)."""
+    tok = data.get_tokenizer(data.MAX_RANKS)
+    assert tok.mask_id == 2**16 - 1 and tok.vocab_size == 2**16
+    for n in (data.MAX_RANKS + 1, 100_000, 255):
+        with pytest.raises(InputError, match=rf"--vocab_ranks={n}: must be a whole number from 256 .* to 65532"):
+            data.prepare("embedded", str(tmp_path), n)
+    assert os.listdir(tmp_path) == []
+
+
 def test_mlm_corruption_rates_and_specials():
     tok = data.get_tokenizer()
     g = torch.Generator().manual_seed(0)
