@@ -144,6 +144,8 @@ check("n_head", n_embd % n_head == 0, f"must divide n_embd={n_embd}")
 check("pred_n_head", pred_width % pred_n_head == 0, f"must divide pred_width={pred_width}")
 check("block_size", block_size >= 8, "must be >= 8 (a [CLS] token, masked tokens and target spans)")
 fraction("mlm_prob", lo_open=True, hi_open=True)
+check("mlm_prob", mlm_prob * (block_size - 1) > 0.5,  # data.mask_tokens rounds: none would leave no MLM loss
+      f"selects no token of a {block_size}-token window: use more than {0.5 / (block_size - 1):.4f}")
 fraction("dropout", hi_open=True)
 fraction("fixed_lambda")
 fraction("span_min", lo_open=True, hi_open=True)

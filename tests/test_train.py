@@ -555,7 +555,7 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
 
 @pytest.mark.parametrize("arg,key", [("--batch_size=0", "batch_size"), ("--n_head=7", "n_head"),
                                      ("--jepa_views=both", "jepa_views"), ("--balance=foo", "balance"),
-                                     ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
+                                     ("--mlm_prob=1.5", "mlm_prob"), ("--mlm_prob=0.003", "mlm_prob"), ("--n_spans=9", "n_spans"),
                                      ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
