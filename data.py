@@ -170,8 +170,8 @@ def file_kind(fn, alone=False):
     """How a corpus file is read, by its name under any .xz/.gz/.bz2/.zst: '.txt' (WikiText's too), '.jsonl',
     '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line), '.json' for a file named
     on its own (alone) or compressed (C4's and Dolma's shards, .json.gz); None for another kind. A plain .json
-    in a folder is metadata (save_to_disk's, a hub copy's), not text."""
-    name = os.path.basename(fn)
+    in a folder is metadata (save_to_disk's, a hub copy's), not text. Case does not matter (NOTES.TXT)."""
+    name = os.path.basename(fn).lower()
     stem, ext = os.path.splitext(name)
     name = stem if ext in COMPRESSED else name
     if name.endswith(TEXT_SUFFIXES) or (name.endswith(".json") and (alone or ext in COMPRESSED)):
@@ -338,7 +338,7 @@ def open_file(fn, mode="rt"):
     """A local file opened for reading through the compression its name says; text is UTF-8, and a
     byte-order mark (Windows editors) is no text. .zst (the Pile's, SlimPajama's) goes through pyarrow's
     zstd codec: pyarrow comes with datasets, where the zstandard package does not."""
-    ext = os.path.splitext(fn)[1]
+    ext = os.path.splitext(fn)[1].lower()
     if ext == ".zst":
         f = io.BufferedReader(import_pyarrow(".zst")[0].input_stream(fn, compression="zstd"))
         return io.TextIOWrapper(f, encoding="utf-8-sig") if "t" in mode else f
@@ -359,7 +359,7 @@ def first_bad_line(fn):
 def file_docs(fn):
     """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
     broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
-    ext, kind = os.path.splitext(fn)[1], file_kind(fn, alone=True)  # local_files let it through
+    ext, kind = os.path.splitext(fn)[1].lower(), file_kind(fn, alone=True)  # local_files let it through
     try:
         if kind in (".parquet", ".arrow"):
             yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn)

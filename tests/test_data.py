@@ -174,6 +174,16 @@ def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
     assert not os.path.exists(tmp_path / "d" / name)
 
 
+def test_the_case_of_a_file_name_does_not_matter(tmp_path):
+    """NOTES.TXT (Windows, old archives) and B.JSONL.GZ are the .txt and the .jsonl.gz they are."""
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "NOTES.TXT").write_text("A note.\n\nAnother note.\n")
+    with gzip.open(tmp_path / "c" / "B.JSONL.GZ", "wt") as f:
+        f.write('{"text": "A row."}\n')
+    assert list(data.local_docs(str(tmp_path / "c"))) == ["A row.", "A note.", "Another note."]
+    assert list(data.local_docs(str(tmp_path / "c" / "NOTES.TXT"))) == ["A note.", "Another note."]
+
+
 def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
     """datasets' to_json writes JSON lines to a .json; other tools write one array: both are the .jsonl's
     documents. A .json in a folder is not read (save_to_disk's and a hub copy's metadata), and the error of a
