@@ -389,8 +389,11 @@ def local_docs(path):
 
 
 def corpus_name(dataset):
-    return dataset if dataset in ("embedded", "wikipedia") else \
-        re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.normpath(dataset)))
+    """The folder name under data_dir: a local source's own name ('.' and '..' by the folder they are, so a
+    corpus never lands in data_dir itself or above it)."""
+    if dataset in ("embedded", "wikipedia"):
+        return dataset
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.abspath(dataset))).lstrip(".") or "corpus"
 
 
 def corpus_docs(dataset):

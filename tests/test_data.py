@@ -222,6 +222,17 @@ def test_a_txt_without_blank_lines_stops_before_it_fills_the_memory(tmp_path, mo
     assert not os.path.exists(tmp_path / "d" / "lines.txt")
 
 
+def test_a_corpus_is_prepared_in_a_folder_of_its_own_name(tmp_path, monkeypatch):
+    """--dataset=. or .. is the folder it names: prepared into data/<that name>, not into data/ itself or
+    the folder above it."""
+    write_corpus(tmp_path / "notes" / "sub")
+    monkeypatch.chdir(tmp_path / "notes" / "sub")
+    assert data.prepare(".", str(tmp_path / "d")) == str(tmp_path / "d" / "sub")
+    assert data.prepare("..", str(tmp_path / "d")) == str(tmp_path / "d" / "notes")
+    assert data.corpus_folder("/", "data") == os.path.join("data", "corpus")
+    assert data.corpus_folder("my corpus/.hidden.jsonl", "data", 8192) == os.path.join("data", "hidden.jsonl-v8192")
+
+
 def test_linked_folders_are_read_once(tmp_path):
     """A folder linked into the corpus (shards on another disk) is read, once however many links reach it;
     a link back up ends."""
