@@ -485,6 +485,7 @@ def reusable(old, want, source, out):
 
 
 def next_chunk(docs):
+    """The next documents to tokenize at once: CHUNK_DOCS of them, or fewer that hold CHUNK_CHARS characters."""
     chunk, size = [], 0
     for doc in docs:
         chunk.append(doc)
