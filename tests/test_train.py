@@ -438,7 +438,8 @@ def test_help_after_config_files_shows_the_values_the_run_would_take(tmp_path):
     with each setting its arguments change, beside the default; a bad argument is still one line, after it."""
     p = run_here("train.py", "config/hybrid.py", "config/tiny.py", "--max_iters=5", "--help", f"--out_dir={tmp_path}")
     assert p.returncode == 0 and p.stderr == ""
-    head, tail = p.stdout.split(f"\nthe values after config/hybrid.py config/tiny.py --max_iters=5 --out_dir={tmp_path}:\n")
+    args = f"config/hybrid.py config/tiny.py --max_iters=5 --out_dir={tmp_path}"
+    head, tail = p.stdout.split(f"\nthe values after {args}:\n")
     assert head.startswith(run_here("train.py", "--help").stdout.strip())
     assert "max_iters = 5  # default 100000" in tail and "rope = True  # default False" in tail
     assert "objective" not in tail  # config/hybrid.py sets it to its default: not a change
@@ -555,8 +556,8 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
 
 @pytest.mark.parametrize("arg,key", [("--batch_size=0", "batch_size"), ("--n_head=7", "n_head"),
                                      ("--jepa_views=both", "jepa_views"), ("--balance=foo", "balance"),
-                                     ("--mlm_prob=1.5", "mlm_prob"), ("--mlm_prob=0.003", "mlm_prob"), ("--n_spans=9", "n_spans"),
-                                     ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
+                                     ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
+                                     ("--mlm_prob=0.003", "mlm_prob"), ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
                                      ("--stop_after=1000", "stop_after"), ("--device=mps", "device"),
