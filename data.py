@@ -184,7 +184,7 @@ def file_kind(fn, alone=False):
 def walk(path):
     """A folder's files in a fixed order: those of the corpus, and the others (not read). Linked folders are
     followed, each folder read once. Hidden files and folders are neither: Jupyter's .ipynb_checkpoints/ holds
-    copies of the text beside it, macOS's ._a.txt is metadata, .git/ and huggingface-cli's .cache/ a tool's state."""
+    copies of the text beside it, macOS's ._a.txt is metadata, .git/ and the hub CLI's .cache/ a tool's state."""
     def unlisted(e):  # os.walk would skip a folder it cannot list without a word
         raise InputError(f"{e.filename}: cannot be listed ({e.strerror}): make it readable, or move it out of {path}")
 
@@ -911,7 +911,7 @@ def hub_glue(task):
 
 
 def parquet_glue(task, glue_dir):
-    """A task from a local copy of the hub's nyu-mll/glue (huggingface-cli download, snapshot_download):
+    """A task from a local copy of the hub's nyu-mll/glue (hf download, snapshot_download):
     the parquet files under glue_dir/<task>/ whose name or folder is the split's (train-00000-of-00001,
     glue-train, train/0000: each of the hub's layouts)."""
     pa, pq = import_pyarrow("GLUE's .parquet files")
