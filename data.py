@@ -156,14 +156,29 @@ def check_hub(name):
                          + NO_HUB.format(name=name))
 
 
+class StreamBroken(InputError):
+    """The hub's stream stopped part-way (hours into Wikipedia, a network error is likely): the chunks prepared
+    are kept, and the same command goes on from them."""
+
+
 def wikipedia_docs():
     try:
         from datasets import load_dataset
     except ImportError:
         raise InputError("Wikipedia comes through HF datasets, which is not installed: pip install datasets, "
                          "or use local files: --dataset=/path/to/enwiki")
-    for row in load_dataset(*WIKIPEDIA, split="train", streaming=True):
-        yield row["text"]
+    n = 0
+    try:
+        for row in load_dataset(*WIKIPEDIA, split="train", streaming=True):
+            yield row["text"]
+            n += 1
+    except Exception as e:  # requests', httpx' and aiohttp's errors share no base class but Exception
+        if not n:
+            raise InputError(f"{' '.join(WIKIPEDIA)} cannot be streamed from the HF hub ({type(e).__name__}: {e}): "
+                             + NO_HUB.format(name="wikipedia"))
+        raise StreamBroken(f"the HF hub's stream of {' '.join(WIKIPEDIA)} stopped after {n:,} documents "
+                           f"({type(e).__name__}: {e}): run the same command again to go on from the last "
+                           "chunk prepared")
 
 
 def file_kind(fn, alone=False):
@@ -631,8 +646,9 @@ def prepare_once(dataset, out, n_ranks):
     try:
         write_splits(docs, out, meta, tok)
         check_splits(meta, source)
-    except InputError:  # a bad file or too little text: nothing half-prepared stays to be taken for a corpus
-        shutil.rmtree(out)
+    except InputError as e:  # a bad file or too little text: nothing half-prepared stays to be taken for a corpus
+        if not isinstance(e, StreamBroken):
+            shutil.rmtree(out)
         raise
     meta["complete"] = True
     save_json(meta, os.path.join(out, "meta.json"))

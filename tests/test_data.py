@@ -350,6 +350,43 @@ def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
             assert np.array_equal(a, np.fromfile(os.path.join(other, f"{split}.bin"), dtype=np.uint16))
 
 
+def test_a_broken_hub_stream_keeps_what_was_prepared_and_the_same_command_goes_on(tmp_path, monkeypatch):
+    """Hours into Wikipedia a network error is likely: one line, the chunks prepared kept, and the same
+    command ends with the files an unbroken stream gives. A stream that never starts writes nothing."""
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # check_hub: no network needed
+    monkeypatch.setattr(data, "CHUNK_DOCS", 4)
+    articles = [f"Article {i} is about the topic numbered {i}." for i in range(250)]
+    breaks = []  # where the next stream raises
+
+    def stream(*args, split=None, streaming=None):
+        assert (args, split, streaming) == (data.WIKIPEDIA, "train", True)
+        stop = breaks.pop(0) if breaks else len(articles)
+        for i, text in enumerate(articles):
+            if i == stop:
+                raise ConnectionError("Connection reset by peer")
+            yield {"text": text, "title": str(i)}
+    monkeypatch.setattr(datasets, "load_dataset", stream)
+    breaks.append(0)
+    with pytest.raises(InputError, match=r"cannot be streamed from the HF hub \(ConnectionError: Connection reset"):
+        data.prepare("wikipedia", str(tmp_path / "d"))
+    assert not os.path.exists(tmp_path / "d" / "wikipedia")
+    breaks.append(10)
+    with pytest.raises(data.StreamBroken, match=r"stream of wikimedia/wikipedia 20231101.en stopped after 10 "
+                                                r"documents \(ConnectionError: .*\): run the same command again"):
+        data.prepare("wikipedia", str(tmp_path / "d"))
+    with open(tmp_path / "d" / "wikipedia" / "meta.json") as f:
+        assert json.load(f)["docs"] == 8  # two chunks of 4 kept
+    breaks.append(30)  # breaks again while it goes on
+    with pytest.raises(data.StreamBroken, match="stopped after 30 documents"):
+        data.prepare("wikipedia", str(tmp_path / "d"))
+    out = data.prepare("wikipedia", str(tmp_path / "d"))
+    whole = data.prepare("wikipedia", str(tmp_path / "whole"))
+    for split in ("train", "val"):
+        a, b = (np.fromfile(os.path.join(o, f"{split}.bin"), dtype=np.uint16) for o in (out, whole))
+        assert len(a) > 0 and np.array_equal(a, b)
+
+
 @pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
 def test_a_second_process_waits_for_a_corpus_being_prepared_and_then_reuses_it(tmp_path):
     """Two runs started at once on an unprepared corpus: one prepares, the other waits (two writers would
