@@ -415,7 +415,14 @@ def save_checkpoint():
             "iter_num": iter_num, "max_iters": max_iters, "flops_done": flops_done, "rng": rng, "data": made_from,
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
             "command": finish_command, "commit": commit}
-    torch.save(ckpt, ckpt_path + ".tmp")
+    try:
+        torch.save(ckpt, ckpt_path + ".tmp")
+    except (OSError, RuntimeError) as e:  # a full disk: torch's writer says "file write failed"
+        if os.path.isfile(ckpt_path + ".tmp"):
+            os.remove(ckpt_path + ".tmp")  # the part written holds space the next try needs
+        raise SystemExit(f"error: {ckpt_path} cannot be written at iter {iter_num} ({type(e).__name__}: {e}): "
+                         + (f"the one before is whole: mend the cause (a full disk?), then {resume_command}"
+                            if os.path.exists(ckpt_path) else "mend the cause (a full disk?), then start again"))
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
 

@@ -448,6 +448,26 @@ def test_help_after_config_files_shows_the_values_the_run_would_take(tmp_path):
     assert p.returncode == 2 and "settings" in p.stdout and "did you mean 'max_iters'" in p.stderr
 
 
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_one_before(data_dir, tmp_path):
+    """A full disk at a save (here: the temp file's name taken by a folder) stops training with one line, not
+    torch's writer's traceback; the checkpoint before stays whole and the printed command resumes from it."""
+    out = tmp_path / "out"
+    args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+            "--max_iters=6", "--eval_interval=2", "--stop_after=2"]
+    train(*args)
+    (out / "ckpt.pt.tmp").mkdir()
+    p = train(*args[:-1], "--init_from=resume", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {out}/ckpt.pt cannot be written at iter 2 (") and \
+        line.endswith("the one before is whole: mend the cause (a full disk?), then python train.py " + " ".join(args[:-1])
+                      + " --init_from=resume")
+    assert torch.load(out / "ckpt.pt", weights_only=False)["iter_num"] == 2
+    (out / "ckpt.pt.tmp").rmdir()
+    train(*args[:-1], "--init_from=resume")
+    assert torch.load(out / "ckpt.pt", weights_only=False)["iter_num"] == 6
+
+
 def test_corrupt_checkpoint(data_dir, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
