@@ -156,9 +156,9 @@ def check_hub(name):
                          + NO_HUB.format(name=name))
 
 
-class StreamBroken(InputError):
-    """The hub's stream stopped part-way (hours into Wikipedia, a network error is likely): the chunks prepared
-    are kept, and the same command goes on from them."""
+class StoppedPartway(InputError):
+    """Preparation stopped part-way by what surrounds it (hours into Wikipedia: a broken hub stream, a full
+    disk): the chunks prepared are kept, and the same command goes on from them."""
 
 
 def wikipedia_docs():
@@ -176,7 +176,7 @@ def wikipedia_docs():
         if not n:
             raise InputError(f"{' '.join(WIKIPEDIA)} cannot be streamed from the HF hub ({type(e).__name__}: {e}): "
                              + NO_HUB.format(name="wikipedia"))
-        raise StreamBroken(f"the HF hub's stream of {' '.join(WIKIPEDIA)} stopped after {n:,} documents "
+        raise StoppedPartway(f"the HF hub's stream of {' '.join(WIKIPEDIA)} stopped after {n:,} documents "
                            f"({type(e).__name__}: {e}): run the same command again to go on from the last "
                            "chunk prepared")
 
@@ -509,28 +509,41 @@ def next_chunk(docs):
     return chunk
 
 
+def append_chunk(ids, paths, meta, sep_id):
+    """A chunk's documents (token ids), each ended by [SEP], appended to train.bin, or val.bin for every
+    val_every-th document; meta counts them."""
+    for split in ("train", "val"):
+        keep = [d for i, d in enumerate(ids) if ((meta["docs"] + i) % meta["val_every"] == 0) == (split == "val")]
+        arr = np.fromiter((t for d in keep for t in d + [sep_id]), dtype=np.uint16)
+        with open(paths[split], "ab") as f:
+            f.write(arr.tobytes())
+        meta[f"{split}_tokens"] += len(arr)
+        meta[f"{split}_docs"] += len(keep)
+    meta["docs"] += len(ids)
+
+
 def write_splits(docs, out, meta, tok):
-    """Tokenize docs and append every val_every-th to val.bin, the rest to train.bin, saving meta every
-    chunk (CHUNK_DOCS documents, CHUNK_CHARS characters) so that an interrupted run resumes from there."""
+    """Tokenize docs into train.bin and val.bin, saving meta every chunk (CHUNK_DOCS documents, CHUNK_CHARS
+    characters) so that an interrupted run resumes from there."""
     paths = {s: os.path.join(out, f"{s}.bin") for s in ("train", "val")}
     for split, path in paths.items():  # drop whatever an interrupted run wrote after its last save
         with open(path, "ab") as f:
             f.truncate(2 * meta[f"{split}_tokens"])
     t0, last = time.time(), 0.0
-    while chunk := next_chunk(docs):
-        ids = tok.encode_batch(chunk)
-        for split in ("train", "val"):
-            keep = [d for i, d in enumerate(ids) if ((meta["docs"] + i) % meta["val_every"] == 0) == (split == "val")]
-            arr = np.fromiter((t for d in keep for t in d + [tok.sep_id]), dtype=np.uint16)
-            with open(paths[split], "ab") as f:
-                f.write(arr.tobytes())
-            meta[f"{split}_tokens"] += len(arr)
-            meta[f"{split}_docs"] += len(keep)
-        meta["docs"] += len(chunk)
-        save_json(meta, os.path.join(out, "meta.json"))
-        if time.time() - last > 1.0:
-            last, n = time.time(), meta["train_tokens"] + meta["val_tokens"]
-            print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s", end="", file=sys.stderr)
+    try:
+        while chunk := next_chunk(docs):
+            append_chunk(tok.encode_batch(chunk), paths, meta, tok.sep_id)
+            save_json(meta, os.path.join(out, "meta.json"))
+            if time.time() - last > 1.0:
+                last, n = time.time(), meta["train_tokens"] + meta["val_tokens"]
+                print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s", end="", file=sys.stderr)
+    except BaseException as e:  # Ctrl-C, a bad source file, a failed write: the progress line ends first
+        if last:
+            print(file=sys.stderr)
+        if isinstance(e, OSError):  # a source's read errors are InputErrors by now (file_docs): a write
+            raise StoppedPartway(f"{out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), "
+                                 "then run the same command again to go on from the last chunk")
+        raise
     print(f"\r  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"in {time.time() - t0:.0f}s", file=sys.stderr)
 
@@ -647,7 +660,7 @@ def prepare_once(dataset, out, n_ranks):
         write_splits(docs, out, meta, tok)
         check_splits(meta, source)
     except InputError as e:  # a bad file or too little text: nothing half-prepared stays to be taken for a corpus
-        if not isinstance(e, StreamBroken):
+        if not isinstance(e, StoppedPartway):
             shutil.rmtree(out)
         raise
     meta["complete"] = True

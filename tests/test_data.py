@@ -372,19 +372,45 @@ def test_a_broken_hub_stream_keeps_what_was_prepared_and_the_same_command_goes_o
         data.prepare("wikipedia", str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "d" / "wikipedia")
     breaks.append(10)
-    with pytest.raises(data.StreamBroken, match=r"stream of wikimedia/wikipedia 20231101.en stopped after 10 "
+    with pytest.raises(data.StoppedPartway, match=r"stream of wikimedia/wikipedia 20231101.en stopped after 10 "
                                                 r"documents \(ConnectionError: .*\): run the same command again"):
         data.prepare("wikipedia", str(tmp_path / "d"))
     with open(tmp_path / "d" / "wikipedia" / "meta.json") as f:
         assert json.load(f)["docs"] == 8  # two chunks of 4 kept
     breaks.append(30)  # breaks again while it goes on
-    with pytest.raises(data.StreamBroken, match="stopped after 30 documents"):
+    with pytest.raises(data.StoppedPartway, match="stopped after 30 documents"):
         data.prepare("wikipedia", str(tmp_path / "d"))
     out = data.prepare("wikipedia", str(tmp_path / "d"))
     whole = data.prepare("wikipedia", str(tmp_path / "whole"))
     for split in ("train", "val"):
         a, b = (np.fromfile(os.path.join(o, f"{split}.bin"), dtype=np.uint16) for o in (out, whole))
         assert len(a) > 0 and np.array_equal(a, b)
+
+
+def test_a_full_disk_while_preparing_keeps_the_chunks_and_the_same_command_goes_on(tmp_path, monkeypatch):
+    """A write that fails (a full disk) after a chunk's tokens were appended and before meta was saved: one
+    line, the folder kept; the same command drops the unsaved tail and ends with the files of an unbroken run."""
+    write_corpus(tmp_path / "corpus")
+    corpus = str(tmp_path / "corpus")
+    monkeypatch.setattr(data, "CHUNK_DOCS", 4)
+    real, calls = data.append_chunk, []
+
+    def filling(*args):
+        calls.append(1)
+        real(*args)
+        if len(calls) == 3:
+            raise OSError(28, "No space left on device")
+    monkeypatch.setattr(data, "append_chunk", filling)
+    with pytest.raises(data.StoppedPartway, match=r"corpus cannot be written \(No space left on device\): mend the "
+                                                  r"cause \(a full disk\?\), then run the same command again"):
+        data.prepare(corpus, str(tmp_path / "d"))
+    with open(tmp_path / "d" / "corpus" / "meta.json") as f:
+        assert json.load(f)["docs"] == 8  # the third chunk's tokens were written, its meta not
+    monkeypatch.setattr(data, "append_chunk", real)
+    out, whole = data.prepare(corpus, str(tmp_path / "d")), data.prepare(corpus, str(tmp_path / "whole"))
+    for split in ("train", "val"):
+        a, b = (np.fromfile(os.path.join(o, f"{split}.bin"), dtype=np.uint16) for o in (out, whole))
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.skipif(data.fcntl is None, reason="no advisory locks on this platform")
