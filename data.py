@@ -177,8 +177,8 @@ def wikipedia_docs():
             raise InputError(f"{' '.join(WIKIPEDIA)} cannot be streamed from the HF hub ({type(e).__name__}: {e}): "
                              + NO_HUB.format(name="wikipedia"))
         raise StoppedPartway(f"the HF hub's stream of {' '.join(WIKIPEDIA)} stopped after {n:,} documents "
-                           f"({type(e).__name__}: {e}): run the same command again to go on from the last "
-                           "chunk prepared")
+                             f"({type(e).__name__}: {e}): run the same command again to go on from the last "
+                             "chunk prepared")
 
 
 def file_kind(fn, alone=False):
