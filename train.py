@@ -399,6 +399,13 @@ except OSError:  # no git on this machine
     commit = None
 
 
+def cannot_write(path, e):
+    """The one line that stops training where a write failed (a full disk): the last checkpoint is whole."""
+    return SystemExit(f"error: {path} cannot be written at iter {iter_num} ({type(e).__name__}: {e}): "
+                      + (f"the last checkpoint is whole: mend the cause (a full disk?), then {resume_command}"
+                         if os.path.exists(ckpt_path) else "mend the cause (a full disk?), then start again"))
+
+
 def save_checkpoint():
     rng = {**batch_rng, "torch": torch.get_rng_state(),
            "cuda": torch.cuda.get_rng_state() if device_type == "cuda" else None}
@@ -420,9 +427,7 @@ def save_checkpoint():
     except (OSError, RuntimeError) as e:  # a full disk: torch's writer says "file write failed"
         if os.path.isfile(ckpt_path + ".tmp"):
             os.remove(ckpt_path + ".tmp")  # the part written holds space the next try needs
-        raise SystemExit(f"error: {ckpt_path} cannot be written at iter {iter_num} ({type(e).__name__}: {e}): "
-                         + (f"the one before is whole: mend the cause (a full disk?), then {resume_command}"
-                            if os.path.exists(ckpt_path) else "mend the cause (a full disk?), then start again"))
+        raise cannot_write(ckpt_path, e)
     os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
 
@@ -436,8 +441,11 @@ def rank_param_sums():
 
 
 def log(record):
-    with open(log_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        with open(log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise cannot_write(log_path, e)
 
 
 def clock(seconds):

@@ -460,12 +460,25 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_one_befor
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
     line = p.stderr.strip().splitlines()[-1]
     assert line.startswith(f"error: {out}/ckpt.pt cannot be written at iter 2 (") and \
-        line.endswith("the one before is whole: mend the cause (a full disk?), then python train.py " + " ".join(args[:-1])
+        line.endswith("the last checkpoint is whole: mend the cause (a full disk?), then python train.py " + " ".join(args[:-1])
                       + " --init_from=resume")
     assert torch.load(out / "ckpt.pt", weights_only=False)["iter_num"] == 2
     (out / "ckpt.pt.tmp").rmdir()
     train(*args[:-1], "--init_from=resume")
     assert torch.load(out / "ckpt.pt", weights_only=False)["iter_num"] == 6
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (a device that is always full)")
+def test_a_log_that_cannot_be_written_is_one_line(data_dir, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink("/dev/full", out / "log.jsonl")  # every write: No space left on device
+    p = train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+              "--max_iters=4", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines()[-1] == (f"error: {out}/log.jsonl cannot be written at iter 0 (OSError: [Errno "
+                                                 "28] No space left on device): mend the cause (a full disk?), then "
+                                                 "start again")
 
 
 def test_corrupt_checkpoint(data_dir, tmp_path):
