@@ -506,8 +506,14 @@ class Embedder:
                 except FileNotFoundError:  # the other script filling this cache removed it first
                     pass
         tmp = f"{path}.{os.getpid()}.tmp"  # probe.py and eval_geometry.py may fill one cache at once
-        with open(tmp, "wb") as f:
-            dump(out, f)
+        try:
+            with open(tmp, "wb") as f:
+                dump(out, f)
+        except (OSError, RuntimeError) as e:  # a full disk (torch.save's writer raises RuntimeError)
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise InputError(f"cannot write {path} ({e.strerror if isinstance(e, OSError) else e}): mend the cause "
+                             "(a full disk?), then run the same command again: what is cached so far is kept")
         os.replace(tmp, path)
         return out
 

@@ -224,6 +224,23 @@ def test_a_stale_result_removed_by_the_other_script_first_is_no_error(tiny_ckpts
     assert emb.results("t-race", "inputs", lambda: {"score": 1}) == {"score": 1}
 
 
+def test_a_cache_file_that_cannot_be_written_is_one_line_and_leaves_no_part(tiny_ckpts, monkeypatch):
+    """A full disk while caching: one line, no partial file, the results cached before kept."""
+    emb = probe.Embedder(tiny_ckpts[0])
+    emb.results("t-kept", "inputs", lambda: {"score": 1})
+    cache = os.path.join(tiny_ckpts[0], "analysis_cache")
+    before = sorted(os.listdir(cache))
+
+    def full(obj, f):
+        f.write(b"part of a pickle")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(probe.pickle, "dump", full)
+    with pytest.raises(InputError, match=r"cannot write .*-t-full-\w+\.pkl \(No space left on device\): mend the "
+                                         r"cause \(a full disk\?\), then run the same command again"):
+        emb.results("t-full", "inputs", lambda: {"score": 2})
+    assert sorted(os.listdir(cache)) == before
+
+
 def test_cache_keys_hold_the_data_and_the_source_of_the_code_as_imported(monkeypatch):
     assert probe.digest(np.arange(3)) != probe.digest(np.arange(3.0)) != probe.digest(np.arange(1, 4.0))
     assert probe.digest(probe.fit_logreg) != probe.digest(probe.fit_ridge)
