@@ -524,27 +524,30 @@ def append_chunk(ids, paths, meta, sep_id):
 
 def write_splits(docs, out, meta, tok):
     """Tokenize docs into train.bin and val.bin, saving meta every chunk (CHUNK_DOCS documents, CHUNK_CHARS
-    characters) so that an interrupted run resumes from there."""
+    characters) so that an interrupted run resumes from there. Progress is redrawn every second on a terminal,
+    and is a line a minute in a log file (hours of Wikipedia in the background)."""
     paths = {s: os.path.join(out, f"{s}.bin") for s in ("train", "val")}
     for split, path in paths.items():  # drop whatever an interrupted run wrote after its last save
         with open(path, "ab") as f:
             f.truncate(2 * meta[f"{split}_tokens"])
-    t0, last = time.time(), 0.0
+    tty = sys.stderr.isatty()
+    cr, every, t0, last = "\r" if tty else "", 1.0 if tty else 60.0, time.time(), 0.0
     try:
         while chunk := next_chunk(docs):
             append_chunk(tok.encode_batch(chunk), paths, meta, tok.sep_id)
             save_json(meta, os.path.join(out, "meta.json"))
-            if time.time() - last > 1.0:
+            if time.time() - last > every:
                 last, n = time.time(), meta["train_tokens"] + meta["val_tokens"]
-                print(f"\r  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s", end="", file=sys.stderr)
+                print(f"{cr}  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s",
+                      end="" if tty else "\n", file=sys.stderr)
     except BaseException as e:  # Ctrl-C, a bad source file, a failed write: the progress line ends first
-        if last:
+        if last and tty:
             print(file=sys.stderr)
         if isinstance(e, OSError):  # a source's read errors are InputErrors by now (file_docs): a write
             raise StoppedPartway(f"{out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), "
                                  "then run the same command again to go on from the last chunk")
         raise
-    print(f"\r  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
+    print(f"{cr}  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"in {time.time() - t0:.0f}s", file=sys.stderr)
 
 

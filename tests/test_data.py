@@ -387,6 +387,20 @@ def test_a_broken_hub_stream_keeps_what_was_prepared_and_the_same_command_goes_o
         assert len(a) > 0 and np.array_equal(a, b)
 
 
+def test_progress_in_a_log_file_is_whole_lines(tmp_path, monkeypatch, capsys):
+    """Redrawn in place (\\r) on a terminal, progress would be one ever-growing line in the log of a run in the
+    background: there it is a line a minute (here every chunk), and the summary its own line."""
+    write_corpus(tmp_path / "corpus")
+    monkeypatch.setattr(data, "CHUNK_DOCS", 4)
+    clock = iter(range(0, 10**6, 61))  # a minute and a second between two looks at the clock
+    monkeypatch.setattr(data.time, "time", lambda: next(clock))
+    data.prepare(str(tmp_path / "corpus"), str(tmp_path / "d"))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if " docs" in line]
+    assert "\r" not in err and len(lines) == 10  # 36 documents: 9 chunks, then the summary
+    assert lines[0].startswith("  4 docs, ") and lines[-1].startswith("  36 docs: ")
+
+
 def test_a_full_disk_while_preparing_keeps_the_chunks_and_the_same_command_goes_on(tmp_path, monkeypatch):
     """A write that fails (a full disk) after a chunk's tokens were appended and before meta was saved: one
     line, the folder kept; the same command drops the unsaved tail and ends with the files of an unbroken run."""
