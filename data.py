@@ -38,7 +38,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from configurator import InputError, MissingInput, configure, die
+from configurator import InputError, MissingInput, atomic_file, configure, die
 
 try:
     import fcntl
@@ -424,10 +424,9 @@ def corpus_docs(dataset):
 # preparation: documents -> tokens + [SEP] -> train.bin / val.bin, resumable, done once
 
 def save_json(obj, path):
-    """Write via a temporary file and rename, so a kill never leaves half a file."""
-    with open(path + ".tmp", "w") as f:
+    """Written whole or not at all (configurator.atomic_file)."""
+    with atomic_file(path, "w") as f:
         json.dump(obj, f, indent=1)
-    os.replace(path + ".tmp", path)
 
 
 # every VAL_EVERY-th document is held out for validation and the probing sets; the small embedded

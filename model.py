@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import InputError, MissingInput, writable
+from configurator import InputError, MissingInput, atomic_file, writable
 
 
 @dataclass
@@ -283,8 +283,8 @@ def strip_checkpoint(path, dst):
     leave the GPU machine; this can, so a report can take in checkpoints analysed in earlier sessions."""
     stub = {k: v for k, v in load_checkpoint(path).items() if k not in WEIGHTS}
     stub["stripped"] = True
-    torch.save(stub, dst + ".tmp")
-    os.replace(dst + ".tmp", dst)
+    with atomic_file(dst) as f:
+        torch.save(stub, f)
 
 
 def planned_iters(ckpt):
@@ -465,9 +465,8 @@ def export(path, out="", which="online"):
     config = export_config(ckpt, which, run)
     check_export_folder(out)
     state = {k: v.detach().float().contiguous() for k, v in encoder.state_dict().items()}
-    with open(os.path.join(out, "model.safetensors.tmp"), "wb") as f:  # open(): the user's usual file mode
+    with atomic_file(os.path.join(out, "model.safetensors")) as f:  # open(): the user's usual file mode
         f.write(safetensors_torch().save(state))
-    os.replace(os.path.join(out, "model.safetensors.tmp"), os.path.join(out, "model.safetensors"))
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(config, f, indent=1)
     card = {**ckpt["model_args"], **{k: v if v is not None else "unknown" for k, v in config["training"].items()},

@@ -30,7 +30,7 @@ import configurator
 import data
 import model
 import stats
-from configurator import InputError, whole_number, writable
+from configurator import InputError, atomic_file, whole_number, writable
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
@@ -505,16 +505,12 @@ class Embedder:
                     os.remove(os.path.join(self.cache_dir, old))
                 except FileNotFoundError:  # the other script filling this cache removed it first
                     pass
-        tmp = f"{path}.{os.getpid()}.tmp"  # probe.py and eval_geometry.py may fill one cache at once
-        try:
-            with open(tmp, "wb") as f:
+        try:  # a temp name of this process's: probe.py and eval_geometry.py may fill one cache at once
+            with atomic_file(path, tmp=f"{path}.{os.getpid()}.tmp") as f:
                 dump(out, f)
         except (OSError, RuntimeError) as e:  # a full disk (torch.save's writer raises RuntimeError)
-            if os.path.exists(tmp):
-                os.remove(tmp)
             raise InputError(f"cannot write {path} ({e.strerror if isinstance(e, OSError) else e}): mend the cause "
                              "(a full disk?), then run the same command again: what is cached so far is kept")
-        os.replace(tmp, path)
         return out
 
     def check_cache(self):

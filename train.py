@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import jepa
-from configurator import configure, die, settings, whole_number, writable
+from configurator import atomic_file, configure, die, settings, whole_number, writable
 from model import EncoderConfig, MaskedLM, load_checkpoint, planned_iters
 from model import device_type as device_type_of
 from model import peak_flops as peak_flops_of
@@ -423,12 +423,10 @@ def save_checkpoint():
             "saved": time.time(),  # the analysis cache's key: it survives a copy, where the file's mtime does not
             "command": finish_command, "commit": commit}
     try:
-        torch.save(ckpt, ckpt_path + ".tmp")
+        with atomic_file(ckpt_path) as f:  # a kill leaves the old checkpoint or the new one
+            torch.save(ckpt, f)
     except (OSError, RuntimeError) as e:  # a full disk: torch's writer says "file write failed"
-        if os.path.isfile(ckpt_path + ".tmp"):
-            os.remove(ckpt_path + ".tmp")  # the part written holds space the next try needs
         raise cannot_write(ckpt_path, e)
-    os.replace(ckpt_path + ".tmp", ckpt_path)  # atomic: a kill leaves the old checkpoint or the new one
 
 
 def rank_param_sums():

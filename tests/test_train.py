@@ -468,6 +468,22 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_keeps_the_one_befor
     assert torch.load(out / "ckpt.pt", weights_only=False)["iter_num"] == 6
 
 
+def test_a_file_is_written_whole_or_not_at_all(tmp_path):
+    """configurator.atomic_file, under every checkpoint, meta.json and cache file: a block that fails part-way
+    leaves the file before as it was and no part behind; one that ends well replaces it."""
+    path = str(tmp_path / "f.json")
+    with configurator.atomic_file(path, "w") as f:
+        f.write("old")
+    with pytest.raises(OSError, match="No space left"):
+        with configurator.atomic_file(path, "w") as f:
+            f.write("half of the new")
+            raise OSError(28, "No space left on device")
+    assert os.listdir(tmp_path) == ["f.json"] and open(path).read() == "old"
+    with configurator.atomic_file(path, "w", tmp=path + ".7.tmp") as f:
+        f.write("new")
+    assert os.listdir(tmp_path) == ["f.json"] and open(path).read() == "new"
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (a device that is always full)")
 def test_a_log_that_cannot_be_written_is_one_line(data_dir, tmp_path):
     out = tmp_path / "out"
