@@ -221,8 +221,8 @@ def walk(path):
 def local_files(path):
     if not os.path.exists(path):
         raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: name "
-                           "your text instead (a .txt/.jsonl/.parquet/.arrow file or a folder of them, .xz/.gz/.bz2/"
-                           ".zst too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
+                           f"your text instead (a {'/'.join(TEXT_SUFFIXES)} file or a folder of them, "
+                           f"{'/'.join(COMPRESSED)} too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
         if not file_kind(path, alone=True):  # read as text, a .csv would put its markup in the corpus
             raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json): rename plain text .txt, "
