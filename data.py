@@ -384,10 +384,7 @@ def file_docs(fn):
             lines = itertools.chain([first], f)
             if kind == "wiki_NN":
                 kind = ".jsonl" if first.startswith("{") else ".txt"
-            if kind == ".json":
-                yield from json_docs(lines, fn)
-            else:
-                yield from jsonl_docs(lines, fn) if kind == ".jsonl" else text_docs(lines, fn)
+            yield from {".json": json_docs, ".jsonl": jsonl_docs}.get(kind, text_docs)(lines, fn)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")
