@@ -663,15 +663,15 @@ def write(report, labels, res, paths, cfg):
     spectra_main = {p: {label: res[label][p]["sets"][main_set][1] for label in labels}
                     for p in res[labels[0]] if main_set in res[labels[0]][p]["sets"]}
     curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
-    os.makedirs(cfg.report_dir, exist_ok=True)
-    files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
     report["training"] = {label: {k: {"iter": its, "value": v} for k, (its, v) in c.items()}
                           for label, c in curves.items()}
-    data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
-    lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
-    lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
-    with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
-        f.write("\n".join(lines + training_lines(labels, curves)) + "\n")
+    with probe.writing(cfg.report_dir):
+        files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
+        data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
+        lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
+        lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
+        with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
+            f.write("\n".join(lines + training_lines(labels, curves)) + "\n")
     return files
 
 
@@ -718,13 +718,13 @@ def run_training(paths, cfg):
         raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
                          "eval_interval")
     probe.report_folder(cfg.report_dir, "eval_geometry.py")
-    os.makedirs(cfg.report_dir, exist_ok=True)
     plt = probe.pyplot()
-    save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
     table = training_lines(labels, curves)
-    with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
-        f.write("\n".join(head + table) + "\n")
+    with probe.writing(cfg.report_dir):
+        save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
+        with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
+            f.write("\n".join(head + table) + "\n")
     print("\n".join(table))
     print(f"wrote {cfg.report_dir}/TRAINING.md, training.png", file=sys.stderr)
     return curves

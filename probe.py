@@ -903,11 +903,28 @@ def check_settings(cfg):
 def report_folder(report_dir, script):
     """Say in one line where report_dir cannot be written. It is created when the report is written, so that
     a run refused later (no checkpoint there) leaves no empty folder behind."""
+    if not report_dir:
+        raise InputError(f"--report_dir='': name the folder for the report, e.g. python {script} ... "
+                         "--report_dir=report")
     try:
         writable(report_dir, keep=False)
     except OSError as e:
         raise InputError(f"--report_dir={report_dir} cannot be written ({e.strerror}): "
                          f"name a folder this user can write, e.g. python {script} ... --report_dir=report")
+
+
+@contextmanager
+def writing(report_dir):
+    """The report's files written into report_dir (made here). A write that fails (a full disk) is one line:
+    every result is cached by then, so the same command again is quick."""
+    try:
+        os.makedirs(report_dir, exist_ok=True)
+        yield
+    except OSError as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"cannot write the report into {report_dir} ({e.strerror or e}): mend the cause (a full "
+                         "disk?), then run the same command again: its results are cached, so it is quick")
 
 
 def check_args(paths, cfg, script="probe.py"):
@@ -1026,11 +1043,11 @@ def run(paths, cfg):
         header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs over "
                             f"dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, two-sided p."] +
                            [f"- {n}" for n in notes])
-        os.makedirs(cfg.report_dir, exist_ok=True)
-        data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
-        with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
-            f.write(header + "\n\n" + table + "\n")
-        plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"))
+        with writing(cfg.report_dir):
+            data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
+            with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
+                f.write(header + "\n\n" + table + "\n")
+            plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"))
         print(header + "\n\n" + table)
         print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s",
               file=sys.stderr)

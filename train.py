@@ -133,6 +133,7 @@ for key in ("eval_interval", "eval_iters", "log_interval", "batch_size", "grad_a
 whole_number("stop_after", stop_after, 0)
 check("stop_after", max_flops > 0 or stop_after < max_iters,
       f"must be below max_iters={max_iters} (0: train to the end)")
+check("out_dir", out_dir != "", "name the folder for the run's checkpoint and log (out-hybrid by default)")
 one_of("init_from", ("scratch", "resume"))
 one_of("objective", ("hybrid", "mlm"))
 one_of("jepa_views", ("separate", "shared"))

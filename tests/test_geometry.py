@@ -264,6 +264,9 @@ def test_training_only_reads_the_logs_alone(tmp_path, capsys):
         eg.run_training([*paths, str(tmp_path / "out-typo")], cfg)
     with pytest.raises(probe.InputError, match="^no val losses in a log.jsonl beside"):
         eg.run_training([str(tmp_path / "report")], cfg)
+    os.makedirs(tmp_path / "taken" / "TRAINING.md")  # a report file that cannot be written, as on a full disk
+    with pytest.raises(probe.InputError, match=r"^cannot write the report into .*taken \(Is a directory\)"):
+        eg.run_training(paths, SimpleNamespace(**{**vars(cfg), "report_dir": str(tmp_path / "taken")}))
 
 
 @pytest.fixture(scope="module")
@@ -374,6 +377,10 @@ def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_repo
     again = json.load(open(folder / "stub" / "geometry.json"))
     for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "training"):
         assert again[k] == out[k], k
+    os.makedirs(folder / "taken" / "REPORT.md")  # a report file that cannot be written, as on a full disk
+    with pytest.raises(probe.InputError, match=r"^cannot write the report into .*taken \(Is a directory\): "
+                                               r"mend the cause \(a full disk\?\), then run the same command"):
+        eg.run(stubs, SimpleNamespace(**{**vars(cfg), "report_dir": f"{folder}/taken"}))
 
 
 def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scores():

@@ -464,6 +464,10 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
         [(str(k), "6") for k in range(1, 7)]  # 2 checkpoints and random-init, 2 poolings each
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
+    os.makedirs(tmp_path / "taken" / "probe.md")  # a report file that cannot be written, as on a full disk
+    with pytest.raises(InputError, match=r"^cannot write the report into .*taken \(Is a directory\): mend the "
+                                         r"cause \(a full disk\?\), then run the same command again"):
+        probe.run(stubs, settings(**args, report_dir=f"{tmp_path}/taken"))
     # anything not in the cache needs the weights: one line that says so, not a fallback, and before the
     # checkpoints that have their weights are fitted
     capsys.readouterr()
@@ -517,6 +521,8 @@ def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_
     (tmp_path / "a-file").write_text("not a folder")
     with pytest.raises(InputError, match="^--report_dir=.*a-file cannot be written"):
         probe.run([tiny_ckpts[0]], settings(report_dir=f"{tmp_path}/a-file"))
+    with pytest.raises(InputError, match="^--report_dir='': name the folder for the report"):
+        probe.run([tiny_ckpts[0]], settings(report_dir=""))
 
 
 def test_an_unwritable_cache_is_refused_before_any_work_and_cache_dir_moves_it(tiny_ckpts, glue_dir, tmp_path, capsys):

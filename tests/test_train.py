@@ -606,7 +606,8 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
 @pytest.mark.parametrize("arg,key", [("--batch_size=0", "batch_size"), ("--n_head=7", "n_head"),
                                      ("--jepa_views=both", "jepa_views"), ("--balance=foo", "balance"),
                                      ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
-                                     ("--mlm_prob=0.003", "mlm_prob"), ("--span_min=0.3", "span_max"), ("--ema_start=2.0", "ema_start"),
+                                     ("--mlm_prob=0.003", "mlm_prob"), ("--span_min=0.3", "span_max"),
+                                     ("--ema_start=2.0", "ema_start"), ("--out_dir=", "out_dir"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
                                      ("--stop_after=1000", "stop_after"), ("--device=mps", "device"),
@@ -615,8 +616,7 @@ def test_a_bad_setting_gives_one_line_and_exit_code_2(arg, key, tmp_path):
     """train.py checks every setting before any work (test_every_script_gives_bad_input_one_line_and_exit_code_2
     runs the script as its own process)."""
     out, d = tmp_path / "out", tmp_path / "data"
-    err = refused_here("config/hybrid.py", "config/tiny.py", arg, f"--data_dir={d}",
-                       f"--out_dir={out}")
+    err = refused_here("config/hybrid.py", "config/tiny.py", f"--out_dir={out}", arg, f"--data_dir={d}")
     assert err.startswith(f"error: --{key}=")
     assert not out.exists() and not d.exists()  # nothing written
 
