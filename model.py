@@ -242,14 +242,17 @@ def device_type(device):
     return kind
 
 
-# peak dense bf16 tensor-core FLOP/s, for MFU; None where we do not know the hardware
-PEAK_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+# peak dense bf16 tensor-core FLOP/s by NVIDIA's datasheets, for MFU; the first key in the device's name counts,
+# so the PCIe and NVL cards (lower clocks) come before the SXM ones ('NVIDIA H100 80GB HBM3')
+PEAK_FLOPS = {"H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 NVL": 835e12, "H100": 989e12, "H200": 989e12,
+              "A100": 312e12}
 
 
 def peak_flops(device):
+    """One device's peak FLOP/s, or None where it is not a GPU we know (no MFU is printed then)."""
     if not str(device).startswith("cuda") or not torch.cuda.is_available():
         return None
-    name = torch.cuda.get_device_name()
+    name = torch.cuda.get_device_name(device)
     return next((v for k, v in PEAK_FLOPS.items() if k in name), None)
 
 

@@ -5,6 +5,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+import model
 from model import Encoder, EncoderConfig, MaskedLM
 
 CFG = EncoderConfig(vocab_size=256, block_size=32, n_layer=2, n_head=4, n_embd=32)
@@ -108,3 +109,13 @@ def test_rotary_encoder_keeps_padding_invariance_and_ignores_the_sincos_table():
     torch.testing.assert_close(enc(padded, mask)[:, :10], ref, atol=1e-5, rtol=1e-5)
     shifted = enc(torch.cat([idx[:, :1], idx], 1))[:, 1:]  # positions matter: one token more in front
     assert not torch.allclose(shifted, ref, atol=1e-3)
+
+
+def test_peak_flops_by_the_gpus_name_with_pcie_and_nvl_cards_apart(monkeypatch):
+    """MFU's denominator: the SXM H100's 989 TFLOP/s would understate a PCIe card's MFU by a quarter."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for name, peak in (("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+                       ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA GeForce RTX 4090", None)):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
+        assert model.peak_flops("cuda") == peak, name
+    assert model.peak_flops("cpu") is None
