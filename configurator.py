@@ -77,17 +77,17 @@ def writable(folder, keep=True):
 @contextmanager
 def atomic_file(path, mode="wb", tmp=""):
     """A file to write at path, written under a temporary name (tmp, default path + '.tmp') and renamed when the
-    block ends: a kill leaves the old file or the new one, never half of one. A write that fails (a full disk)
-    removes the part written, which holds the space a next try needs."""
+    block ends: a kill leaves the old file or the new one, never half of one. A write or rename that fails (a
+    full disk) removes the part written, which holds the space a next try needs."""
     tmp = tmp or path + ".tmp"
     try:
         with open(tmp, mode) as f:
             yield f
+        os.replace(tmp, path)
     except BaseException:
         if os.path.isfile(tmp):
             os.remove(tmp)
         raise
-    os.replace(tmp, path)
 
 
 def settings(g):

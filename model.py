@@ -468,18 +468,22 @@ def export(path, out="", which="online"):
     config = export_config(ckpt, which, run)
     check_export_folder(out)
     state = {k: v.detach().float().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_file(os.path.join(out, "model.safetensors")) as f:  # open(): the user's usual file mode
-        f.write(safetensors_torch().save(state))
-    with open(os.path.join(out, "config.json"), "w") as f:
-        json.dump(config, f, indent=1)
     card = {**ckpt["model_args"], **{k: v if v is not None else "unknown" for k, v in config["training"].items()},
             **{k: f"{config['training'][k]:.4f}" if k in config["training"] else "unknown"
                for k in ("val_mlm", "val_unigram")},
             "name": os.path.basename(os.path.normpath(out)), "which": which,
             "tokenizer": config["tokenizer"]["name"], "flops": config["training"]["flops"] or 0.0,
             "steps": steps_done(ckpt)}
-    with open(os.path.join(out, "README.md"), "w") as f:
-        f.write(MODEL_CARD.format(**card))
+    try:  # each file whole or not at all, written as the user's usual file mode has it
+        with atomic_file(os.path.join(out, "model.safetensors")) as f:
+            f.write(safetensors_torch().save(state))
+        with atomic_file(os.path.join(out, "config.json"), "w") as f:
+            json.dump(config, f, indent=1)
+        with atomic_file(os.path.join(out, "README.md"), "w") as f:
+            f.write(MODEL_CARD.format(**card))
+    except OSError as e:
+        raise InputError(f"--out={out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), then "
+                         "export again")
     return out
 
 

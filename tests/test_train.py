@@ -283,6 +283,13 @@ def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tm
     (tmp_path / "a-file").write_text("")
     with pytest.raises(configurator.InputError, match=r"^--out=.*a-file/e cannot be written \(Not a directory\)"):
         model.export(reference_run, str(tmp_path / "a-file" / "e"))
+    os.remove(out / "notes.txt")
+    os.remove(out / "config.json")
+    os.makedirs(out / "config.json")  # a file that cannot be written, as on a full disk
+    with pytest.raises(configurator.InputError, match=r"^--out=.*e cannot be written \(Is a directory\): mend the "
+                                                      r"cause \(a full disk\?\), then export again"):
+        model.export(reference_run, str(out))
+    assert sorted(os.listdir(out)) == ["README.md", "analysis_cache", "config.json", "model.safetensors"]  # no part
     mlm = {**torch.load(os.path.join(reference_run, "ckpt.pt"), weights_only=True), "target": None}
     torch.save(mlm, tmp_path / "mlm.pt")
     with pytest.raises(configurator.InputError, match="has no target encoder .*: use --which=online"):
@@ -482,6 +489,11 @@ def test_a_file_is_written_whole_or_not_at_all(tmp_path):
     with configurator.atomic_file(path, "w", tmp=path + ".7.tmp") as f:
         f.write("new")
     assert os.listdir(tmp_path) == ["f.json"] and open(path).read() == "new"
+    os.makedirs(tmp_path / "taken")
+    with pytest.raises(OSError, match="Is a directory"):  # the rename fails: no part left either
+        with configurator.atomic_file(str(tmp_path / "taken"), "w") as f:
+            f.write("new")
+    assert sorted(os.listdir(tmp_path)) == ["f.json", "taken"]
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full (a device that is always full)")
