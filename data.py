@@ -11,6 +11,7 @@ $ python data.py corpus.json                 # JSON lines (datasets' to_json) or
 $ python data.py my_corpus                   # a folder that datasets' save_to_disk wrote (its .arrow shards)
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
+$ python data.py pubmed.jsonl.gz --text_column=abstract  # JSON records or columns whose text is not under "text"
 """
 
 import ast
@@ -271,17 +272,19 @@ def text_docs(lines, fn):
         yield "\n".join(doc).strip()
 
 
-def text_field(row, where, what):
-    """A JSON record's document, or one line that says what the record (what: 'line', 'record') holds instead."""
-    if not isinstance(row, dict) or not isinstance(row.get("text"), str):
+def text_field(row, where, what, column="text"):
+    """A JSON record's document, its field column, or one line that says what the record (what: 'line',
+    'record') holds instead."""
+    if not isinstance(row, dict) or not isinstance(row.get(column), str):
         has = (f"is a {type(row).__name__}" if not isinstance(row, dict) else
-               f"has keys {', '.join(map(str, row))}" if "text" not in row else
-               f'has "text": {json.dumps(row["text"])[:40]}')
-        raise InputError(f'{where}: no string "text" field (the {what} {has}): write each document as {{"text": ...}}')
-    return row["text"]
+               f"has keys {', '.join(map(str, row))}" if column not in row else
+               f'has "{column}": {json.dumps(row[column])[:40]}')
+        raise InputError(f'{where}: no string "{column}" field (the {what} {has}): name the field that holds the '
+                         f'text with --text_column=NAME, or write each document as {{"{column}": ...}}')
+    return row[column]
 
 
-def jsonl_docs(f, fn, rule="each line of a .jsonl must be one"):
+def jsonl_docs(f, fn, column="text", rule="each line of a .jsonl must be one"):
     for n, line in enumerate(f, 1):
         if not line.strip():
             continue
@@ -289,10 +292,10 @@ def jsonl_docs(f, fn, rule="each line of a .jsonl must be one"):
             row = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputError(f"{fn}:{n}: not a JSON object ({e.msg}): {rule}")
-        yield text_field(row, f"{fn}:{n}", "line")
+        yield text_field(row, f"{fn}:{n}", "line", column)
 
 
-def json_docs(lines, fn):
+def json_docs(lines, fn, column="text"):
     """A .json: JSON lines (what datasets' to_json writes), or one array of {"text": ...}, read whole (JSON
     lines stream: write a corpus larger than memory as JSON lines)."""
     head = []
@@ -302,14 +305,14 @@ def json_docs(lines, fn):
             break
     lines = itertools.chain(head, lines)
     if not head[-1:] or not head[-1].lstrip().startswith("["):
-        yield from jsonl_docs(lines, fn, 'a .json holds JSON lines ({"text": ...} on each) or one array of them')
+        yield from jsonl_docs(lines, fn, column, "a .json holds JSON lines (a record on each) or one array of them")
         return
     try:
         rows = json.loads("".join(lines))
     except json.JSONDecodeError as e:
         raise InputError(f"{fn}:{e.lineno}: not JSON ({e.msg}): is the file whole?")
     for n, row in enumerate(rows):
-        yield text_field(row, f"{fn}: record {n}", "record")
+        yield text_field(row, f"{fn}: record {n}", "record", column)
 
 
 def import_pyarrow(what):
@@ -322,31 +325,32 @@ def import_pyarrow(what):
     return pa, pq
 
 
-def column_docs(fn, names, batches):
-    """The documents of a columnar file, one a row of its 'text' column (names: its columns; batches():
-    its record batches)."""
-    if "text" not in names:
-        raise InputError(f"{fn}: no 'text' column (it has {', '.join(names)})")
+def column_docs(fn, names, batches, column="text"):
+    """The documents of a columnar file, one a row of its column (names: its columns; batches(): its record
+    batches)."""
+    if column not in names:
+        raise InputError(f"{fn}: no '{column}' column (it has {', '.join(names)}): name the one that holds the "
+                         "text with --text_column=NAME")
     row = 0
     for batch in batches():
-        for text in batch.column("text").to_pylist():
+        for text in batch.column(column).to_pylist():
             if not isinstance(text, str):
                 raise InputError(f"{fn}: row {row}'s text is {text!r}, not a string: drop or fill such rows")
             row += 1
             yield text
 
 
-def parquet_docs(fn):
+def parquet_docs(fn, column="text"):
     f = import_pyarrow(".parquet")[1].ParquetFile(fn)
-    yield from column_docs(fn, f.schema_arrow.names, lambda: f.iter_batches(columns=["text"]))
+    yield from column_docs(fn, f.schema_arrow.names, lambda: f.iter_batches(columns=[column]), column)
 
 
-def arrow_docs(fn):
+def arrow_docs(fn, column="text"):
     """A shard of datasets' save_to_disk (data-00000-of-00001.arrow), in Arrow's streaming format."""
     pa = import_pyarrow(".arrow")[0]
     with open(fn, "rb") as f:
         reader = pa.ipc.open_stream(f)
-        yield from column_docs(fn, reader.schema.names, lambda: reader)
+        yield from column_docs(fn, reader.schema.names, lambda: reader, column)
 
 
 def open_file(fn, mode="rt"):
@@ -371,20 +375,22 @@ def first_bad_line(fn):
                 return n
 
 
-def file_docs(fn):
-    """Documents of one local file by its kind. A file that cannot be read as its name says (not UTF-8, a
-    broken archive, bad JSON) is an InputError naming the file, and the line where there is one."""
+def file_docs(fn, column="text"):
+    """Documents of one local file by its kind, those of JSON and columnar files in their field column. A file
+    that cannot be read as its name says (not UTF-8, a broken archive, bad JSON) is an InputError naming the
+    file, and the line where there is one."""
     ext, kind = os.path.splitext(fn)[1].lower(), file_kind(fn, alone=True)  # local_files let it through
     try:
         if kind in (".parquet", ".arrow"):
-            yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn)
+            yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn, column)
             return
         with open_file(fn) as f:
             first = f.readline()
             lines = itertools.chain([first], f)
             if kind == "wiki_NN":
                 kind = ".jsonl" if first.startswith("{") else ".txt"
-            yield from {".json": json_docs, ".jsonl": jsonl_docs}.get(kind, text_docs)(lines, fn)
+            read = {".json": json_docs, ".jsonl": jsonl_docs}.get(kind)
+            yield from read(lines, fn, column) if read else text_docs(lines, fn)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")
@@ -395,9 +401,9 @@ def file_docs(fn):
                          "is it what its name says, and whole?")
 
 
-def local_docs(path):
+def local_docs(path, column="text"):
     for fn in local_files(path):
-        yield from file_docs(fn)
+        yield from file_docs(fn, column)
 
 
 def corpus_name(dataset):
@@ -408,13 +414,21 @@ def corpus_name(dataset):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.basename(os.path.abspath(dataset))).lstrip(".") or "corpus"
 
 
-def corpus_docs(dataset):
+def check_column(dataset, column):
+    """column names the text of a local corpus' JSON records and columns ("text" unless told)."""
+    if not isinstance(column, str) or not column:
+        raise InputError(f"--text_column={column!r}: name the field or column that holds the text (text by default)")
+    if column != "text" and dataset in ("embedded", "wikipedia"):
+        raise InputError(f"--text_column={column!r}: for local JSON and columnar files; {dataset} is read as it is")
+
+
+def corpus_docs(dataset, column="text"):
     if dataset == "embedded":
         return embedded_docs()
     if dataset == "wikipedia":
         check_hub("wikipedia")
         return wikipedia_docs()
-    return local_docs(dataset)
+    return local_docs(dataset, column)
 
 
 # -----------------------------------------------------------------------------
@@ -451,9 +465,9 @@ def file_digest(path):
     return h.hexdigest()[:16]
 
 
-def made_from(dataset, tok, val_every):
-    """What a prepared corpus depends on: the source (each local file's content), the reader, the tokenizer
-    and the split rule. A prepared corpus is re-used only while this is unchanged."""
+def made_from(dataset, tok, val_every, column="text"):
+    """What a prepared corpus depends on: the source (each local file's content and the column read), the
+    reader, the tokenizer and the split rule. A prepared corpus is re-used only while this is unchanged."""
     if dataset == "embedded":  # this Python's docstrings, as embedded_docs picks them (an edit of it re-prepares)
         source = {"python": platform.python_version(),
                   "extractor": hashlib.sha1(inspect.getsource(embedded_docs).encode()).hexdigest()[:16]}
@@ -462,7 +476,8 @@ def made_from(dataset, tok, val_every):
     else:
         root = dataset if os.path.isdir(dataset) else os.path.dirname(os.path.abspath(dataset))
         source = {os.path.relpath(f, root): file_digest(f) for f in local_files(dataset)}
-    return {"source": source, "reader": READER, "tokenizer": tok.enc.name, "val_every": val_every}
+    record = {"source": source, "reader": READER, "tokenizer": tok.enc.name, "val_every": val_every}
+    return record if column == "text" else {**record, "column": column}  # records from before stay valid
 
 
 def read_meta(out):
@@ -479,8 +494,10 @@ def what_changed(had, want):
         return "no record of what it was made from"
     files = sorted(k for k in had["source"].keys() | want["source"].keys()
                    if had["source"].get(k) != want["source"].get(k))
-    return f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''} changed" if files else \
-        "its reader, tokenizer or split rule changed"
+    if files:
+        return f"{', '.join(files[:3])}{' ...' if len(files) > 3 else ''} changed"
+    rest = {"column": "text column", "reader": "reader", "tokenizer": "tokenizer", "val_every": "split rule"}
+    return f"its {', '.join(name for k, name in rest.items() if had.get(k) != want.get(k)) or 'record'} changed"
 
 
 def reusable(old, want, source, out):
@@ -610,29 +627,30 @@ def corpus_folder(dataset, data_dir="data", n_ranks=N_RANKS):
     return os.path.join(data_dir, corpus_name(dataset) + ("" if n_ranks == N_RANKS else f"-v{n_ranks}"))
 
 
-def source_record(dataset, n_ranks=N_RANKS):
+def source_record(dataset, n_ranks=N_RANKS, column="text"):
     """made_from of dataset as it is now, read without preparing it (file digests only); None where a local
     source is not here, so that its prepared copy is what a run uses."""
+    check_column(dataset, column)
     if dataset not in ("embedded", "wikipedia") and not os.path.exists(dataset):
         return None
-    return made_from(dataset, get_tokenizer(n_ranks), VAL_EVERY.get(dataset, 100))
+    return made_from(dataset, get_tokenizer(n_ranks), VAL_EVERY.get(dataset, 100), column)
 
 
-def prepare(dataset, data_dir="data", n_ranks=N_RANKS):
-    """Tokenize a corpus into data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller
-    vocabulary); returns that folder. Re-used while its source, reader, tokenizer and split rule are
-    unchanged (meta.json records them), prepared again when they change; an interrupted run resumes from its
-    last saved chunk; one process prepares it while others wait. A bad or empty source is an InputError, and
-    leaves nothing behind."""
+def prepare(dataset, data_dir="data", n_ranks=N_RANKS, column="text"):
+    """Tokenize a corpus (the field or column named column of its JSON and columnar files) into
+    data_dir/<name>/{train,val}.bin once (<name>-v<n_ranks> for a smaller vocabulary); returns that folder.
+    Re-used while its source, reader, tokenizer and split rule are unchanged (meta.json records them),
+    prepared again when they change; an interrupted run resumes from its last saved chunk; one process
+    prepares it while others wait. A bad or empty source is an InputError, and leaves nothing behind."""
     out = corpus_folder(dataset, data_dir, n_ranks)
     with locked(out):
-        return prepare_once(dataset, out, n_ranks)
+        return prepare_once(dataset, out, n_ranks, column)
 
 
-def prepare_once(dataset, out, n_ranks):
+def prepare_once(dataset, out, n_ranks, column="text"):
     """prepare()'s work, under its lock."""
     source = dataset if dataset in ("embedded", "wikipedia") else os.path.abspath(dataset)
-    tok, old, want = get_tokenizer(n_ranks), read_meta(out), source_record(dataset, n_ranks)
+    tok, old, want = get_tokenizer(n_ranks), read_meta(out), source_record(dataset, n_ranks, column)
     if want is None:  # a local source that is not here
         if old and old["complete"]:  # a copied data/
             print(f"{dataset} is not here: using {out} as prepared from it", file=sys.stderr)
@@ -644,7 +662,7 @@ def prepare_once(dataset, out, n_ranks):
                                                 "val_tokens": 0, "complete": False}
     if meta["complete"]:
         return out
-    docs = corpus_docs(dataset)  # fails here, before anything is written, if the source is unavailable
+    docs = corpus_docs(dataset, column)  # fails here, before anything is written, if the source is unavailable
     docs = not_empty(docs, source)
     os.makedirs(out, exist_ok=True)
     for _ in range(meta["docs"]):
@@ -1119,11 +1137,11 @@ PROSE_WORD = re.compile(r"^\W*[A-Za-z]+(['-][A-Za-z]+)*\W*$")
 SENTLEN_BINS = [(5, 8), (9, 12), (13, 16), (17, 20), (21, 25), (26, 28)]  # words; SentEval's six bins
 
 
-def corpus_sentences(dataset="embedded", data_dir="data", max_words=40):
+def corpus_sentences(dataset="embedded", data_dir="data", max_words=40, column="text"):
     """Distinct prose sentences of the corpus' held-out documents, in corpus order. The prose filter (most
     words alphabetic, a capital start and a final stop) drops the code that docstrings are full of."""
     tok = get_tokenizer()
-    val = np.fromfile(os.path.join(prepare(dataset, data_dir), "val.bin"), dtype=np.uint16)
+    val = np.fromfile(os.path.join(prepare(dataset, data_dir, column=column), "val.bin"), dtype=np.uint16)
     cuts = np.flatnonzero(val == tok.sep_id)
     sents, seen = [], set()
     for lo, hi in zip(np.concatenate([[0], cuts[:-1] + 1]), cuts):
@@ -1215,10 +1233,11 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
 if __name__ == "__main__":
     vocab_ranks = N_RANKS  # 32,000 of cl100k's ranks; --vocab_ranks=N prepares a smaller vocabulary's copy
     data_dir = "data"
+    text_column = "text"  # the field of JSON records, the column of .parquet/.arrow files, that holds the text
     args = configure(globals(), sys.argv[1:])
     if len(args) != 1:
-        die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N] [--data_dir=data]")
-    folder = prepare(args[0], data_dir, vocab_ranks)
+        die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N] [--data_dir=data] [--text_column=text]")
+    folder = prepare(args[0], data_dir, vocab_ranks, text_column)
     meta = read_meta(folder)
     print(f"{folder}: {meta['docs']:,} documents, {meta['train_tokens']:,} train and {meta['val_tokens']:,} val "
           f"tokens (val: every {meta['val_every']}th document)")

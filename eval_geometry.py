@@ -30,7 +30,7 @@ from probe import md_table, score_table
 # settings (override with --key=value): probe.py's, meaning the same here (configurator reads them from
 # globals()), and the geometry's own
 from probe import (batch_size, cache_dir, data_dir, dataset, device, encoder, glue_dir, max_train, n_boot,
-                   n_folds, poolings, random_init, report_dir, seed, threads, unfinished)
+                   n_folds, poolings, random_init, report_dir, seed, text_column, threads, unfinished)
 n_sub = 200  # half-samples (without replacement) per sentence set, for the set statistics' intervals
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
 # width (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer
@@ -600,7 +600,7 @@ def training_lines(labels, curves):
 
 def setup(cfg, proto, pools, d, tasks):
     """The probing sets, the geometry sets with their samples, and the notes that describe them."""
-    sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir)
+    sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir, column=cfg.text_column)
     psets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))
     gsets = geometry_sets(tasks, sentences)
     set_idx = sample_sets(gsets, cfg.geom_n or 5 * d, cfg.n_sub, cfg.seed)

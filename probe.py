@@ -38,6 +38,7 @@ from stats import accuracy, f1, matthews, pearson, spearman
 glue_dir = ""  # GLUE's standard layout or a copy of the hub's nyu-mll/glue; '' = the HF hub, else probing sets
 dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
 data_dir = "data"
+text_column = "text"  # the field or column of the corpus' JSON and columnar files that holds the text
 encoder = "online"  # 'online' (trained by gradient) or 'target' (the EMA copy, hybrid only)
 poolings = "mean,max,first,attention"
 max_train = 10000  # probe train splits are capped at this many examples (seeded subsample); dev stays whole
@@ -894,6 +895,7 @@ def check_settings(cfg):
     whole_number("batch_size", cfg.batch_size, 1)
     whole_number("threads", cfg.threads, 0, " (0: torch's default)")
     whole_number("seed", cfg.seed, 0)
+    data.check_column(cfg.dataset, cfg.text_column)
     if cfg.encoder not in ("online", "target"):
         raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a hybrid's EMA)")
     if model.device_type(cfg.device) == "cuda" and not torch.cuda.is_available():
@@ -966,7 +968,7 @@ def load_tasks(glue_dir, dataset):
 def suite(cfg, proto, tok):
     """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling))."""
     if (tasks := load_tasks(cfg.glue_dir, cfg.dataset)) is None:
-        sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir)
+        sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir, column=cfg.text_column)
         sets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))
         baseline = {name: {"y": s["y"], "p": constant_prediction(s["y"], s["y"])} for name, s in sets.items()}
         notes += ["baseline: the majority class", f"probing-set scores are {proto.n_folds}-fold CV "

@@ -42,6 +42,7 @@ eval_iters = 50
 log_interval = 10
 # data
 dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.json/.parquet/.arrow files
+text_column = "text"  # the field of a local corpus' JSON records, the column of its .parquet/.arrow, that holds text
 data_dir = "data"
 vocab_ranks = 32000  # cl100k's first vocab_ranks BPE ranks (a smaller prefix is a valid, cheaper BPE)
 batch_size = 256  # sequences per optimizer step, all processes together (the paper's batch)
@@ -168,6 +169,7 @@ fraction("beta1", hi_open=True)
 fraction("beta2", hi_open=True)
 check("seed", isinstance(seed, int) and not isinstance(seed, bool), "must be a whole number")
 tok = data.get_tokenizer(vocab_ranks)  # checks vocab_ranks
+data.check_column(dataset, text_column)
 hybrid = objective == "hybrid"
 
 # DDP: one process per device under torchrun. Every process holds the same model and sees its own data
@@ -248,12 +250,12 @@ def check_same_data(made_from, folder):
 # so the hybrid and the MLM baseline with the same seed see the same batches in the same order
 folder = data.corpus_folder(dataset, data_dir, vocab_ranks)
 if init_from == "resume":  # before an edited corpus is prepared again (hours on Wikipedia)
-    check_same_data(data.source_record(dataset, vocab_ranks), folder)
+    check_same_data(data.source_record(dataset, vocab_ranks, text_column), folder)
 if master:
-    data.prepare(dataset, data_dir, vocab_ranks)
+    data.prepare(dataset, data_dir, vocab_ranks, text_column)
 if ddp:
     torch.distributed.barrier()
-data.prepare(dataset, data_dir, vocab_ranks)  # prepared by now: returns at once
+data.prepare(dataset, data_dir, vocab_ranks, text_column)  # prepared by now: returns at once
 made_from = data.read_meta(folder)["made_from"]  # the corpus' files, reader, tokenizer and split rule
 check_same_data(made_from, folder)  # a copied data/ without its source: what was prepared
 

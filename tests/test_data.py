@@ -112,6 +112,37 @@ def test_columnar_files_give_a_document_a_row(tmp_path):
         os.path.join(split, f) for split in ("train", "validation") for f in ("dataset_info.json", "state.json")]
 
 
+def test_text_column_names_the_field_or_column_that_holds_the_text(tmp_path, capsys):
+    """Corpora whose text is not under "text" (PubMed's abstract, The Stack's content): --text_column names it,
+    the error says so, and meta.json records it, so a corpus prepared from another column is prepared again."""
+    rows = [{"text": f"Title {i}.", "abstract": f"Abstract {i} says what was found."} for i in range(150)]
+    pubmed, d = str(tmp_path / "pubmed.jsonl"), str(tmp_path / "data")
+    (tmp_path / "pubmed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert list(data.local_docs(pubmed, "abstract")) == [r["abstract"] for r in rows]
+    with pytest.raises(InputError, match=r'pubmed.jsonl:1: no string "body" field \(the line has keys text, '
+                                         r"abstract\): name the field that holds the text with --text_column=NAME"):
+        list(data.local_docs(pubmed, "body"))
+    out = data.prepare(pubmed, d)
+    assert "column" not in data.read_meta(out)["made_from"]  # corpora prepared before the setting stay valid
+    capsys.readouterr()
+    assert data.prepare(pubmed, d, column="abstract") == out
+    assert "out of date (its text column changed): preparing it again" in capsys.readouterr().err
+    assert data.read_meta(out)["made_from"]["column"] == "abstract"
+    text = data.get_tokenizer().decode(np.fromfile(os.path.join(out, "train.bin"), dtype=np.uint16).tolist())
+    assert "Abstract 1 says" in text and "Title" not in text
+    for dataset, column, says in (("embedded", "abstract", "for local JSON and columnar files; embedded is read as"),
+                                  ("wikipedia", "abstract", "for local JSON and columnar"), (pubmed, "", "name the")):
+        with pytest.raises(InputError, match=f"^--text_column={column!r}: {says}"):
+            data.prepare(dataset, d, column=column)
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    stack = str(tmp_path / "stack.parquet")
+    pq.write_table(pa.table({"id": [1, 2], "content": ["def f(): pass", "x = 1"]}), stack)
+    with pytest.raises(InputError, match=r"stack.parquet: no 'text' column \(it has id, content\): name the one "
+                                         r"that holds the text with --text_column=NAME"):
+        list(data.local_docs(stack))
+    assert list(data.local_docs(stack, "content")) == ["def f(): pass", "x = 1"]
+
+
 def test_web_corpora_shards_are_read_as_they_come(tmp_path):
     """C4's and Dolma's JSON-lines shards (.json.gz: a compressed .json in a folder is text, a plain one
     metadata) and the Pile's and SlimPajama's .jsonl.zst (zstd through pyarrow, frames joined): each line's
@@ -292,7 +323,7 @@ def test_an_edit_that_changes_a_sources_tokens_comes_with_a_new_reader_version(t
     monkeypatch.setattr(data, "READER", data.READER + 1)
     capsys.readouterr()
     data.prepare(str(tmp_path / "corpus"), str(tmp_path / "data"))
-    assert "out of date (its reader, tokenizer or split rule changed): preparing it again" in capsys.readouterr().err
+    assert "out of date (its reader changed): preparing it again" in capsys.readouterr().err
 
 
 def test_files_saved_with_a_byte_order_mark_or_crlf_read_as_plain_utf8(tmp_path):
@@ -330,8 +361,8 @@ def test_prepare_is_idempotent_and_resumes(tmp_path, monkeypatch):
     folder = str(tmp_path / "d2")
     real_docs = data.corpus_docs
 
-    def dying_docs(dataset):
-        for i, d in enumerate(real_docs(dataset)):
+    def dying_docs(*args):
+        for i, d in enumerate(real_docs(*args)):
             if i == 13:
                 raise KeyboardInterrupt
             yield d
@@ -605,5 +636,6 @@ def test_data_cli_bad_input_is_one_line_with_exit_code_2(tmp_path):
     p = subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), "other.jsonl"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.splitlines() == [
-        'error: other.jsonl:1: no string "text" field (the line has keys body): write each document as {"text": ...}']
+        'error: other.jsonl:1: no string "text" field (the line has keys body): name the field that holds the text '
+        'with --text_column=NAME, or write each document as {"text": ...}']
     assert not os.path.exists(tmp_path / "data" / "other.jsonl")

@@ -505,6 +505,7 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     ("n_folds", 1, "a whole number >= 2"), ("n_boot", 0, ">= 40"), ("max_train", 3, ">= 5 (n_folds=5"),
     ("batch_size", 0, ">= 1"), ("threads", -1, ">= 0"), ("seed", 1.5, "a whole number"), ("n_boot", True, ">= 40"),
     ("encoder", "ema", "use online"), ("device", "gpu", "not a device torch knows"),
+    ("text_column", "abstract", "for local JSON and columnar files; embedded is read as it is"),
     ("device", "mps", "use cpu, cuda or cuda:N (this code computes its collapse watch and probes in float64"),
     pytest.param("device", "cuda", "no CUDA device here: pass --device=cpu",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is here"))])

@@ -620,6 +620,7 @@ def test_a_nan_on_one_rank_stops_every_rank(data_dir, tmp_path):
                                      ("--mlm_prob=1.5", "mlm_prob"), ("--n_spans=9", "n_spans"),
                                      ("--mlm_prob=0.003", "mlm_prob"), ("--span_min=0.3", "span_max"),
                                      ("--ema_start=2.0", "ema_start"), ("--out_dir=", "out_dir"),
+                                     ("--text_column=abstract", "text_column"),
                                      ("--dtype=float16", "dtype"), ("--learning_rate=0.0", "learning_rate"),
                                      ("--max_iters=True", "max_iters"), ("--stop_after=-1", "stop_after"),
                                      ("--stop_after=1000", "stop_after"), ("--device=mps", "device"),
