@@ -59,7 +59,8 @@ embed = True  # also time embedding extraction
 embed_sentences = 0  # 0: 16384 on CUDA, 128 on the CPU
 embed_batch_size = 0  # 0: 256 on CUDA, 32 on the CPU
 threads = 0  # torch CPU threads; 0: 1 on the CPU (see below), torch's default on CUDA
-optimizer_impl = ""  # AdamW's implementation: '' as train.py (fused on CUDA, torch's default on the CPU), 'fused', 'foreach', 'for-loop'
+# AdamW's implementation: '' as train.py (fused on CUDA, torch's default on the CPU), 'fused', 'foreach', 'for-loop'
+optimizer_impl = ""
 matmul_ceiling = 0.0  # FLOP/s that a large matmul in the rows' dtype reaches here; 0: measured at start
 profile = True  # on CUDA: profile a few steps of each row after timing and keep its top kernels
 out = ""  # the JSON file; '': out-bench/<device name>.json (results/bench/ holds the ones the README quotes)
@@ -101,7 +102,8 @@ config = {k: v for k, v in settings(globals()).items() if k not in ("extra", "on
 PRED = dict(pred_depth=6, pred_width=192, pred_n_head=6)
 CPU_RECIPE = dict(vocab_ranks=8192, rope=True, pred_depth=2, pred_width=64, pred_n_head=4)
 SIZES = {
-    "tiny": dict(n_layer=2, n_embd=64, n_head=2, block_size=64, batch_size=4, pred_depth=1, pred_width=32, pred_n_head=2),
+    "tiny": dict(n_layer=2, n_embd=64, n_head=2, block_size=64, batch_size=4, pred_depth=1, pred_width=32,
+                 pred_n_head=2),
     "quickstart": dict(n_layer=2, n_embd=128, n_head=4, block_size=128, batch_size=16, **CPU_RECIPE),  # config/tiny.py
     "cpu": dict(n_layer=4, n_embd=128, n_head=4, block_size=128, batch_size=32, **CPU_RECIPE),  # config/cpu.py
     "paper": dict(n_layer=6, n_embd=512, n_head=8, block_size=128, batch_size=256, **PRED),
@@ -228,7 +230,8 @@ def build(size, enc_config, objective):
         model = MaskedLM(enc_config)
     else:  # the official recipe is the paper's hybrid (separate views), run differently
         views = "shared" if objective == "hybrid-shared" else "separate"
-        model = jepa.Hybrid(enc_config, views, "cosine", "sigmoid", 0.5, s["pred_depth"], s["pred_width"], s["pred_n_head"])
+        model = jepa.Hybrid(enc_config, views, "cosine", "sigmoid", 0.5, s["pred_depth"], s["pred_width"],
+                            s["pred_n_head"])
     model.to(device)
     target = jepa.make_target_encoder(model.encoder) if objective != "mlm" else None
     groups, clipped = jepa.param_groups(model, 0.01, 0.1, 0.0)  # train.py's defaults
@@ -283,7 +286,8 @@ def make_official_step(model, target, optimizer):
             h_mlm = model.encoder(batch["mlm_input"], pad)
             h_ctx = model.encoder(batch["ctx_input"], pad)
             logits = model.head(h_mlm)  # (B, T, V): every position, padding included
-            l_mlm = F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch["labels"].view(-1), ignore_index=-100)
+            l_mlm = F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch["labels"].view(-1),
+                                    ignore_index=-100)
             pred = model.predictor(h_ctx, batch["tgt_mask"], batch["tgt_pos"])
             l_jepa = jepa.jepa_loss(pred, targets, batch["tgt_valid"])
             loss, _ = model.balance(l_mlm, l_jepa)
@@ -480,7 +484,8 @@ rows = [bench_row(s, o) for s in size_names for o in objective_names]
 embeds = [bench_embed(s) for s in size_names] if embed else []
 
 M = 1e6
-print(f"{device_name if on_cuda else cpu_name()}, torch {torch.__version__}, {dtype}, compile={compile}, {warmup_iters}+{iters} steps, {threads} CPU threads"
+print(f"{device_name if on_cuda else cpu_name()}, torch {torch.__version__}, {dtype}, compile={compile}, "
+      f"{warmup_iters}+{iters} steps, {threads} CPU threads"
       + (f", peak {peak / 1e12:.0f} TFLOP/s" if peak else ", no MFU (peak FLOP/s unknown here)")
       + (f", measured bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s" if on_cuda else
          f", measured matmul ceiling fp32 {ceiling / 1e9:.0f} GFLOP/s"
@@ -494,9 +499,10 @@ for r in rows:
     mfu = f"{100 * r['mfu']:5.1f}%" if r["mfu"] is not None else "     -"
     ofc = f"{100 * r['of_matmul_ceiling']:5.1f}%" if r["of_matmul_ceiling"] is not None else "     -"
     mem = f"{r['peak_mem_gb']:7.1f}" if r["peak_mem_gb"] is not None else "      -"
-    print(f"{r['name']:<28} {r['batch_size']:>4}x{r['block_size']:<4} {r['tok_per_s']:>10,.0f} {r['ms_per_step']:>8.2f} "
-          f"{r['first_step_s']:>6.1f} {mfu} {ofc} {mem} {f['encoder'] / M:>8.2f} {f['views']:>2} {f['mlm_head'] / M:>8.2f} "
-          f"{f['target'] / M:>8.2f} {f['predictor'] / M:>8.2f} {f['total'] / M:>8.2f}")
+    print(f"{r['name']:<28} {r['batch_size']:>4}x{r['block_size']:<4} {r['tok_per_s']:>10,.0f} "
+          f"{r['ms_per_step']:>8.2f} {r['first_step_s']:>6.1f} {mfu} {ofc} {mem} {f['encoder'] / M:>8.2f} "
+          f"{f['views']:>2} {f['mlm_head'] / M:>8.2f} {f['target'] / M:>8.2f} {f['predictor'] / M:>8.2f} "
+          f"{f['total'] / M:>8.2f}")
 if any(r["objective"] == "official" for r in rows):
     print("official: tok/s counts real (non-pad) tokens; its head column runs at all T positions, its total (for MFU) "
           "at the masked ones")
@@ -508,11 +514,13 @@ for r in rows:
 for e in embeds:
     print(f"embed {e['size']}: {e['sorted']['sent_per_s']:,.0f} sentences/s length-sorted "
           f"({100 * e['sorted']['pad_frac']:.0f}% padding), {e['random']['sent_per_s']:,.0f} in random order "
-          f"({100 * e['random']['pad_frac']:.0f}% padding); {e['sentences']} sentences of {e['mean_len']:.1f} tokens on average")
+          f"({100 * e['random']['pad_frac']:.0f}% padding); {e['sentences']} sentences of {e['mean_len']:.1f} "
+          "tokens on average")
 
 os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-data.save_json({"device": device_name, "cpu": cpu_name(), "torch": torch.__version__, "command": "python " + " ".join(sys.argv),
-                "peak_flops": peak, "matmul_ceiling": ceiling, "cpu_bf16_matmul_ceiling": cpu_bf16_ceiling, "settings": config, "rows": rows, "embed": embeds,
+data.save_json({"device": device_name, "cpu": cpu_name(), "torch": torch.__version__,
+                "command": "python " + " ".join(sys.argv), "peak_flops": peak, "matmul_ceiling": ceiling,
+                "cpu_bf16_matmul_ceiling": cpu_bf16_ceiling, "settings": config, "rows": rows, "embed": embeds,
                 "analysis_wall_time": "not measured by bench.py: time probe.py and eval_geometry.py on one checkpoint"},
                out)
 print(f"wrote {out}")

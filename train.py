@@ -362,7 +362,8 @@ def get_lr(it):
     p = progress(it)
     if p < warmup_frac:
         return learning_rate * (p + 1 / max_iters) / warmup_frac
-    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * min((p - warmup_frac) / (1 - warmup_frac), 1.0)))
+    decay = min((p - warmup_frac) / (1 - warmup_frac), 1.0)
+    return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * decay))
 
 
 @torch.no_grad()

@@ -401,3 +401,15 @@ def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scor
     diffs = [dict(d) for d in p["diffs"]]
     stats.control_fdr(diffs, apart={probe.RANDOM})
     assert [d["q"] for d in diffs] == pytest.approx([d["q"] for d in p["diffs"]], abs=1e-12)
+
+
+ANALYSIS_CODE = "f089db6f3f11"  # the code that the committed results-only copies (results/*/ckpt) were analysed with
+
+
+def test_the_analysis_code_is_the_one_the_committed_caches_were_computed_with():
+    """results/*/ckpt hold cached results, not weights: they answer only while the code that computed them is
+    unchanged. An edit of it (probe.PROBE_CODE, eval_geometry.GEOMETRY_CODE, probe.EMBED_CODE: model.pool,
+    model.Encoder, ...; even a message in one) strands them, and a GPU session's seeds can no longer join them
+    in one report: make such an edit knowingly, say so in the closing note, and pin the new key here."""
+    key = probe.digest(probe.PROBE_CODE, eg.GEOMETRY_CODE, probe.EMBED_CODE)
+    assert key == ANALYSIS_CODE, f"the analysis code changed ({key}): see this test's docstring"
