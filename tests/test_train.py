@@ -9,6 +9,7 @@ import re
 import runpy
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -649,6 +650,35 @@ def test_the_paper_config_without_cuda_names_every_flag_a_cpu_run_takes(tmp_path
     err = refused_here("config/hybrid.py", *flags.split(), f"--data_dir={tmp_path}", f"--out_dir={tmp_path}/out",
                        "--init_from=resume")  # refused later, for the missing checkpoint: the device's checks pass
     assert f"no checkpoint at {tmp_path}/out" in err
+
+
+def test_a_node_without_the_prepared_corpus_says_so_at_once(data_dir, tmp_path):
+    """torchrun on two nodes, each with a disk of its own (two launches on this machine, the second with an
+    empty --data_dir): rank 0 prepares on its node only, so the other node stops with one line that says what to
+    do, where its rank prepared the corpus itself while rank 0 waited in its first collective, past its timeout
+    on Wikipedia."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+              "--master_addr=127.0.0.1", f"--master_port={port}"]
+    args = ["config/mlm.py", "config/tiny.py", *MICRO, "--backend=gloo", "--device=cpu", "--max_iters=4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    node0 = subprocess.Popen([*launch, "--node_rank=0", "train.py", *args, f"--data_dir={data_dir}",
+                              f"--out_dir={tmp_path}/out"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        node1 = subprocess.run([*launch, "--node_rank=1", "train.py", *args, f"--data_dir={tmp_path}/local",
+                                f"--out_dir={tmp_path}/out"], cwd=ROOT, env=env, capture_output=True, text=True,
+                               timeout=120)
+    finally:
+        node0.kill()
+        node0.wait()
+    folder = os.path.join(tmp_path, "local", "embedded-v8192")
+    assert node1.returncode != 0 and f"error: {folder} is not prepared on the node of rank 1: on several nodes pass " \
+        f"a --data_dir that every node sees, or prepare it on each node first (python data.py embedded " \
+        f"--data_dir={tmp_path}/local --vocab_ranks=8192 --text_column=text)\n" in node1.stderr, node1.stderr[-2000:]
+    assert not os.path.exists(folder)
 
 
 def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp_path, monkeypatch):
