@@ -490,6 +490,23 @@ def test_results_only_takes_the_cache_from_where_the_analysis_wrote_it(tiny_ckpt
     assert probe.Embedder(stub).results("figure", {"setting": 1}, never) == {"score": 0.5}
 
 
+def test_checkpoints_analysed_one_by_one_give_the_joint_report_from_their_caches(tiny_ckpts, glue_dir, tmp_path):
+    """The README's recipe for several cores: each checkpoint in a run of its own (random-init with the first),
+    then the joint run computes nothing (their weightless copies answer from the caches alone) and reports
+    what one joint run over the checkpoints does."""
+    args = dict(glue_dir=glue_dir, n_boot=200, poolings="mean", n_folds=3, cache_dir=str(tmp_path / "cache"))
+    probe.run([tiny_ckpts[0]], settings(**args, report_dir=f"{tmp_path}/one"))
+    probe.run([tiny_ckpts[1]], settings(**args, random_init=False, report_dir=f"{tmp_path}/two"))
+    stubs = [str(tmp_path / "stub" / os.path.basename(p)) for p in tiny_ckpts]
+    for p, s in zip(tiny_ckpts, stubs):
+        probe.results_only(p, s, cache_root=args["cache_dir"])
+    joint = probe.run(stubs, settings(**{**args, "cache_dir": ""}, report_dir=f"{tmp_path}/joint"))
+    whole = probe.run(tiny_ckpts, settings(**{**args, "cache_dir": str(tmp_path / "whole-cache")},
+                                           report_dir=f"{tmp_path}/whole"))
+    assert len(joint["scores"]) == len(whole["scores"]) > 0
+    assert joint["scores"] == whole["scores"] and joint["diffs"] == whole["diffs"]
+
+
 def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     r = run_cli("probe.py", tiny_ckpts[0], f"--glue_dir={tmp_path}/nope")
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
