@@ -512,6 +512,12 @@ def reusable(old, want, source, out):
     return None
 
 
+def cannot_write(out, e):
+    """The one line of a write into out that failed (a full disk): what was prepared stays, to go on from."""
+    return StoppedPartway(f"{out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), then run "
+                          "the same command again to go on from the last chunk")
+
+
 def next_chunk(docs):
     """The next documents to tokenize at once: CHUNK_DOCS of them, or fewer that hold CHUNK_CHARS characters."""
     chunk, size = [], 0
@@ -557,8 +563,7 @@ def write_splits(docs, out, meta, tok):
         if last and tty:
             print(file=sys.stderr)
         if isinstance(e, OSError):  # a source's read errors are InputErrors by now (file_docs): a write
-            raise StoppedPartway(f"{out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), "
-                                 "then run the same command again to go on from the last chunk")
+            raise cannot_write(out, e)
         raise
     print(f"{cr}  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
           f"in {time.time() - t0:.0f}s", file=sys.stderr)
@@ -681,7 +686,10 @@ def prepare_once(dataset, out, n_ranks, column="text"):
             shutil.rmtree(out)
         raise
     meta["complete"] = True
-    save_json(meta, os.path.join(out, "meta.json"))
+    try:
+        save_json(meta, os.path.join(out, "meta.json"))
+    except OSError as e:  # the meta.json before stays, every chunk in it: the same command completes it
+        raise cannot_write(out, e)
     return out
 
 

@@ -456,7 +456,18 @@ def test_a_full_disk_while_preparing_keeps_the_chunks_and_the_same_command_goes_
     with open(tmp_path / "d" / "corpus" / "meta.json") as f:
         assert json.load(f)["docs"] == 8  # the third chunk's tokens were written, its meta not
     monkeypatch.setattr(data, "append_chunk", real)
+    save_json = data.save_json
+
+    def full_at_the_end(meta, path):  # the last save, the one that marks the corpus complete
+        if meta["complete"]:
+            raise OSError(28, "No space left on device")
+        save_json(meta, path)
+    monkeypatch.setattr(data, "save_json", full_at_the_end)
+    with pytest.raises(data.StoppedPartway, match=r"corpus cannot be written \(No space left on device\)"):
+        data.prepare(corpus, str(tmp_path / "d"))
+    monkeypatch.setattr(data, "save_json", save_json)
     out, whole = data.prepare(corpus, str(tmp_path / "d")), data.prepare(corpus, str(tmp_path / "whole"))
+    assert data.read_meta(out)["complete"]
     assert_same_splits(out, whole)
 
 
