@@ -273,8 +273,8 @@ def text_docs(lines, fn):
 
 
 def text_field(row, where, what, column="text"):
-    """A JSON record's document, its field column, or one line that says what the record (what: 'line',
-    'record') holds instead."""
+    """A JSON record's document (the string in its field named column), or one line that says what the record
+    (what: 'line', 'record') holds instead."""
     if not isinstance(row, dict) or not isinstance(row.get(column), str):
         has = (f"is a {type(row).__name__}" if not isinstance(row, dict) else
                f"has keys {', '.join(map(str, row))}" if column not in row else
@@ -376,8 +376,8 @@ def first_bad_line(fn):
 
 
 def file_docs(fn, column="text"):
-    """Documents of one local file by its kind, those of JSON and columnar files in their field column. A file
-    that cannot be read as its name says (not UTF-8, a broken archive, bad JSON) is an InputError naming the
+    """Documents of one local file by its kind (of JSON and columnar files: the field or column named column). A
+    file that cannot be read as its name says (not UTF-8, a broken archive, bad JSON) is an InputError naming the
     file, and the line where there is one."""
     ext, kind = os.path.splitext(fn)[1].lower(), file_kind(fn, alone=True)  # local_files let it through
     try:
