@@ -74,6 +74,12 @@ def writable(folder, keep=True):
                 os.rmdir(d)
 
 
+def write_failed(what, e, then):
+    """The one line of a write that failed (a full disk: an OSError, or torch.save's RuntimeError): what could
+    not be written, why, and what to do once the cause is mended."""
+    return f"{what} ({getattr(e, 'strerror', None) or e}): mend the cause (a full disk?), then {then}"
+
+
 @contextmanager
 def atomic_file(path, mode="wb", tmp=""):
     """A file to write at path, written under a temporary name (tmp, default path + '.tmp') and renamed when the

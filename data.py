@@ -39,7 +39,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from configurator import InputError, MissingInput, atomic_file, configure, die
+from configurator import InputError, MissingInput, atomic_file, configure, die, write_failed
 
 try:
     import fcntl
@@ -514,8 +514,8 @@ def reusable(old, want, source, out):
 
 def cannot_write(out, e):
     """The one line of a write into out that failed (a full disk): what was prepared stays, to go on from."""
-    return StoppedPartway(f"{out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), then run "
-                          "the same command again to go on from the last chunk")
+    return StoppedPartway(write_failed(f"{out} cannot be written", e,
+                                       "run the same command again to go on from the last chunk"))
 
 
 def next_chunk(docs):

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from configurator import InputError, MissingInput, atomic_file, writable
+from configurator import InputError, MissingInput, atomic_file, writable, write_failed
 
 
 @dataclass
@@ -482,8 +482,7 @@ def export(path, out="", which="online"):
         with atomic_file(os.path.join(out, "README.md"), "w") as f:
             f.write(MODEL_CARD.format(**card))
     except OSError as e:
-        raise InputError(f"--out={out} cannot be written ({e.strerror or e}): mend the cause (a full disk?), then "
-                         "export again")
+        raise InputError(write_failed(f"--out={out} cannot be written", e, "export again"))
     return out
 
 

@@ -30,7 +30,7 @@ import configurator
 import data
 import model
 import stats
-from configurator import InputError, atomic_file, whole_number, writable
+from configurator import InputError, atomic_file, whole_number, writable, write_failed
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
@@ -510,8 +510,8 @@ class Embedder:
             with atomic_file(path, tmp=f"{path}.{os.getpid()}.tmp") as f:
                 dump(out, f)
         except (OSError, RuntimeError) as e:  # a full disk (torch.save's writer raises RuntimeError)
-            raise InputError(f"cannot write {path} ({e.strerror if isinstance(e, OSError) else e}): mend the cause "
-                             "(a full disk?), then run the same command again: what is cached so far is kept")
+            raise InputError(write_failed(f"cannot write {path}", e,
+                                          "run the same command again: what is cached so far is kept"))
         return out
 
     def check_cache(self):
@@ -925,8 +925,8 @@ def writing(report_dir):
     except OSError as e:
         if isinstance(e, InputError):
             raise
-        raise InputError(f"cannot write the report into {report_dir} ({e.strerror or e}): mend the cause (a full "
-                         "disk?), then run the same command again: its results are cached, so it is quick")
+        raise InputError(write_failed(f"cannot write the report into {report_dir}", e,
+                                      "run the same command again: its results are cached, so it is quick"))
 
 
 def check_args(paths, cfg, script="probe.py"):
