@@ -255,11 +255,12 @@ if master:
     data.prepare(dataset, data_dir, vocab_ranks, text_column)
 if ddp:
     torch.distributed.barrier()
-if not (data.read_meta(folder) or {}).get("complete"):  # on another node: rank 0 prepared into its own disk
+meta = data.read_meta(folder) or {}
+if not meta.get("complete"):  # on another node: rank 0 prepared into its own disk
     die(f"{folder} is not prepared on the node of rank {rank}: on several nodes pass a --data_dir that every node "
         f"sees, or prepare it on each node first (python data.py {dataset} --data_dir={data_dir} "
         f"--vocab_ranks={vocab_ranks} --text_column={text_column})")
-made_from = data.read_meta(folder)["made_from"]  # the corpus' files, reader, tokenizer and split rule
+made_from = meta["made_from"]  # the corpus' files, reader, tokenizer and split rule
 check_same_data(made_from, folder)  # a copied data/ without its source: what was prepared
 
 torch.backends.cuda.matmul.allow_tf32 = True
