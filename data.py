@@ -385,12 +385,15 @@ def file_docs(fn, column="text"):
             yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn, column)
             return
         with open_file(fn) as f:
-            first = f.readline()
-            lines = itertools.chain([first], f)
+            first = f.readline(MAX_DOC_CHARS + 1)
             if kind == "wiki_NN":
                 kind = ".jsonl" if first.startswith("{") else ".txt"
-            read = {".json": json_docs, ".jsonl": jsonl_docs}.get(kind)
-            yield from read(lines, fn, column) if read else text_docs(lines, fn)
+            if read := {".json": json_docs, ".jsonl": jsonl_docs}.get(kind):  # a JSON record is read whole
+                yield from read(itertools.chain([first + ("" if first.endswith("\n") else f.readline())], f),
+                                fn, column)
+            else:  # lines of at most MAX_DOC_CHARS + 1: a text with no line breaks is refused, not read whole
+                lines = iter(lambda: f.readline(MAX_DOC_CHARS + 1), "")
+                yield from text_docs(itertools.chain([first], lines), fn)
     except UnicodeDecodeError:
         raise InputError(f"{fn}:{first_bad_line(fn)}: not UTF-8 text: convert it first "
                          f"(e.g. iconv -f latin1 -t utf-8)")

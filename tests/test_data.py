@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -251,6 +252,19 @@ def test_a_txt_without_blank_lines_stops_before_it_fills_the_memory(tmp_path, mo
                                          r"document at a blank line"):
         data.prepare(str(tmp_path / "lines.txt"), str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "d" / "lines.txt")
+
+
+def test_a_txt_without_line_breaks_is_refused_without_reading_it_whole(tmp_path, monkeypatch):
+    """A text with no line break at all (a minified dump) is refused at MAX_DOC_CHARS, having read about that
+    much of it: the file's one line is never held in memory whole."""
+    monkeypatch.setattr(data, "MAX_DOC_CHARS", 1000)
+    (tmp_path / "dump.txt").write_text("word " * 4_000_000)  # 20 MB on one line
+    tracemalloc.start()
+    with pytest.raises(InputError, match=r"dump.txt:1: one document of over 1,000 characters"):
+        list(data.local_docs(str(tmp_path / "dump.txt")))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000, f"{peak:,} bytes held while reading a 20 MB line"
 
 
 def test_a_corpus_is_prepared_in_a_folder_of_its_own_name(tmp_path, monkeypatch):
