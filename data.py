@@ -199,12 +199,14 @@ def file_kind(fn, alone=False):
 
 def walk(path):
     """A folder's files in a fixed order: those of the corpus, and the others (not read). Linked folders are
-    followed, each folder read once. Hidden files and folders are neither: Jupyter's .ipynb_checkpoints/ holds
-    copies of the text beside it, macOS's ._a.txt is metadata, .git/ and the hub CLI's .cache/ a tool's state."""
+    followed, each folder read once, and each file: a second link to one (or a hard link) is one of the others,
+    since a document in both splits makes the val loss a train loss. Hidden files and folders are neither:
+    Jupyter's .ipynb_checkpoints/ holds copies of the text beside it, macOS's ._a.txt is metadata, .git/ and the
+    hub CLI's .cache/ a tool's state."""
     def unlisted(e):  # os.walk would skip a folder it cannot list without a word
         raise InputError(f"{e.filename}: cannot be listed ({e.strerror}): make it readable, or move it out of {path}")
 
-    files, others, seen = [], [], set()
+    files, others, seen, first_of = [], [], set(), {}
     for dirpath, dirnames, filenames in os.walk(path, onerror=unlisted, followlinks=True):  # linked-in shards too
         if (real := os.path.realpath(dirpath)) in seen:  # a link back up, or a second link to one folder
             dirnames[:] = []
@@ -212,10 +214,20 @@ def walk(path):
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(f for f in filenames if not f.startswith(".")):
-            if file_kind(fn):
-                files.append(os.path.join(dirpath, fn))
+            name = os.path.relpath(os.path.join(dirpath, fn), path)
+            if not file_kind(fn):
+                others.append(name)
+                continue
+            try:
+                st = os.stat(os.path.join(dirpath, fn))
+            except OSError as e:  # a link to a file that is gone
+                raise InputError(f"{os.path.join(dirpath, fn)}: cannot be read ({e.strerror}): mend the link, or "
+                                 f"remove it from {path}")
+            if (key := (st.st_dev, st.st_ino)) in first_of:
+                others.append(f"{name} (the file {first_of[key]} again)")
             else:
-                others.append(os.path.relpath(os.path.join(dirpath, fn), path))
+                first_of[key] = name
+                files.append(os.path.join(dirpath, fn))
     return files, others
 
 
@@ -679,7 +691,7 @@ def prepare_once(dataset, out, n_ranks, column="text"):
           file=sys.stderr)
     others = walk(dataset)[1] if dataset not in ("embedded", "wikipedia") and os.path.isdir(dataset) else []
     if others:  # a .json or .csv among the corpus files is easily taken for part of it
-        print(f"not read ({len(others)} files, not {CORPUS_FILES}): {', '.join(others[:5])}"
+        print(f"not read ({len(others)} files: not {CORPUS_FILES}, or read already): {', '.join(others[:5])}"
               + (" ..." if len(others) > 5 else ""), file=sys.stderr)
     try:
         write_splits(docs, out, meta, tok)

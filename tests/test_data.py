@@ -290,6 +290,33 @@ def test_linked_folders_are_read_once(tmp_path):
     assert list(data.local_docs(str(tmp_path / "corpus"))) == ["Document a.", "Document b."]
 
 
+def test_a_file_reached_twice_is_read_once_and_named(tmp_path, capsys):
+    """A second link to a corpus file, or a hard link, is read once: its documents would otherwise sit in both
+    splits (every 100th document is val), making the val loss a train loss. The prepare line names it."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
+    os.symlink("a.txt", corpus / "b.txt")
+    os.link(corpus / "a.txt", corpus / "c.txt")
+    (corpus / "d.txt").write_text("Document d.")
+    assert data.walk(str(corpus)) == ([str(corpus / f) for f in ("a.txt", "d.txt")],
+                                      ["b.txt (the file a.txt again)", "c.txt (the file a.txt again)"])
+    meta = json.load(open(os.path.join(data.prepare(str(corpus), str(tmp_path / "data")), "meta.json")))
+    assert meta["docs"] == 301
+    assert "or read already): b.txt (the file a.txt again), c.txt (the file a.txt again)" in capsys.readouterr().err
+
+
+def test_a_broken_link_among_the_corpus_files_is_one_line(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "a.txt").write_text("Document a.")
+    os.symlink("gone.txt", tmp_path / "corpus" / "b.txt")
+    os.symlink("gone.csv", tmp_path / "corpus" / "notes.csv")  # not a corpus file: named, not read
+    with pytest.raises(InputError, match=r"corpus/b.txt: cannot be read \(No such file or directory\): mend the "
+                                         r"link, or remove it from"):
+        data.prepare(str(tmp_path / "corpus"), str(tmp_path / "data"))
+    assert not os.path.exists(tmp_path / "data" / "corpus")
+
+
 def test_a_folder_that_cannot_be_listed_is_one_line_not_skipped(tmp_path, monkeypatch):
     (tmp_path / "corpus" / "locked").mkdir(parents=True)
     (tmp_path / "corpus" / "a.txt").write_text("Document a.")
@@ -318,8 +345,8 @@ def test_a_folder_says_which_of_its_files_it_does_not_read(tmp_path, capsys):
     (corpus / ".ipynb_checkpoints" / "a-checkpoint.txt").write_text("A copy of a.txt, not a document of its own.")
     assert data.walk(str(corpus)) == ([str(corpus / "a.txt")], ["c.csv", os.path.join("sub", "b.json")])
     data.prepare(str(corpus), str(tmp_path / "data"))
-    assert "not read (2 files, not .txt/.jsonl/.parquet/.arrow files, WikiText's .raw/.tokens or WikiExtractor's " \
-           "wiki_NN, optionally .xz/.gz/.bz2/.zst): c.csv, sub/b.json" in capsys.readouterr().err
+    assert "not read (2 files: not .txt/.jsonl/.parquet/.arrow files, WikiText's .raw/.tokens or WikiExtractor's " \
+           "wiki_NN, optionally .xz/.gz/.bz2/.zst, or read already): c.csv, sub/b.json" in capsys.readouterr().err
 
 
 READER_TOKENS = {1: "c879794f4114"}  # data.READER -> a digest of the tokens write_corpus' files give under it
