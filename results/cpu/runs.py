@@ -1,10 +1,11 @@
 """
-The λ ablation's runs table from their out_dirs: command and commit (as the checkpoint saved them), val MLM at
-the end against the unigram line, λ at the end, the targets' health (lowest RankMe and std over the logged
-steps; 'collapsed' below train.py's warning line), the median tokens/s and the wall time (wall_s, which
-run.sh's train writes). Takes out_dirs or their results-only copies. Prints markdown for RUNS.md.
+A runs table (RUNS.md in results/cpu and results/cpu-lambda) from the runs' out_dirs: command and commit (as
+the checkpoint saved them), val MLM at the end against the unigram line, λ at the end, the targets' health (lowest
+RankMe and std over the logged steps; 'collapsed' below train.py's warning line), the median tokens/s and the
+wall time (wall_s, which results/cpu/run.sh's train writes). Takes out_dirs or their results-only copies.
+Prints markdown for RUNS.md.
 
-$ python results/cpu-lambda/runs.py out-mlm-cpu-s1337 results/cpu-lambda/ckpt/out-fix95-cpu-s1337 ...
+$ python results/cpu/runs.py out-mlm-cpu-s1337 results/cpu-lambda/ckpt/out-fix95-cpu-s1337 ...
 """
 import json
 import os
