@@ -214,20 +214,20 @@ def walk(path):
         seen.add(real)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for fn in sorted(f for f in filenames if not f.startswith(".")):
-            name = os.path.relpath(os.path.join(dirpath, fn), path)
+            full = os.path.join(dirpath, fn)
+            name = os.path.relpath(full, path)
             if not file_kind(fn):
                 others.append(name)
                 continue
             try:
-                st = os.stat(os.path.join(dirpath, fn))
+                st = os.stat(full)
             except OSError as e:  # a link to a file that is gone
-                raise InputError(f"{os.path.join(dirpath, fn)}: cannot be read ({e.strerror}): mend the link, or "
-                                 f"remove it from {path}")
+                raise InputError(f"{full}: cannot be read ({e.strerror}): mend the link, or remove it from {path}")
             if (key := (st.st_dev, st.st_ino)) in first_of:
                 others.append(f"{name} (the file {first_of[key]} again)")
             else:
                 first_of[key] = name
-                files.append(os.path.join(dirpath, fn))
+                files.append(full)
     return files, others
 
 

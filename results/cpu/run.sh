@@ -20,12 +20,12 @@ glue=${GLUE:-../shared/data/glue}
 arms=${ARMS:-mlm hybrid hybunc mlmflop}  # MLM first: the reference
 out=${OUT:-results/cpu}
 note=${NOTE:-"CPU-scale reproduction (config/cpu.py): 4 layers x 128, 1,600 steps of 32 x 128 tokens of the Wikipedia sample, seeds as the -s suffix; not the paper's setting."}
+copy_of() { ls -d results/*/ckpt/$1 2>/dev/null | head -1; }  # a run's results-only copy, if it has one
 checkpoints() {  # every run of the arms: its out_dir where trained here, else its results-only copy
-  local arm d copy
+  local arm d
   for arm in $arms; do
     for d in $(ls -d out-$arm-cpu-s*/ results/*/ckpt/out-$arm-cpu-s*/ 2>/dev/null | xargs -rn1 basename | sort -u); do
-      copy=$(ls -d results/*/ckpt/$d 2>/dev/null | head -1)
-      if [ -f $d/ckpt.pt ]; then echo $d; elif [ -n "$copy" ]; then echo $copy; fi
+      if [ -f $d/ckpt.pt ]; then echo $d; else copy_of $d; fi
     done
   done
 }
@@ -57,7 +57,7 @@ pack)
   [ -n "$runs" ] || { echo "error: no trained out-{${arms// /,}}-cpu-s* runs here to pack" >&2; exit 2; }
   pairs=""
   for d in $runs; do
-    dst=$(ls -d results/*/ckpt/$d 2>/dev/null | head -1)
+    dst=$(copy_of $d)
     dst=${dst:-$out/ckpt/$d}
     rm -rf $dst
     pairs="$pairs $d $dst"
