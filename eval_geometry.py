@@ -411,11 +411,12 @@ SECTIONS = {  # report key: (title, table keys, format, what the figures are, th
 }
 
 
-def plot_spectra(plt, spectra_main, main_set, colors):
+def plot_spectra(plt, spectra_main, main_set, colors, names):
     fig, axes = plt.subplots(1, len(spectra_main), figsize=(3 * len(spectra_main), 3), squeeze=False)
     for ax, (pool, by_label) in zip(axes[0], spectra_main.items()):
         for label, lam in by_label.items():
-            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=label, color=colors[label])
+            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=names[label],
+                      color=colors[label])
         ax.set_title(f"{pool} ({main_set})", fontsize=9)
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)
@@ -423,8 +424,9 @@ def plot_spectra(plt, spectra_main, main_set, colors):
     return fig
 
 
-def plot_uniformity_alignment(plt, report, colors):
-    """Uniformity against alignment on STS-B: colour = checkpoint, marker = pooling, one legend entry each."""
+def plot_uniformity_alignment(plt, report, colors, names):
+    """Uniformity against alignment on STS-B: colour = checkpoint (shades of a hue: a seed group's), marker =
+    pooling, one legend entry each (a group's one)."""
     from matplotlib.lines import Line2D
     ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
           for a in report["alignment"] if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"],
@@ -440,8 +442,8 @@ def plot_uniformity_alignment(plt, report, colors):
                     color=colors[s["ckpt"]], capsize=2)
     ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
     ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
-    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=c)
-               for c in dict.fromkeys(s["ckpt"] for s, _ in ua)]
+    handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=names[c])
+               for c in dict.fromkeys(s["ckpt"] for s, _ in ua) if not names[c].startswith("_")]
     handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{p} pooling")
                 for p, m in markers.items()]
     ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
@@ -452,7 +454,7 @@ PANELS = {"val_mlm": "val MLM loss (dashed: the unigram line)", "lambda": "λ = 
           "tgt_rankme": "target RankMe (collapse watch)"}
 
 
-def plot_training(plt, curves, colors):
+def plot_training(plt, curves, colors, names):
     """One panel per figure some run logged (PANELS), a line per run over its iterations; None without logs."""
     keys = [k for k in PANELS if any(k in c for c in curves.values())]
     if not keys:
@@ -461,7 +463,7 @@ def plot_training(plt, curves, colors):
     for ax, key in zip(axes[0], keys):
         for label, c in curves.items():
             if key in c:
-                ax.plot(*c[key], label=label, color=colors[label])
+                ax.plot(*c[key], label=names[label], color=colors[label])
             if key == "val_mlm" and "val_unigram" in c:
                 ax.plot(*c["val_unigram"], color=colors[label], ls="--", lw=0.8)
         ax.set_title(PANELS[key], fontsize=9)
@@ -472,23 +474,86 @@ def plot_training(plt, curves, colors):
     return fig
 
 
+VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red", "inconclusive": "0.6"}
+PAIR_MARKERS = "osD^v<>p"
+
+
+def claim_panel(ax, name, rs, figures, pairs):
+    """One claim's figures: a marker per hybrid and MLM pair at its difference over seeds, with its CI."""
+    for r in rs:
+        k = pairs.index((r["hybrid"], r["mlm"]))
+        y = figures.index(r["figure"]) + (k - (len(pairs) - 1) / 2) * 0.7 / len(pairs)
+        err = [[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]] if r["lo"] is not None else None
+        ax.errorbar(r["diff"], y, xerr=err, fmt=PAIR_MARKERS[k % 8], color=VERDICT_COLORS[r["verdict"]], ms=4,
+                    capsize=2)
+    if rs[0]["direction"] == 0:
+        ax.axvspan(-EQUIVALENCE, EQUIVALENCE, color="0.92", zorder=0)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.set_yticks(range(len(figures)), figures, fontsize=7)
+    ax.set_ylim(len(figures) - 0.5, -0.5)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_title(f"{name}; expected: {({-1: 'lower', 1: 'higher', 0: 'the same'})[rs[0]['direction']]}",
+                 fontsize=8)
+
+
+def plot_claims(plt, rows):
+    """The claims at a glance: each figure's hybrid − MLM difference over seeds with its 95% CI, a marker
+    per hybrid and MLM group, coloured by its verdict; a panel per claim (claim 2 per statistic: their
+    units differ), in two columns, shaded ±EQUIVALENCE where the paper says 'about the same'. None without
+    claims."""
+    if not rows:
+        return None
+    panels = {}
+    for r in rows:
+        stat = f": {r['figure'].split()[-1]}" if r["claim"].startswith("2.") else ""
+        panels.setdefault(r["claim"] + stat, []).append(r)
+    pairs = list(dict.fromkeys((r["hybrid"], r["mlm"]) for r in rows))
+    figures = {name: list(dict.fromkeys(r["figure"] for r in rs)) for name, rs in panels.items()}
+    row = 0.12 + 0.06 * len(pairs)  # inches per figure; a panel's title and axis take 0.6 more
+    height = {name: len(f) * row + 0.6 for name, f in figures.items()}
+    columns, done = [[]], 0
+    for name in figures:  # the claims in order, into two columns of about even height
+        if columns[0] and len(columns) == 1 and done + height[name] / 2 > sum(height.values()) / 2:
+            columns.append([])
+        columns[-1].append(name)
+        done += height[name]
+    fig = plt.figure(figsize=(6 * len(columns), max(sum(height[n] for n in c) for c in columns)),
+                     layout="constrained")
+    for sub, names in zip(fig.subfigures(1, len(columns), squeeze=False)[0], columns):
+        axes = sub.subplots(len(names), 1, squeeze=False, height_ratios=[height[n] for n in names])
+        for ax, name in zip(axes[:, 0], names):
+            claim_panel(ax, name, panels[name], figures[name], pairs)
+    ax.set_xlabel("hybrid − MLM over seeds: mean, paired-t 95% CI", fontsize=8)  # the bottom right panel
+    from matplotlib.lines import Line2D
+    handles = [Line2D([], [], color="k", marker=PAIR_MARKERS[k % 8], ls="", label=f"{h} − {m}")
+               for k, (h, m) in enumerate(pairs)]
+    handles += [Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]
+    fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
 def save_figures(plt, figs, report_dir):
     """Each figure of {file name: figure or None} into report_dir; the names of those written."""
     for name, fig in figs.items():
         if fig is not None:
-            fig.tight_layout()
+            if fig.get_layout_engine() is None:  # constrained layouts lay themselves out
+                fig.tight_layout()
             fig.savefig(os.path.join(report_dir, name), dpi=80, bbox_inches="tight")  # keeps a legend outside
             plt.close(fig)
     return [name for name, fig in figs.items() if fig is not None]
 
 
 def plots(report, labels, spectra_main, main_set, curves, report_dir):
-    """spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs), lexical_probes.png: names."""
-    plt, colors = probe.pyplot(), probe.palette(labels)
-    written = save_figures(plt, {"spectra.png": plot_spectra(plt, spectra_main, main_set, colors),
-                                 "uniformity_alignment.png": plot_uniformity_alignment(plt, report, colors),
-                                 "training.png": plot_training(plt, curves, colors)}, report_dir)
-    probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"))
+    """claims.png (with claims), spectra.png, uniformity_alignment.png (with GLUE), training.png (with logs),
+    lexical_probes.png: the names of those written."""
+    plt, look = probe.pyplot(), (probe.palette(labels), probe.legend_labels(labels))
+    written = save_figures(plt, {"claims.png": plot_claims(plt, report["claims"]),
+                                 "spectra.png": plot_spectra(plt, spectra_main, main_set, *look),
+                                 "uniformity_alignment.png": plot_uniformity_alignment(plt, report, *look),
+                                 "training.png": plot_training(plt, curves, *look)}, report_dir)
+    probe.plot_scores(report["lexical"], labels, os.path.join(report_dir, "lexical_probes.png"),
+                      "lexical probes (k-fold CV accuracy)",
+                      {(k, "acc"): v for k, v in report["majority"].items()})
     return written + ["lexical_probes.png"]
 
 
@@ -509,12 +574,14 @@ def head_lines(report, labels, cfg):
     return L + [f"- {n}" for n in report["notes"]]
 
 
-def claims_lines(rows):
-    """One table per hybrid and MLM group, and a tally per claim."""
+def claims_lines(rows, files):
+    """The claims' plot, then one table per hybrid and MLM group, and a tally per claim."""
     L = ["", "## The paper's claims, checked", "", "Each hybrid group against each MLM group on the figures "
          "the claims name (STS-B dev sentences for the set statistics): a direction holds at paired-t "
          f"p < 0.05 over ≥ 3 shared seeds, 'about the same' when the CI lies inside ±{EQUIVALENCE:g} "
          "(ANALYSIS.md).", ""]
+    if "claims.png" in files:
+        L += ["![each claim's difference over seeds and its verdict](claims.png)", ""]
     for mlm, hyb in dict.fromkeys((r["mlm"], r["hybrid"]) for r in rows):
         mine = [r for r in rows if (r["mlm"], r["hybrid"]) == (mlm, hyb)]
         L += [f"**{hyb}** against **{mlm}**", ""]
@@ -668,7 +735,8 @@ def write(report, labels, res, paths, cfg):
     with probe.writing(cfg.report_dir):
         files = plots(report, labels, spectra_main, main_set, curves, cfg.report_dir)
         data.save_json(report, os.path.join(cfg.report_dir, "geometry.json"))
-        lines = head_lines(report, labels, cfg) + (claims_lines(report["claims"]) if report["claims"] else [])
+        lines = head_lines(report, labels, cfg)
+        lines += claims_lines(report["claims"], files) if report["claims"] else []
         lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
         with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
             f.write("\n".join(lines + training_lines(labels, curves)) + "\n")
@@ -722,7 +790,8 @@ def run_training(paths, cfg):
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]
     table = training_lines(labels, curves)
     with probe.writing(cfg.report_dir):
-        save_figures(plt, {"training.png": plot_training(plt, curves, probe.palette(labels))}, cfg.report_dir)
+        figure = plot_training(plt, curves, probe.palette(labels), probe.legend_labels(labels))
+        save_figures(plt, {"training.png": figure}, cfg.report_dir)
         with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
             f.write("\n".join(head + table) + "\n")
     print("\n".join(table))

@@ -847,33 +847,66 @@ def pyplot():
 
 
 def palette(labels):
-    """{label: colour}, distinct for up to 20 (matplotlib's default cycle repeats after 10)."""
+    """{label: colour}: a hue per run group (stats.run_groups: <group>-s<seed>), its seeds in shades from
+    dark to light, random-init grey, so a report over seeds reads by group; distinct for up to 18 groups."""
     import matplotlib
-    cmap = matplotlib.colormaps["tab10" if len(labels) <= 10 else "tab20"]
-    return {label: cmap(i % cmap.N) for i, label in enumerate(labels)}
+    tab10, tab20 = (matplotlib.colormaps[m].colors for m in ("tab10", "tab20"))
+    hues = [c for c in tab10 + tab20[1::2] if len(set(c)) > 1]  # tab20's light hues after tab10's; no greys
+    groups = [ls for ls in stats.run_groups(labels).values() if ls != [RANDOM]]
+    colors = {RANDOM: (0.5, 0.5, 0.5)}
+    for i, members in enumerate(groups):
+        base = np.array(hues[i % len(hues)])
+        for j, label in enumerate(members):
+            colors[label] = tuple(map(float, base + (1 - base) * 0.5 * j / max(1, len(members) - 1)))
+    return {label: colors[label] for label in labels}
 
 
-def plot_scores(scores, labels, path, title="probe scores with bootstrap 95% CIs"):
-    plt = pyplot()
-    colors = palette(labels)
+def legend_labels(labels):
+    """{label: its legend entry}: one entry per seed group ('<group>-s* (n seeds)', on its first checkpoint;
+    matplotlib leaves out the others' '_' names), each other checkpoint under its label."""
+    return {label: label if len(ls) == 1 else f"{g}-s* ({len(ls)} seeds)" if i == 0 else "_" + label
+            for g, ls in stats.run_groups(labels).items() for i, label in enumerate(ls)}
+
+
+def plot_scores(scores, labels, path, what="probe scores", base=None):
+    """A bar per checkpoint with its bootstrap 95% CI for each (eval, metric), a panel per pooling; where the
+    checkpoints come in seed groups, a bar per group at its mean over seeds with each seed a dot (the spread
+    of training; each checkpoint's CI is in the tables). base {(eval, metric): score}: a dashed line each,
+    the trivial baseline's score."""
+    plt, colors, names = pyplot(), palette(labels), legend_labels(labels)
+    grouped = bool(stats.seed_groups(labels))
+    groups = stats.run_groups(labels) if grouped else {label: [label] for label in labels}
     pools = list(dict.fromkeys(s["pooling"] for s in scores))
     keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
     fig, axes = plt.subplots(len(pools), 1, figsize=(max(6, 0.9 * len(keys)), 2.2 * len(pools)),
                              squeeze=False)
-    w = 0.8 / len(labels)
+    w = 0.8 / len(groups)
     by = {(s["eval"], s["metric"], s["pooling"], s["ckpt"]): s for s in scores}
+    scored, base = {k[:3] for k in by}, base or {}
     nan = {"score": np.nan, "lo": np.nan, "hi": np.nan}  # e.g. no cosine row for attention pooling
     for ax, pool in zip(axes[:, 0], pools):
-        for j, label in enumerate(labels):
-            ss = [by.get(k + (pool, label), nan) for k in keys]
-            x = np.arange(len(keys)) + (j - (len(labels) - 1) / 2) * w
-            err = np.maximum(0, [[s["score"] - s["lo"] for s in ss], [s["hi"] - s["score"] for s in ss]])
-            ax.bar(x, [s["score"] for s in ss], w, label=label, color=colors[label], yerr=err, capsize=2)
+        for j, members in enumerate(groups.values()):
+            x = np.arange(len(keys)) + (j - (len(groups) - 1) / 2) * w
+            s = {f: np.array([[by.get(k + (pool, c), nan)[f] for k in keys] for c in members])
+                 for f in ("score", "lo", "hi")}
+            first = members[0]
+            if len(members) == 1:
+                err = np.maximum(0, [s["score"][0] - s["lo"][0], s["hi"][0] - s["score"][0]])
+                ax.bar(x, s["score"][0], w, label=names[first], color=colors[first], yerr=err, capsize=2)
+                continue
+            ax.bar(x, s["score"].mean(0), w, label=names[first], color=colors[first], alpha=0.6)
+            for c, score in zip(members, s["score"]):
+                ax.scatter(x, score, s=9, color=colors[c], edgecolors="k", linewidths=0.4, zorder=3)
+        if marked := [(i, base[k]) for i, k in enumerate(keys) if k in base and k + (pool,) in scored]:
+            at, value = np.array(marked).T
+            ax.hlines(value, at - 0.45, at + 0.45, colors="k", linestyles="--", lw=0.8,
+                      label="baseline (no model)", zorder=4)
         ax.set_xticks(np.arange(len(keys)), [f"{e}\n{m}" for e, m in keys], fontsize=7)
         ax.set_ylabel(f"{pool}\nscore x100", fontsize=8)
         ax.axhline(0, color="k", lw=0.5)
-    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: 13 bars fill it
-    axes[0, 0].set_title(title, fontsize=9)
+    axes[0, 0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: the bars fill it
+    axes[0, 0].set_title(what + (": bars the mean over seeds, dots each seed" if grouped else
+                                 " with bootstrap 95% CIs"), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
@@ -1049,7 +1082,8 @@ def run(paths, cfg):
             data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
             with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
                 f.write(header + "\n\n" + table + "\n")
-            plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"))
+            plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"),
+                        base={(b["eval"], b["metric"]): b["score"] for b in report["baselines"]})
         print(header + "\n\n" + table)
         print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s",
               file=sys.stderr)

@@ -213,9 +213,31 @@ def test_verdict_rule_for_equivalence_and_direction():
     assert eg.verdict(1, 0.2, 0.1, 0.3, 0.01, 2)[0] == "inconclusive"  # two seeds never decide
 
 
+def test_the_claims_plot_puts_each_difference_in_its_claims_panel_coloured_by_its_verdict(claim_rows):
+    from matplotlib.colors import to_hex
+    _, rows = claim_rows
+    spectrum = [{**rows[0], "claim": "2. richer spectrum under max pooling", "figure": f"stsb max {s}",
+                 "direction": d} for s, d in (("eff_rank", 1), ("alpha", -1))]  # two units: two panels
+    plt = probe.pyplot()
+    fig = eg.plot_claims(plt, rows + spectrum)
+    assert [ax.get_title() for ax in fig.axes] == [
+        "1. more uniform (paper: hybrid < -0.16, MLM -0.05); expected: lower",
+        "3a. less surface lexical information (most-frequent-token probe); expected: lower",
+        "4. about the same linear-probe scores; expected: the same",
+        "2. richer spectrum under max pooling: eff_rank; expected: higher",
+        "2. richer spectrum under max pooling: alpha; expected: lower"]
+    drawn = sorted((round(float(line.get_xdata()[0]), 9), to_hex(line.get_color())) for ax in fig.axes
+                   for line in ax.lines if line.get_marker() in eg.PAIR_MARKERS)
+    want = [(round(r["diff"], 9), to_hex(eg.VERDICT_COLORS[r["verdict"]])) for r in rows + spectrum]
+    assert drawn == sorted(want)
+    assert {"holds", "does not hold", "inconclusive"} <= {r["verdict"] for r in rows}
+    plt.close(fig)
+    assert eg.plot_claims(plt, []) is None
+
+
 def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     _, rows = claim_rows
-    text = "\n".join(eg.claims_lines(rows))
+    text = "\n".join(eg.claims_lines(rows, []))
     assert "| 1. more uniform" in text
     assert text.index("**hyb** against **mlm**") < text.index("**hyb** against **mlmlong**")
     assert "| 1. more uniform (paper: hybrid < -0.16, MLM -0.05) | 1 | 0 | 0 |" in text  # the tally

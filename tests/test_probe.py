@@ -633,10 +633,52 @@ def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
     assert r.returncode != 0 and r.stderr.strip().startswith("error:") and "Traceback" not in r.stderr
 
 
-def test_palette_gives_every_checkpoint_its_own_colour():
-    # a CPU-scale report has 4 arms x 3 seeds and the random encoder: the default cycle would repeat after 10
-    arms = ("mlm", "hybrid", "hybunc", "mlmflop")
-    labels = [f"out-{arm}-cpu-s{s}" for arm in arms for s in (1337, 1338, 1339)]
-    labels.append("random-init")
+ARMS = [f"out-{arm}-cpu-s{s}" for arm in ("mlm", "hybrid", "hybunc", "mlmflop") for s in (1337, 1338, 1339)]
+
+
+def test_palette_gives_every_checkpoint_its_own_colour_in_its_groups_hue():
+    # a CPU-scale report has 4 arms x 3 seeds and the random encoder: a seed group is read as one hue
+    from matplotlib.colors import rgb_to_hsv
+    labels = ARMS + ["random-init"]
     colors = probe.palette(labels)
     assert list(colors) == labels and len(set(colors.values())) == 13
+    hue = {label: round(float(rgb_to_hsv(c)[0]), 6) for label, c in colors.items()}
+    assert [len({hue[label] for label in ARMS[i:i + 3]}) for i in range(0, 12, 3)] == [1, 1, 1, 1]
+    assert len({hue[ARMS[i]] for i in range(0, 12, 3)}) == 4  # four groups, four hues
+    assert colors["random-init"] == (0.5, 0.5, 0.5)
+    assert len(set(probe.palette([f"run-{i}" for i in range(18)]).values())) == 18  # no seeds: a hue each
+
+
+def test_a_seed_group_is_one_legend_entry():
+    names = probe.legend_labels(ARMS + ["random-init"])
+    assert [n for n in names.values() if not n.startswith("_")] == [
+        "out-mlm-cpu-s* (3 seeds)", "out-hybrid-cpu-s* (3 seeds)", "out-hybunc-cpu-s* (3 seeds)",
+        "out-mlmflop-cpu-s* (3 seeds)", "random-init"]
+    assert probe.legend_labels(["out-a", "out-b-s1"]) == {"out-a": "out-a", "out-b-s1": "out-b-s1"}
+
+
+@pytest.mark.filterwarnings("ignore:No artists")  # the bars are recorded, not drawn
+def test_the_scores_plot_has_a_bar_per_seed_group_at_its_mean_and_the_baseline(tmp_path, monkeypatch):
+    import matplotlib.axes
+    drawn = []  # (panel, heights, keywords) of each bar and baseline call
+    record = lambda ax, x, heights, *args, **kw: drawn.append((ax, list(heights), kw))  # noqa: E731
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", record)
+    monkeypatch.setattr(matplotlib.axes.Axes, "hlines", lambda ax, y, *x, **kw: record(ax, None, y, **kw))
+    labels = ["out-mlm-s1", "out-mlm-s2", "out-hyb-s1", "out-hyb-s2", "random-init"]
+    def row(c, v, pooling="mean"):
+        return {"eval": "sst2", "metric": "acc", "pooling": pooling, "ckpt": c, "score": v, "lo": v - 1,
+                "hi": v + 2}
+
+    scores = [row(c, v) for c, v in zip(labels, (60.0, 62.0, 50.0, 54.0, 55.0))]
+    scores.append({**row("out-mlm-s1", 10.0, "max"), "eval": "cola", "metric": "mcc"})  # a second panel
+    probe.plot_scores(scores, labels, tmp_path / "p.png", base={("sst2", "acc"): 50.9, ("cola", "mcc"): 0.0})
+    mean_panel = drawn[0][0]
+    assert [(h[0], kw["label"]) for ax, h, kw in drawn if ax is mean_panel] == [
+        (61.0, "out-mlm-s* (2 seeds)"), (52.0, "out-hyb-s* (2 seeds)"), (55.0, "random-init"),
+        (50.9, "baseline (no model)")]  # cola's baseline only where cola is scored
+    assert "yerr" not in drawn[0][2] and drawn[2][2]["yerr"][:, 0].tolist() == [1.0, 2.0]  # one run: its CI
+    assert [h for ax, h, kw in drawn if ax is not mean_panel and "linestyles" in kw] == [[0.0]]
+    drawn.clear()
+    probe.plot_scores(scores[-2:-1], labels[-1:], tmp_path / "p.png")
+    assert [(h, kw["label"]) for ax, h, kw in drawn] == [([55.0], "random-init")]
+    assert (tmp_path / "p.png").exists()
