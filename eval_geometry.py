@@ -35,7 +35,7 @@ n_sub = 200  # half-samples (without replacement) per sentence set, for the set 
 geom_n = 0  # sentences per set for uniformity, anisotropy and the spectrum (a seeded sample); 0: 5 x the
 # width (a d-dimensional spectrum needs several times d points), or the whole set where it has fewer
 report_note = ""  # a line put at the top of REPORT.md (e.g. what the checkpoints are and are not)
-training_only = False  # only the runs' training, from their log.jsonl (seconds; unfinished runs too): TRAINING.md
+training_only = False  # the runs' training alone, from their log.jsonl (unfinished runs too): TRAINING.md
 # with --threads=0 (all cores) the spectra spread over them, one half-sample per thread
 
 # -----------------------------------------------------------------------------
@@ -192,7 +192,8 @@ def sample_sets(gsets, n_max, n_sub, seed):
     out = {}
     for sname, parts in gsets.items():
         if (n := sum(len(t) for _, t in parts)) < MIN_SET:
-            raise InputError(f"the {sname} sentence set has {n}: the geometry needs at least {MIN_SET}{MIN_WHY}")
+            raise InputError(f"the {sname} sentence set has {n}: the geometry needs at least "
+                             f"{MIN_SET}{MIN_WHY}")
         pick = np.sort(np.random.default_rng(seed).permutation(n)[:n_max])
         out[sname] = (pick, half_samples(len(pick), n_sub, seed))
     return out
@@ -455,7 +456,7 @@ PANELS = {"val_mlm": "val MLM loss (dashed: the unigram line)", "lambda": "λ = 
 
 
 def plot_training(plt, curves, colors, names):
-    """One panel per figure some run logged (PANELS), a line per run over its iterations; None without logs."""
+    """A panel per figure some run logged (PANELS), a line per run over its iterations; None without logs."""
     keys = [k for k in PANELS if any(k in c for c in curves.values())]
     if not keys:
         return None
@@ -639,13 +640,16 @@ def below_line(c):
 def training_row(label, c):
     """checkpoint, val MLM first → last, the unigram line, where the run left it, λ, the lowest RankMe."""
     span = lambda k: f"{c[k][1][0]:.3f} → {c[k][1][-1]:.3f}" if k in c else "n/a"  # noqa: E731
-    lam = span("lambda") + (f" ({min(c['lambda'][1]):.3f}–{max(c['lambda'][1]):.3f})" if "lambda" in c else "")
+    lam = span("lambda")
+    if "lambda" in c:
+        lam += f" ({min(c['lambda'][1]):.3f}–{max(c['lambda'][1]):.3f})"
     rankme = "n/a"
     if "tgt_rankme" in c:
         its, values = c["tgt_rankme"]
         rankme = f"{min(values):.1f} (iter {its[int(np.argmin(values))]})"
     line = f"{c['val_unigram'][1][-1]:.3f}" if "val_unigram" in c else "n/a"  # the same at every evaluation
-    return [label, f"{span('val_mlm')} (iter {c['val_mlm'][0][-1]})", line, below_line(c) or "n/a", lam, rankme]
+    val = f"{span('val_mlm')} (iter {c['val_mlm'][0][-1]})"
+    return [label, val, line, below_line(c) or "n/a", lam, rankme]
 
 
 def training_lines(labels, curves):
@@ -654,9 +658,9 @@ def training_lines(labels, curves):
     L = ["", "## Training (each run's log.jsonl)", ""]
     rows = [training_row(label, c) for label, c in curves.items() if "val_mlm" in c]
     if rows:
-        L += [md_table(["checkpoint", "val MLM first → last (at)", "unigram line", "first eval under the line",
-                        "λ first → last (min–max)", "lowest target RankMe"], rows), "",
-              "![training curves](training.png)"]
+        head = ["checkpoint", "val MLM first → last (at)", "unigram line", "first eval under the line",
+                "λ first → last (min–max)", "lowest target RankMe"]
+        L += [md_table(head, rows), "", "![training curves](training.png)"]
     return L + [f"- {label}: no val losses in a log.jsonl beside it" for label in labels
                 if label != probe.RANDOM and "val_mlm" not in curves.get(label, {})]
 
@@ -713,10 +717,12 @@ def judge(report, labels, report_dir):
     if os.path.exists(path):
         with open(path) as f:
             prb = json.load(f)
-        which = lambda checkpoints: [(c["label"], c["encoder"], c.get("stamp")) for c in checkpoints]  # noqa: E731
+        def which(checkpoints):
+            return [(c["label"], c["encoder"], c.get("stamp")) for c in checkpoints]
         if which(prb["checkpoints"]) != which(report["checkpoints"]):
-            report["notes"].append(f"{path} is of other checkpoints or weights: this report leaves out its probe "
-                                   "scores (run probe.py with these checkpoints and --report_dir first)")
+            report["notes"].append(f"{path} is of other checkpoints or weights: this report leaves out its "
+                                   "probe scores (run probe.py with these checkpoints and --report_dir "
+                                   "first)")
             prb = None
     report["probe_json"] = path if prb is not None else None
     sources = {k: (report[k], report[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
@@ -751,13 +757,14 @@ def run(paths, cfg):
         whole_number("geom_n", cfg.geom_n, MIN_SET, f" or 0 (5 x the width){MIN_WHY}")
     with probe.torch_threads(cfg.threads):
         proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
-        labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
-                                       cfg.unfinished, cfg.cache_dir)
+        labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init,
+                                       cfg.seed, cfg.unfinished, cfg.cache_dir)
         tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
         psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
         inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
-        res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, lambda emb, pool: checkpoint_geometry(
-            emb, pool, psets, gsets, set_idx, tasks, proto), "geometry")
+        def compute(emb, pool):
+            return checkpoint_geometry(emb, pool, psets, gsets, set_idx, tasks, proto)
+        res = probe.per_checkpoint(labels, embs, pools, "geometry", inputs, compute, "geometry")
         report = {"mode": "glue" if tasks is not None else "probing sets only",
                   "notes": notes + probe.checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
                       "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
@@ -768,10 +775,10 @@ def run(paths, cfg):
         judge(report, labels, cfg.report_dir)
         report["seconds"] = time.time() - t0
         files = write(report, labels, res, paths, cfg)
-        print(f"GEOMETRY ({report['mode']})\n" + score_table(report["geometry"], report["geometry_diffs"], labels,
-                                                             *SECTIONS["geometry"][1:3]))
-        print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in {time.time() - t0:.0f}s",
-              file=sys.stderr)
+        table = score_table(report["geometry"], report["geometry_diffs"], labels, *SECTIONS["geometry"][1:3])
+        print(f"GEOMETRY ({report['mode']})\n" + table)
+        print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in "
+              f"{time.time() - t0:.0f}s", file=sys.stderr)
         return report
 
 
@@ -783,8 +790,8 @@ def run_training(paths, cfg):
     labels = probe.run_labels(paths)
     curves = {label: data.log_curves(p, (*PANELS, "val_unigram")) for label, p in zip(labels, paths)}
     if not any("val_mlm" in c for c in curves.values()):
-        raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at every "
-                         "eval_interval")
+        raise InputError(f"no val losses in a log.jsonl beside {', '.join(paths)}: train.py writes them at "
+                         "every eval_interval")
     probe.report_folder(cfg.report_dir, "eval_geometry.py")
     plt = probe.pyplot()
     head = [f"# Training of {', '.join(labels)}", "", *[f"- {label}: {p}" for label, p in zip(labels, paths)]]

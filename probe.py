@@ -35,7 +35,7 @@ from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
 # settings (override with --key=value)
-glue_dir = ""  # GLUE's standard layout or a copy of the hub's nyu-mll/glue; '' = the HF hub, else probing sets
+glue_dir = ""  # the GLUE layout or a copy of the hub's nyu-mll/glue; '' = the HF hub, else probing sets
 dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
 data_dir = "data"
 text_column = "text"  # the field or column of the corpus' JSON and columnar files that holds the text
@@ -52,7 +52,7 @@ senteval_dir = ""  # SentEval's data/downstream folder: adds STS12-16, SICK-R (c
 random_init = True  # also a randomly initialised encoder of the first checkpoint's config, last column
 threads = 1  # torch CPU threads (0: torch's default); the probes' small matrices gain little from more
 unfinished = False  # analyse checkpoints whose run stopped before its max_iters (the reports then say so)
-cache_dir = ""  # the analysis cache: '' = analysis_cache/ in each checkpoint's out_dir, else one folder each here
+cache_dir = ""  # the analysis cache: '' = analysis_cache/ in each run's out_dir, else a folder each here
 # -----------------------------------------------------------------------------
 
 POOLINGS = ("mean", "max", "first", "attention")
@@ -377,7 +377,8 @@ def source_of(f):
     except OSError:
         if not inspect.isclass(f):
             raise
-        return f.__qualname__ + "".join(inspect.getsource(m) for m in vars(f).values() if inspect.isfunction(m))
+        methods = (m for m in vars(f).values() if inspect.isfunction(m))
+        return f.__qualname__ + "".join(inspect.getsource(m) for m in methods)
 
 
 def snapshot(fns):
@@ -421,7 +422,8 @@ def cache_dir_of(out_dir, cache_root=""):
     own there, named by the out_dir and a digest of its real path (two runs of one name never share one)."""
     if not cache_root:
         return os.path.join(out_dir, "analysis_cache")
-    return os.path.join(cache_root, f"{os.path.basename(os.path.abspath(out_dir))}-{digest(os.path.realpath(out_dir))}")
+    name = os.path.basename(os.path.abspath(out_dir))
+    return os.path.join(cache_root, f"{name}-{digest(os.path.realpath(out_dir))}")
 
 
 class Embedder:
@@ -520,7 +522,8 @@ class Embedder:
             writable(self.cache_dir)
         except OSError as e:
             raise InputError(f"cannot write the analysis cache {self.cache_dir} ({e.strerror}): pass "
-                             "--cache_dir=DIR (a folder you can write) or make the checkpoint's folder writable")
+                             "--cache_dir=DIR (a folder you can write) or make the checkpoint's folder "
+                             "writable")
 
 
 def results_only(path, dst, cache_root=""):
@@ -566,14 +569,15 @@ def embedders(paths, which, device, batch_size, random_init, seed, unfinished=Fa
             and not unfinished:
         how = next((e.resume for e in embs if not e.finished() and e.resume), None) or \
             "python train.py <its configs> --init_from=resume --out_dir=..."
-        raise InputError(f"unfinished run: {', '.join(early)}: resume it ({how}) or pass --unfinished=True to "
-                         "analyse it")
+        raise InputError(f"unfinished run: {', '.join(early)}: resume it ({how}) or pass --unfinished=True "
+                         "to analyse it")
     for e in embs:
         if not e.stripped:
             e.check_cache()
     if random_init:
         labels.append(RANDOM)
-        embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed, cache_root=cache_root))
+        embs.append(Embedder(paths[0], which, device, batch_size, random_init=True, seed=seed,
+                             cache_root=cache_root))
     return labels, embs
 
 
@@ -924,13 +928,15 @@ def check_settings(cfg):
     """The settings both analysis scripts share, each checked as train.py checks its own."""
     whole_number("n_folds", cfg.n_folds, 2, " (each fold is scored by a probe fitted on the others)")
     whole_number("n_boot", cfg.n_boot, MIN_RESAMPLES, RESAMPLES_WHY.format("resamples"))
-    whole_number("max_train", cfg.max_train, cfg.n_folds, f" (n_folds={cfg.n_folds}: every fold needs an example)")
+    whole_number("max_train", cfg.max_train, cfg.n_folds,
+                 f" (n_folds={cfg.n_folds}: every fold needs an example)")
     whole_number("batch_size", cfg.batch_size, 1)
     whole_number("threads", cfg.threads, 0, " (0: torch's default)")
     whole_number("seed", cfg.seed, 0)
     data.check_column(cfg.dataset, cfg.text_column)
     if cfg.encoder not in ("online", "target"):
-        raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a hybrid's EMA)")
+        raise InputError(f"--encoder={cfg.encoder!r}: use online (trained by gradient) or target (a "
+                         "hybrid's EMA)")
     if model.device_type(cfg.device) == "cuda" and not torch.cuda.is_available():
         raise InputError(f"--device={cfg.device}: no CUDA device here: pass --device=cpu")
 
@@ -994,7 +1000,8 @@ def load_tasks(glue_dir, dataset):
     if (tasks := data.load_glue(glue_dir)) is None:
         print(f"GLUE is unavailable (no --glue_dir, and the HF hub / datasets cannot be reached): running on "
               f"the '{dataset}' corpus probing sets instead; for GLUE pass --glue_dir=../shared/data/glue or "
-              f"any folder in the standard GLUE layout, or a copy of the hub's {data.GLUE_HUB}", file=sys.stderr)
+              f"any folder in the standard GLUE layout, or a copy of the hub's {data.GLUE_HUB}",
+              file=sys.stderr)
     return tasks
 
 
@@ -1058,7 +1065,8 @@ def run(paths, cfg):
         proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
         labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                  cfg.unfinished, cfg.cache_dir)
-        sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)  # before any work
+        # SentEval is read before any work: a bad --senteval_dir stops here
+        sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)
         mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok)
         results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)
         if cfg.senteval_dir:
@@ -1066,8 +1074,9 @@ def run(paths, cfg):
         scores, diffs = score_all(results, labels, cfg.n_boot, cfg.seed)
         stats.control_fdr(diffs, apart={RANDOM})
         notes += checkpoint_notes(labels, embs, cfg.seed, cfg.random_init) + [
-            "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between checkpoints "
-            "in this report (the differences to random-init are a family of their own); * marks q < 0.05"]
+            "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
+            "checkpoints in this report (the differences to random-init are a family of their own); * marks "
+            "q < 0.05"]
         report = {"mode": mode, "checkpoints": [e.summary(c) for c, e in zip(labels, embs)], "notes": notes,
                   "n_boot": cfg.n_boot, "seed": cfg.seed, "max_train": cfg.max_train, "scores": scores,
                   "diffs": diffs,
@@ -1075,9 +1084,9 @@ def run(paths, cfg):
                   "across_seeds": stats.across_seeds(scores, labels, ("eval", "metric", "pooling")),
                   "senteval": senteval_summary(results, sts), "seconds": time.time() - t0}
         table, shown = tables(report, labels)
-        header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs over "
-                            f"dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, two-sided p."] +
-                           [f"- {n}" for n in notes])
+        header = "\n".join([f"Probes ({mode}), encoder={cfg.encoder}; scores x100 with bootstrap 95% CIs "
+                            f"over dev examples (B={cfg.n_boot}); differences: paired bootstrap CIs, "
+                            "two-sided p."] + [f"- {n}" for n in notes])
         with writing(cfg.report_dir):
             data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
             with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
