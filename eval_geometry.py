@@ -344,14 +344,16 @@ def verdict(direction, diff, lo, hi, p, n):
 
 
 def within_seed(diffs, match, a, b, fmt):
-    """A seed's own paired difference a − b over examples, 'diff [lo, hi] q', or None where not computed."""
+    """A seed's own paired difference a − b over examples: {diff, lo, hi, text: 'diff [lo, hi] q'}, or None
+    where not computed."""
     d = next((d for d in diffs if match(d) and (d["a"], d["b"]) in ((a, b), (b, a))), None)
     if d is None:
         return None
     sign = 1 if d["a"] == a else -1
     lo, hi = sorted((sign * d["lo"], sign * d["hi"]))
     q = f" q={d['q']:.3f}" if "q" in d else ""
-    return f"{fmt.replace('{:', '{:+').format(sign * d['diff'])} [{fmt.format(lo)}, {fmt.format(hi)}]{q}"
+    text = f"{fmt.replace('{:', '{:+').format(sign * d['diff'])} [{fmt.format(lo)}, {fmt.format(hi)}]{q}"
+    return {"diff": sign * d["diff"], "lo": lo, "hi": hi, "text": text}
 
 
 def claim_row(spec, hyb, mlm, groups, scores, diffs):
@@ -377,7 +379,8 @@ def claim_row(spec, hyb, mlm, groups, scores, diffs):
                                                     if lo is not None else "")
     return {"hybrid": hyb, "mlm": mlm, "claim": claim, "figure": " ".join(map(str, key.values())),
             "direction": direction, "hybrid_seeds": h, "mlm_seeds": m, "diff": diff, "lo": lo, "hi": hi,
-            "p": p, "n_seeds": len(shared), "within": within, "verdict": v, "why": why,
+            "p": p, "n_seeds": len(shared), "within": [w["text"] for w in within],
+            "within_ci": [[w["diff"], w["lo"], w["hi"]] for w in within], "verdict": v, "why": why,
             "text": [summary(list(h.values())), summary(list(m.values())), over]}
 
 
@@ -484,9 +487,13 @@ def claim_panel(ax, name, rs, figures, pairs):
     for r in rs:
         k = pairs.index((r["hybrid"], r["mlm"]))
         y = figures.index(r["figure"]) + (k - (len(pairs) - 1) / 2) * 0.7 / len(pairs)
-        err = [[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]] if r["lo"] is not None else None
-        ax.errorbar(r["diff"], y, xerr=err, fmt=PAIR_MARKERS[k % 8], color=VERDICT_COLORS[r["verdict"]], ms=4,
-                    capsize=2)
+        x, lo, hi = r["diff"], r["lo"], r["hi"]
+        one_seed = lo is None and len(r["within_ci"]) == 1  # its interval over examples instead
+        if one_seed:
+            x, lo, hi = r["within_ci"][0]
+        err = [[x - lo], [hi - x]] if lo is not None else None
+        ax.errorbar(x, y, xerr=err, fmt=PAIR_MARKERS[k % 8], color=VERDICT_COLORS[r["verdict"]], ms=4,
+                    capsize=2, mfc="white" if one_seed else None)
     if rs[0]["direction"] == 0:
         ax.axvspan(-EQUIVALENCE, EQUIVALENCE, color="0.92", zorder=0)
     ax.axvline(0, color="k", lw=0.6)
@@ -498,10 +505,10 @@ def claim_panel(ax, name, rs, figures, pairs):
 
 
 def plot_claims(plt, rows):
-    """The claims at a glance: each figure's hybrid − MLM difference over seeds with its 95% CI, a marker
-    per hybrid and MLM group, coloured by its verdict; a panel per claim (claim 2 per statistic: their
-    units differ), in two columns, shaded ±EQUIVALENCE where the paper says 'about the same'. None without
-    claims."""
+    """The claims at a glance: each figure's hybrid − MLM difference over seeds with its 95% CI (with one
+    seed, hollow: that seed's paired CI over examples), a marker per hybrid and MLM group, coloured by its
+    verdict; a panel per claim (claim 2 per statistic: their units differ), in two columns, shaded
+    ±EQUIVALENCE where the paper says 'about the same'. None without claims."""
     if not rows:
         return None
     panels = {}
@@ -524,11 +531,16 @@ def plot_claims(plt, rows):
         axes = sub.subplots(len(names), 1, squeeze=False, height_ratios=[height[n] for n in names])
         for ax, name in zip(axes[:, 0], names):
             claim_panel(ax, name, panels[name], figures[name], pairs)
-    ax.set_xlabel("hybrid − MLM over seeds: mean, paired-t 95% CI", fontsize=8)  # the bottom right panel
+    over_seeds = any(r["lo"] is not None for r in rows)
+    ax.set_xlabel("hybrid − MLM over seeds: mean, paired-t 95% CI" if over_seeds else  # the bottom right panel
+                  "hybrid − MLM, one seed: paired bootstrap 95% CI over examples", fontsize=8)
     from matplotlib.lines import Line2D
     handles = [Line2D([], [], color="k", marker=PAIR_MARKERS[k % 8], ls="", label=f"{h} − {m}")
                for k, (h, m) in enumerate(pairs)]
     handles += [Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]
+    if any(r["lo"] is None and len(r["within_ci"]) == 1 for r in rows):
+        handles.append(Line2D([], [], color="k", marker="o", mfc="white", ls="",
+                              label="hollow: one seed, its paired CI over examples"))
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0))
     return fig
 

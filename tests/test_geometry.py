@@ -231,6 +231,12 @@ def test_the_claims_plot_puts_each_difference_in_its_claims_panel_coloured_by_it
     want = [(round(r["diff"], 9), to_hex(eg.VERDICT_COLORS[r["verdict"]])) for r in rows + spectrum]
     assert drawn == sorted(want)
     assert {"holds", "does not hold", "inconclusive"} <= {r["verdict"] for r in rows}
+    # one seed (hybone): no CI over seeds, so its own paired CI over examples, drawn hollow
+    hollow = [(line, ax) for ax in fig.axes for line in ax.lines
+              if line.get_marker() in eg.PAIR_MARKERS and line.get_markerfacecolor() == "white"]
+    assert [(round(float(line.get_xdata()[0]), 6), ax.get_title()[:2]) for line, ax in hollow] == [(-0.85, "1.")]
+    caps = [c for c in hollow[0][1].lines if c.get_marker() == "|"]
+    assert {-0.9, -0.8} <= {round(float(c.get_xdata()[i]), 6) for c in caps for i in range(len(c.get_xdata()))}
     plt.close(fig)
     assert eg.plot_claims(plt, []) is None
 
