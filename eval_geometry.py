@@ -416,11 +416,16 @@ SECTIONS = {  # report key: (title, table keys, format, what the figures are, th
 
 
 def plot_spectra(plt, spectra_main, main_set, colors, names):
+    """Each checkpoint's eigenvalues on log-log axes, a panel per pooling; a seed group's as one line, their
+    geometric mean, in a band from the lowest to the highest of its seeds."""
     fig, axes = plt.subplots(1, len(spectra_main), figsize=(3 * len(spectra_main), 3), squeeze=False)
     for ax, (pool, by_label) in zip(axes[0], spectra_main.items()):
-        for label, lam in by_label.items():
-            ax.loglog(np.arange(1, len(lam) + 1), np.maximum(lam, 1e-12), label=names[label],
-                      color=colors[label])
+        for members in stats.run_groups(list(by_label)).values():
+            lams = np.maximum([by_label[label] for label in members], 1e-12)  # (seeds, r): one config, one r
+            i = np.arange(1, lams.shape[1] + 1)
+            ax.loglog(i, np.exp(np.log(lams).mean(0)), label=names[members[0]], color=colors[members[0]])
+            if len(members) > 1:
+                ax.fill_between(i, lams.min(0), lams.max(0), color=colors[members[0]], alpha=0.25, lw=0)
         ax.set_title(f"{pool} ({main_set})", fontsize=9)
         ax.set_xlabel("index i", fontsize=8)
     axes[0, 0].set_ylabel("eigenvalue of the covariance", fontsize=8)

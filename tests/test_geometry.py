@@ -241,6 +241,19 @@ def test_the_claims_plot_puts_each_difference_in_its_claims_panel_coloured_by_it
     assert eg.plot_claims(plt, []) is None
 
 
+def test_the_spectra_plot_draws_a_seed_group_as_its_geometric_mean_in_a_band():
+    labels = ["mlm-s1", "mlm-s2", "hyb-s1", "random-init"]
+    lam = {"mlm-s1": np.array([4.0, 1.0]), "mlm-s2": np.array([1.0, 4.0]), "hyb-s1": np.array([3.0, 2.0]),
+           "random-init": np.array([5.0, 0.5])}
+    plt = probe.pyplot()
+    fig = eg.plot_spectra(plt, {"mean": lam}, "stsb", probe.palette(labels), probe.legend_labels(labels))
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["mlm-s* (2 seeds)", "hyb-s1", "random-init"]
+    assert ax.lines[0].get_ydata().tolist() == [2.0, 2.0]  # sqrt(4 * 1) at each index
+    assert len(ax.collections) == 1  # the band of the one group with seeds to span
+    plt.close(fig)
+
+
 def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     _, rows = claim_rows
     text = "\n".join(eg.claims_lines(rows, []))
