@@ -420,8 +420,12 @@ def plot_spectra(plt, spectra_main, main_set, colors, names):
     geometric mean, in a band from the lowest to the highest of its seeds."""
     fig, axes = plt.subplots(1, len(spectra_main), figsize=(3 * len(spectra_main), 3), squeeze=False)
     for ax, (pool, by_label) in zip(axes[0], spectra_main.items()):
-        for members in stats.run_groups(list(by_label)).values():
-            lams = np.maximum([by_label[label] for label in members], 1e-12)  # (seeds, r): one config, one r
+        groups = {}  # a run group's seeds of one spectrum length (a group of several widths: one line each)
+        for g, members in stats.run_groups(list(by_label)).items():
+            for label in members:
+                groups.setdefault((g, len(by_label[label])), []).append(label)
+        for members in groups.values():
+            lams = np.maximum([by_label[label] for label in members], 1e-12)  # (seeds, r)
             i = np.arange(1, lams.shape[1] + 1)
             ax.loglog(i, np.exp(np.log(lams).mean(0)), label=names[members[0]], color=colors[members[0]])
             if len(members) > 1:
@@ -487,18 +491,20 @@ VERDICT_COLORS = {"holds": "tab:green", "does not hold": "tab:red", "inconclusiv
 PAIR_MARKERS = "osD^v<>p"
 
 
+def one_seed(r):
+    """A claim row of one shared seed: no interval over seeds, its seed's interval over examples instead."""
+    return r["lo"] is None and len(r["within_ci"]) == 1
+
+
 def claim_panel(ax, name, rs, figures, pairs):
     """One claim's figures: a marker per hybrid and MLM pair at its difference over seeds, with its CI."""
     for r in rs:
         k = pairs.index((r["hybrid"], r["mlm"]))
         y = figures.index(r["figure"]) + (k - (len(pairs) - 1) / 2) * 0.7 / len(pairs)
-        x, lo, hi = r["diff"], r["lo"], r["hi"]
-        one_seed = lo is None and len(r["within_ci"]) == 1  # its interval over examples instead
-        if one_seed:
-            x, lo, hi = r["within_ci"][0]
+        x, lo, hi = r["within_ci"][0] if one_seed(r) else (r["diff"], r["lo"], r["hi"])
         err = [[x - lo], [hi - x]] if lo is not None else None
         ax.errorbar(x, y, xerr=err, fmt=PAIR_MARKERS[k % 8], color=VERDICT_COLORS[r["verdict"]], ms=4,
-                    capsize=2, mfc="white" if one_seed else None)
+                    capsize=2, mfc="white" if one_seed(r) else None)
     if rs[0]["direction"] == 0:
         ax.axvspan(-EQUIVALENCE, EQUIVALENCE, color="0.92", zorder=0)
     ax.axvline(0, color="k", lw=0.6)
@@ -543,7 +549,7 @@ def plot_claims(plt, rows):
     handles = [Line2D([], [], color="k", marker=PAIR_MARKERS[k % 8], ls="", label=f"{h} − {m}")
                for k, (h, m) in enumerate(pairs)]
     handles += [Line2D([], [], color=c, marker="o", ls="", label=v) for v, c in VERDICT_COLORS.items()]
-    if any(r["lo"] is None and len(r["within_ci"]) == 1 for r in rows):
+    if any(one_seed(r) for r in rows):
         handles.append(Line2D([], [], color="k", marker="o", mfc="white", ls="",
                               label="hollow: one seed, its paired CI over examples"))
     fig.legend(handles=handles, fontsize=7, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0))

@@ -252,6 +252,10 @@ def test_the_spectra_plot_draws_a_seed_group_as_its_geometric_mean_in_a_band():
     assert ax.lines[0].get_ydata().tolist() == [2.0, 2.0]  # sqrt(4 * 1) at each index
     assert len(ax.collections) == 1  # the band of the one group with seeds to span
     plt.close(fig)
+    lam["mlm-s2"] = np.array([1.0, 4.0, 2.0])  # another width under the same group name: a line of its own
+    fig = eg.plot_spectra(plt, {"mean": lam}, "stsb", probe.palette(labels), probe.legend_labels(labels))
+    assert [len(line.get_ydata()) for line in fig.axes[0].lines] == [2, 3, 2, 2]
+    plt.close(fig)
 
 
 def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
