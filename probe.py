@@ -548,7 +548,7 @@ def results_only(path, dst, cache_root=""):
 
 def run_labels(paths):
     """The reports' names of the runs (out_dirs or ckpt.pt files): their out_dirs' names, numbered where two
-    agree. A run given twice is refused."""
+    agree or where one is the group of others' seeds (out-a beside out-a-s1). A run given twice is refused."""
     if not paths:
         raise InputError("name at least one checkpoint (an out_dir or ckpt.pt), e.g. out-hybrid-tiny")
     files = [os.path.abspath(os.path.join(p, "ckpt.pt") if os.path.isdir(p) else p) for p in paths]
@@ -556,7 +556,9 @@ def run_labels(paths):
     if twice := [p for p, r in zip(paths, real) if real.count(r) > 1]:
         raise InputError(f"the same checkpoint given twice ({', '.join(twice)}): name each once")
     names = [os.path.basename(os.path.dirname(f)) for f in files]
-    return [n if names.count(n) == 1 else f"{n}#{i}" for i, n in enumerate(names)]
+    groups = {n.rsplit("-s", 1)[0] for n in names if stats.seed_of(n)}
+    clash = lambda n: names.count(n) > 1 or (not stats.seed_of(n) and n in groups)  # noqa: E731
+    return [f"{n}#{i}" if clash(n) else n for i, n in enumerate(names)]
 
 
 def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False, cache_root=""):
@@ -878,8 +880,7 @@ def plot_scores(scores, labels, path, what="probe scores", base=None):
     of training; each checkpoint's CI is in the tables). base {(eval, metric): score}: a dashed line each,
     the trivial baseline's score."""
     plt, colors, names = pyplot(), palette(labels), legend_labels(labels)
-    grouped = bool(stats.seed_groups(labels))
-    groups = stats.run_groups(labels) if grouped else {label: [label] for label in labels}
+    grouped, groups = bool(stats.seed_groups(labels)), stats.run_groups(labels)
     pools = list(dict.fromkeys(s["pooling"] for s in scores))
     keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
     fig, axes = plt.subplots(len(pools), 1, figsize=(max(6, 0.9 * len(keys)), 2.2 * len(pools)),

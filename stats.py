@@ -111,10 +111,15 @@ def seed_groups(labels, at_least=2):
 
 
 def run_groups(labels):
-    """{group: labels}: checkpoints named <group>-s<seed> by group (one seed too), every other one alone."""
-    groups = seed_groups(labels, 1)
-    grouped = {label for ls in groups.values() for label in ls}
-    groups.update({label: [label] for label in labels if label not in grouped})
+    """{group: labels} in the order each group's first checkpoint comes: checkpoints named <group>-s<seed> by
+    group (one seed too), every other one alone under its label. Labels must be distinct, and none the name
+    of another's group (probe.run_labels numbers such names apart)."""
+    groups = {}
+    for label in labels:
+        seeded = re.fullmatch(r"(.+)-s\d+", label)
+        groups.setdefault(seeded.group(1) if seeded else label, []).append(label)
+    if clash := [g for g, ls in groups.items() if g in ls and len(ls) > 1]:
+        raise ValueError(f"labels {clash} name a seed group or come twice: one label, one checkpoint")
     return groups
 
 

@@ -196,6 +196,14 @@ def test_claims_judge_each_hybrid_group_against_each_mlm_group_over_seeds(claim_
     assert by["hyb", "mlmlong", "4."]["verdict"] == "does not hold"  # 10 points worse: outside ±2
 
 
+def test_claims_take_the_mlm_groups_in_the_order_the_checkpoints_were_named():
+    labels = ["mlm-tiny", "hyb-tiny"] + MLM + HYBRID  # an unseeded pair (one row each) before the seeds
+    objectives = {label: "mlm" if label.startswith("mlm") else "hybrid" for label in labels}
+    uni = {"set": "stsb", "pooling": "mean", "stat": "uniformity"}
+    rows = eg.claims({"geometry": (figure(uni, {label: -0.1 for label in labels}), [])}, labels, objectives)
+    assert [(r["hybrid"], r["mlm"]) for r in rows] == [("hyb-tiny", "mlm-tiny"), ("hyb", "mlm")]
+
+
 def test_a_claim_needs_three_shared_seeds_and_shows_each_seeds_own_interval(claim_rows):
     by, _ = claim_rows
     one = by["hybone", "mlm", "1."]

@@ -533,6 +533,15 @@ def test_a_bad_analysis_setting_is_one_line_before_any_work(tiny_ckpts, tmp_path
     assert os.listdir(tmp_path) == []
 
 
+def test_run_labels_number_names_that_two_runs_share_or_that_name_a_seed_group(tmp_path):
+    paths = [str(tmp_path / d / n / "ckpt.pt") for d, n in (("x", "out-a"), ("x", "out-a-s1"), ("x", "out-b"),
+                                                  ("y", "out-b"), ("x", "out-a-s2"))]
+    labels = probe.run_labels(paths)
+    assert labels == ["out-a#0", "out-a-s1", "out-b#2", "out-b#3", "out-a-s2"]
+    assert stats.run_groups(labels)["out-a"] == ["out-a-s1", "out-a-s2"]  # no clash left for the report
+    assert list(probe.palette(labels)) == labels
+
+
 def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
     with pytest.raises(InputError, match="^the same checkpoint given twice"):
         probe.run([tiny_ckpts[0], os.path.join(tiny_ckpts[0], "ckpt.pt")], settings(report_dir=str(tmp_path)))

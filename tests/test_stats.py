@@ -101,6 +101,16 @@ def test_seed_groups_and_each_checkpoints_reference():
     assert [stats.reference(label, labels) for label in labels[1:]] == expected
 
 
+def test_run_groups_come_in_the_order_their_first_checkpoint_does_and_refuse_a_clash():
+    labels = ["base", "out-a-s1", "out-b", "out-a-s2", "random-init"]
+    assert list(stats.run_groups(labels).items()) == [
+        ("base", ["base"]), ("out-a", ["out-a-s1", "out-a-s2"]), ("out-b", ["out-b"]),
+        ("random-init", ["random-init"])]
+    for clash in (["out-a", "out-a-s1"], ["out-b", "out-b"]):  # a run named as a group, a label twice
+        with pytest.raises(ValueError, match="name a seed group or come twice"):
+            stats.run_groups(clash)
+
+
 def test_across_seeds_mean_sd_and_the_test_it_picks():
     labels = ["out-hybrid-s1", "out-hybrid-s2", "out-hybrid-s3", "out-mlm-s1", "out-mlm-s2", "out-mlm-s3"]
     keys = ("eval", "metric", "pooling")
