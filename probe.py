@@ -548,7 +548,8 @@ def results_only(path, dst, cache_root=""):
 
 def run_labels(paths):
     """The reports' names of the runs (out_dirs or ckpt.pt files): their out_dirs' names, numbered where two
-    agree or where one is the group of others' seeds (out-a beside out-a-s1). A run given twice is refused."""
+    agree, where one is the group of others' seeds (out-a beside out-a-s1) or is named random-init. A run
+    given twice is refused."""
     if not paths:
         raise InputError("name at least one checkpoint (an out_dir or ckpt.pt), e.g. out-hybrid-tiny")
     files = [os.path.abspath(os.path.join(p, "ckpt.pt") if os.path.isdir(p) else p) for p in paths]
@@ -557,8 +558,8 @@ def run_labels(paths):
         raise InputError(f"the same checkpoint given twice ({', '.join(twice)}): name each once")
     names = [os.path.basename(os.path.dirname(f)) for f in files]
     groups = {n.rsplit("-s", 1)[0] for n in names if stats.seed_of(n)}
-    clash = lambda n: names.count(n) > 1 or (not stats.seed_of(n) and n in groups)  # noqa: E731
-    return [f"{n}#{i}" if clash(n) else n for i, n in enumerate(names)]
+    clash = [names.count(n) > 1 or n == RANDOM or (not stats.seed_of(n) and n in groups) for n in names]
+    return [f"{n}#{i}" if c else n for i, (n, c) in enumerate(zip(names, clash))]
 
 
 def embedders(paths, which, device, batch_size, random_init, seed, unfinished=False, cache_root=""):

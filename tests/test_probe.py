@@ -535,9 +535,9 @@ def test_a_bad_analysis_setting_is_one_line_before_any_work(tiny_ckpts, tmp_path
 
 def test_run_labels_number_names_that_two_runs_share_or_that_name_a_seed_group(tmp_path):
     paths = [str(tmp_path / d / n / "ckpt.pt") for d, n in (("x", "out-a"), ("x", "out-a-s1"), ("x", "out-b"),
-                                                  ("y", "out-b"), ("x", "out-a-s2"))]
+                                                  ("y", "out-b"), ("x", "out-a-s2"), ("x", probe.RANDOM))]
     labels = probe.run_labels(paths)
-    assert labels == ["out-a#0", "out-a-s1", "out-b#2", "out-b#3", "out-a-s2"]
+    assert labels == ["out-a#0", "out-a-s1", "out-b#2", "out-b#3", "out-a-s2", "random-init#5"]
     assert stats.run_groups(labels)["out-a"] == ["out-a-s1", "out-a-s2"]  # no clash left for the report
     assert list(probe.palette(labels)) == labels
 
