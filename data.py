@@ -12,6 +12,8 @@ $ python data.py my_corpus                   # a folder that datasets' save_to_d
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
 $ python data.py pubmed.jsonl.gz --text_column=abstract  # JSON records or columns whose text is not under "text"
+$ python data.py fineweb    # any hub corpus, as `hf download --repo-type dataset ... --local-dir fineweb` left it
+                            # (`huggingface-cli download` before huggingface_hub 1.0)
 """
 
 import ast
