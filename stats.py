@@ -101,19 +101,9 @@ def seed_of(label):
     return m.group(1) if (m := re.fullmatch(r".+-s(\d+)", label)) else None
 
 
-def seed_groups(labels, at_least=2):
-    """{group: labels} for checkpoints named <group>-s<seed> (out-hybrid-cpu-s1, -s2, -s3), in order."""
-    groups = {}
-    for label in labels:
-        if m := re.fullmatch(r"(.+)-s\d+", label):
-            groups.setdefault(m.group(1), []).append(label)
-    return {g: ls for g, ls in groups.items() if len(ls) >= at_least}
-
-
 def run_groups(labels):
-    """{group: labels} in the order each group's first checkpoint comes: checkpoints named <group>-s<seed> by
-    group (one seed too), every other one alone under its label. Labels must be distinct, and none the name
-    of another's group (probe.run_labels numbers such names apart)."""
+    """{group: labels}, in the order of each group's first checkpoint: those named <group>-s<seed> by group (one
+    seed too), any other alone. Labels are distinct, none another's group (probe.run_labels sees to it)."""
     groups = {}
     for label in labels:
         seeded = re.fullmatch(r"(.+)-s\d+", label)
@@ -121,6 +111,11 @@ def run_groups(labels):
     if clash := [g for g, ls in groups.items() if g in ls and len(ls) > 1]:
         raise ValueError(f"labels {clash} name a seed group or come twice: one label, one checkpoint")
     return groups
+
+
+def seed_groups(labels, at_least=2):
+    """{group: labels} for checkpoints named <group>-s<seed> (out-hybrid-cpu-s1, -s2, -s3), in order."""
+    return {g: ls for g, ls in run_groups(labels).items() if seed_of(ls[0]) and len(ls) >= at_least}
 
 
 def reference(label, labels):
