@@ -102,8 +102,8 @@ def seed_of(label):
 
 
 def run_groups(labels):
-    """{group: labels}, in the order of each group's first checkpoint: those named <group>-s<seed> by group (one
-    seed too), any other alone. Labels are distinct, none another's group (probe.run_labels sees to it)."""
+    """{group: labels}, in the order of each group's first checkpoint: those named <group>-s<seed> by group
+    (one seed too), any other alone. Labels are distinct, none another's group (probe.run_labels's care)."""
     groups = {}
     for label in labels:
         seeded = re.fullmatch(r"(.+)-s\d+", label)
