@@ -438,27 +438,36 @@ def plot_spectra(plt, spectra_main, main_set, colors, names):
 
 
 def plot_uniformity_alignment(plt, report, colors, names):
-    """Uniformity against alignment on STS-B: colour = checkpoint (shades of a hue: a seed group's), marker =
-    pooling, one legend entry each (a group's one)."""
+    """Uniformity against alignment on STS-B, marker = pooling: a checkpoint with its 95% intervals, a seed
+    group at its mean over seeds, each seed a dot in its shade; one legend entry each."""
     from matplotlib.lines import Line2D
-    ua = [(s, a) for s in report["geometry"] if s["set"] == "stsb" and s["stat"] == "uniformity"
-          for a in report["alignment"] if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"],
-                                                                                     s["ckpt"])]
+    ua = {(s["ckpt"], s["pooling"]): (s["score"], a["score"], s, a) for s in report["geometry"]
+          if s["set"] == "stsb" and s["stat"] == "uniformity" for a in report["alignment"]
+          if (a["pairs"], a["pooling"], a["ckpt"]) == ("stsb", s["pooling"], s["ckpt"])}
     if not ua:
         return None
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    markers = dict(zip(dict.fromkeys(s["pooling"] for s, _ in ua), "osD^v"))
+    markers = dict(zip(dict.fromkeys(p for _, p in ua), "osD^v"))
     # a percentile CI need not contain its estimate (resampled pairs include duplicates): clip the bars at 0
     err = lambda r: [[max(0, r["score"] - r["lo"])], [max(0, r["hi"] - r["score"])]]  # noqa: E731
-    for s, a in ua:
-        ax.errorbar(s["score"], a["score"], xerr=err(s), yerr=err(a), fmt=markers[s["pooling"]],
-                    color=colors[s["ckpt"]], capsize=2)
+    groups = stats.run_groups(list(dict.fromkeys(c for c, _ in ua)))
+    for members, (pool, m) in ((ls, pm) for ls in groups.values() for pm in markers.items()):
+        pts = [ua[c, pool] for c in members if (c, pool) in ua]
+        if len(members) == 1 and pts:
+            x, y, s, a = pts[0]
+            ax.errorbar(x, y, xerr=err(s), yerr=err(a), fmt=m, color=colors[members[0]], capsize=2)
+        elif pts:
+            x, y = np.array([p[:2] for p in pts]).T
+            ax.scatter(x, y, s=12, marker=m, color=[colors[c] for c in members if (c, pool) in ua], lw=0)
+            ax.scatter(x.mean(), y.mean(), s=50, marker=m, color=colors[members[0]], edgecolors="k", zorder=3)
     ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
     ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)
     handles = [Line2D([], [], color=colors[c], marker="o", ls="", label=names[c])
-               for c in dict.fromkeys(s["ckpt"] for s, _ in ua) if not names[c].startswith("_")]
+               for c in dict.fromkeys(c for c, _ in ua) if not names[c].startswith("_")]
     handles += [Line2D([], [], color="gray", marker=m, ls="", label=f"{p} pooling")
                 for p, m in markers.items()]
+    if any(len(ls) > 1 for ls in groups.values()):
+        handles.append(Line2D([], [], color="gray", marker="o", mec="k", ls="", label="seed group: its mean"))
     ax.legend(handles=handles, fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1))
     return fig
 

@@ -266,6 +266,24 @@ def test_the_spectra_plot_draws_a_seed_group_as_its_geometric_mean_in_a_band():
     plt.close(fig)
 
 
+def test_uniformity_against_alignment_draws_a_seed_group_at_its_mean_and_one_checkpoint_with_its_cis():
+    def row(ckpt, score, **key):
+        return {**key, "ckpt": ckpt, "pooling": "mean", "score": score, "lo": score - 0.1, "hi": score + 0.1}
+    scores = {"mlm-s1": (-1.0, 0.2), "mlm-s2": (-2.0, 0.4), "hyb-s1": (-3.0, 0.6)}
+    report = {"geometry": [row(c, u, set="stsb", stat="uniformity") for c, (u, _) in scores.items()],
+              "alignment": [row(c, a, pairs="stsb") for c, (_, a) in scores.items()]}
+    labels = list(scores)
+    plt = probe.pyplot()
+    fig = eg.plot_uniformity_alignment(plt, report, probe.palette(labels), probe.legend_labels(labels))
+    ax = fig.axes[0]
+    dots, mean = (c.get_offsets().tolist() for c in ax.collections[:2])
+    assert dots == [[-1.0, 0.2], [-2.0, 0.4]] and mean == [[-1.5, pytest.approx(0.3)]]
+    assert [line.get_xydata().tolist() for line in ax.lines if line.get_marker() == "o"] == [[[-3.0, 0.6]]]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "mlm-s* (2 seeds)", "hyb-s1", "mean pooling", "seed group: its mean"]
+    plt.close(fig)
+
+
 def test_claims_tables_group_rows_by_pair_in_order(claim_rows):
     _, rows = claim_rows
     text = "\n".join(eg.claims_lines(rows, []))
