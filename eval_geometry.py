@@ -183,8 +183,8 @@ def geometry_sets(tasks, sentences):
     return {**sets, "corpus": [("probing-sentences", sentences)]}
 
 
-MIN_SET = 4
-MIN_WHY = ": a half-sample's covariance needs 2 sentences"
+MIN_SET = 14  # half-samples of 7: 6 eigenvalues, 2 of them (i = 2 .. r/2) for the power law's slope
+MIN_WHY = ": every spectrum figure needs half-samples of 7 sentences"
 
 
 def sample_sets(gsets, n_max, n_sub, seed):

@@ -72,16 +72,11 @@ def bootstrap_ci(metric, *arrays, n_boot=1000, seed=0):
 def diff_summary(d, ds):
     """A difference d and its replicates ds -> CI and the two-sided p of 'no difference' by the shift
     method: how often the centred replicates stray from 0 as far as d did (Efron & Tibshirani 1993, 16.4)."""
+    if not np.isfinite(d) or not np.isfinite(ds).all():  # an undefined figure: no interval, no test
+        return {"diff": float(d), "lo": math.nan, "hi": math.nan, "p": math.nan}
     lo, hi = ci(ds)
     p = (1 + np.sum(np.abs(ds - d) >= abs(d) - 1e-12)) / (len(ds) + 1)
     return {"diff": float(d), "lo": lo, "hi": hi, "p": float(min(p, 1.0))}
-
-
-def paired_bootstrap(metric, arrays_a, arrays_b, n_boot=1000, seed=0):
-    """metric(*arrays_a) - metric(*arrays_b) on the same examples, both resampled with the same indices."""
-    idx = boot_indices(len(arrays_a[0]), n_boot, seed)
-    d = metric(*arrays_a) - metric(*arrays_b)
-    return diff_summary(d, metric(*(a[idx] for a in arrays_a)) - metric(*(b[idx] for b in arrays_b)))
 
 
 def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
@@ -90,7 +85,7 @@ def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
     d = metric(y, pa) - metric(y, pb)
     swap = np.random.default_rng(seed).random((n_perm, len(y))) < 0.5
     ds = metric(y, np.where(swap, pb, pa)) - metric(y, np.where(swap, pa, pb))
-    return float((1 + np.sum(np.abs(ds) >= abs(d) - 1e-12)) / (n_perm + 1))
+    return float((1 + np.sum(np.abs(ds) >= abs(d) - 1e-12)) / (n_perm + 1)) if np.isfinite(d) else math.nan
 
 
 # -----------------------------------------------------------------------------
@@ -164,8 +159,12 @@ def t_test(a, b, paired):
 def control_fdr(diffs, apart=(), alpha=0.05):
     """Adds q (Benjamini-Hochberg over the family: every difference given) and 'survives' (q < alpha) to each
     difference. Differences whose 'a' is in apart (a random encoder: did pre-training add anything) form a
-    family of their own, so that their many tiny p-values do not loosen the thresholds of the others."""
-    for family in ([d for d in diffs if d["a"] not in apart], [d for d in diffs if d["a"] in apart]):
+    family of their own, so that their many tiny p-values do not loosen the thresholds of the others. A
+    difference without a p (an undefined figure) gets no q and does not count in the family."""
+    for d in diffs:
+        d["q"], d["survives"] = math.nan, False
+    tested = [d for d in diffs if np.isfinite(d["p"])]
+    for family in ([d for d in tested if d["a"] not in apart], [d for d in tested if d["a"] in apart]):
         if family:
             for d, q in zip(family, sps.false_discovery_control([d["p"] for d in family], method="bh")):
                 d["q"], d["survives"] = float(q), bool(q < alpha)

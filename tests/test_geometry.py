@@ -359,7 +359,7 @@ def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
     return json.load(open(tmp / "geometry.json")), tmp, (tiny_ckpts[0], str(early))
 
 
-@pytest.mark.parametrize("key, value, says", [("n_sub", 1, ">= 40"), ("geom_n", 3, ">= 4 or 0")])
+@pytest.mark.parametrize("key, value, says", [("n_sub", 1, ">= 40"), ("geom_n", 13, ">= 14 or 0")])
 def test_a_bad_geometry_setting_is_one_line_before_any_work(key, value, says, tmp_path):
     cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path), key: value})
     with pytest.raises(probe.InputError, match=f"^--{key}={value}: must be a whole number {says}"):
@@ -374,9 +374,17 @@ def test_a_missing_checkpoint_leaves_no_report_folder(tmp_path):
 
 
 def test_a_sentence_set_too_small_for_half_samples_is_refused():
-    sets = {"mrpc": [("mrpc-dev-a", ["one.", "two."])], "corpus": [("probing-sentences", ["a."] * 50)]}
-    with pytest.raises(probe.InputError, match="^the mrpc sentence set has 2: the geometry needs at least 4"):
+    sets = {"mrpc": [("mrpc-dev-a", ["s."] * 13)], "corpus": [("probing-sentences", ["a."] * 50)]}
+    with pytest.raises(probe.InputError, match="^the mrpc sentence set has 13: the geometry needs at least 14"):
         eg.sample_sets(sets, 640, 200, 0)
+
+
+def test_every_set_statistic_is_defined_from_the_smallest_set_allowed():
+    X = torch.randn(eg.MIN_SET, 32, dtype=torch.float64)
+    figures, _ = eg.set_geometry(X, eg.half_samples(eg.MIN_SET, 40))
+    assert all(np.isfinite(reps).all() for _, reps, _ in figures.values())
+    fewer, _ = eg.set_geometry(X[:-2], eg.half_samples(eg.MIN_SET - 2, 40))
+    assert np.isnan(fewer["alpha"][1]).all()  # 5 eigenvalues: one in the middle, no slope
 
 
 def test_the_report_holds_every_figure_family(geometry_report):

@@ -49,10 +49,12 @@ def test_paired_tests_small_p_for_different_predictions_one_for_identical():
     bad = np.where(rng.random(300) < 0.55, y, 1 - y)  # ~55%
     assert stats.permutation_test(stats.accuracy, y, good, bad) < 0.01
     assert stats.permutation_test(stats.accuracy, y, good, good) == 1.0
-    d = stats.paired_bootstrap(stats.accuracy, (y, good), (y, bad))
-    assert d["p"] < 0.01 and d["lo"] > 0
-    d = stats.paired_bootstrap(stats.accuracy, (y, good), (y, good))
-    assert d["p"] == 1.0 and d["diff"] == 0
+    idx = stats.boot_indices(300, 1000, 0)  # both checkpoints resampled on the same examples: a paired test
+    figs = {(c, "acc"): (stats.accuracy(y, p), stats.accuracy(y[idx], p[idx]), {})
+            for c, p in (("bad", bad), ("good", good), ("same", bad))}
+    _, (good_bad, same_bad) = stats.compare(figs, ["bad", "good", "same"], ("metric",))
+    assert good_bad["p"] < 0.01 and good_bad["lo"] > 0
+    assert same_bad["p"] == 1.0 and same_bad["diff"] == 0
 
 
 def test_benjamini_hochberg_q_values_and_a_family_apart():
@@ -99,6 +101,18 @@ def test_seed_groups_and_each_checkpoints_reference():
     labels = ["mlm-s1", "mlm-s2", "hybrid-s1", "hybrid-s2", "other", "random-init"]
     expected = ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1", "mlm-s1"]
     assert [stats.reference(label, labels) for label in labels[1:]] == expected
+
+
+def test_an_undefined_figure_has_no_interval_no_p_and_no_q_and_leaves_the_others_q_alone():
+    nan = stats.diff_summary(np.nan, np.full(100, np.nan))
+    assert np.isnan([nan["lo"], nan["hi"], nan["p"]]).all()  # not the p of 1/101 its replicates would give
+    assert np.isnan(stats.diff_summary(0.5, np.r_[np.nan, np.zeros(99)])["p"])
+    diffs = [{"a": "x", "p": 0.01}, {"a": "x", "p": 0.04}, {"a": "x", **nan}]
+    stats.control_fdr(diffs)
+    assert [d["q"] for d in diffs[:2]] == [pytest.approx(0.02), pytest.approx(0.04)]  # BH over two, not three
+    assert np.isnan(diffs[2]["q"]) and diffs[2]["survives"] is False
+    y = np.arange(10.0)
+    assert np.isnan(stats.permutation_test(lambda y, p: np.full(np.shape(p)[:-1], np.nan), y, y, y))
 
 
 def test_run_groups_come_in_the_order_their_first_checkpoint_does_and_refuse_a_clash():
