@@ -332,6 +332,8 @@ def verdict(direction, diff, lo, hi, p, n):
     """holds / does not hold / inconclusive, and why, from the difference over n seeds (its CI and p)."""
     if n < 3:
         return "inconclusive", f"{n} seed{'s' * (n != 1)}: the verdict needs ≥ 3 (within-seed tests beside)"
+    if math.isnan(diff):
+        return "inconclusive", "the figure is undefined (nan) on a seed"
     if direction == 0:
         if -EQUIVALENCE < lo and hi < EQUIVALENCE:
             return "holds", f"the CI lies inside ±{EQUIVALENCE:g}"

@@ -219,6 +219,8 @@ def test_verdict_rule_for_equivalence_and_direction():
     assert eg.verdict(-1, -0.1, -0.3, 0.1, 0.3, 3)[0] == "inconclusive"  # p >= 0.05
     assert eg.verdict(-1, 0.2, 0.1, 0.3, 0.01, 3)[0] == "does not hold"  # significant, the other way
     assert eg.verdict(1, 0.2, 0.1, 0.3, 0.01, 2)[0] == "inconclusive"  # two seeds never decide
+    nan = float("nan")  # a figure undefined on a seed (its mean, CI and p are nan) decides nothing
+    assert [eg.verdict(d, nan, nan, nan, nan, 3)[0] for d in (-1, 0, 1)] == ["inconclusive"] * 3
 
 
 def test_the_claims_plot_puts_each_difference_in_its_claims_panel_coloured_by_its_verdict(claim_rows):
