@@ -557,7 +557,7 @@ def run_labels(paths):
     if twice := [p for p, r in zip(paths, real) if real.count(r) > 1]:
         raise InputError(f"the same checkpoint given twice ({', '.join(twice)}): name each once")
     names = [os.path.basename(os.path.dirname(f)) for f in files]
-    groups = {n.rsplit("-s", 1)[0] for n in names if stats.seed_of(n)}
+    groups = stats.seed_groups([n for n in names if stats.seed_of(n)], at_least=1)
     clash = [names.count(n) > 1 or n == RANDOM or (not stats.seed_of(n) and n in groups) for n in names]
     return [f"{n}#{i}" if c else n for i, (n, c) in enumerate(zip(names, clash))]
 
