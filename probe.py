@@ -976,7 +976,7 @@ def check_args(paths, cfg, script="probe.py"):
     if not paths:
         raise InputError(f"name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
     check_settings(cfg)
-    pools = [p.strip() for p in cfg.poolings.split(",") if p.strip()]
+    pools = list(dict.fromkeys(p.strip() for p in cfg.poolings.split(",") if p.strip()))  # each once
     if not pools or any(p not in POOLINGS for p in pools):
         raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "
                          f"{','.join(POOLINGS)}")

@@ -516,6 +516,8 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     assert not os.path.exists(tmp_path / "report")
     with pytest.raises(InputError, match="^--poolings=cls"):
         probe.run([tiny_ckpts[0]], settings(poolings="cls"))
+    each_once = settings(poolings="max, mean,max", report_dir=str(tmp_path))
+    assert probe.check_args(["out"], each_once) == ["max", "mean"]
 
 
 @pytest.mark.parametrize("key, value, says", [
