@@ -96,6 +96,13 @@ def atomic_file(path, mode="wb", tmp=""):
         raise
 
 
+def clock(seconds):
+    """A duration as every script's progress lines print it: 1h23m, 4m05s or 12s."""
+    s = round(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
+
+
 def settings(g):
     """The settable globals of a script: plain values, not modules, functions, lists (train.py's config_keys),
     private names or CONSTANTS."""

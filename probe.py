@@ -30,7 +30,7 @@ import configurator
 import data
 import model
 import stats
-from configurator import InputError, atomic_file, whole_number, writable, write_failed
+from configurator import InputError, atomic_file, clock, whole_number, writable, write_failed
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
@@ -586,15 +586,21 @@ def embedders(paths, which, device, batch_size, random_init, seed, unfinished=Fa
 
 def per_checkpoint(labels, embs, pools, name, inputs, compute, what="probing"):
     """{label: {pooling: compute(emb, pooling)}}, from each cache where it is there; the weightless copies
-    first, so that one whose cache lacks a result stops the run in seconds."""
+    first, so that one whose cache lacks a result stops the run in seconds. Each step prints the time so far
+    and, once a result was computed here, about how long the rest takes if each costs their mean."""
     out, t0, n = {label: {} for label in labels}, time.time(), len(labels) * len(pools)
+    computed = []  # seconds of each result computed here (one read from its cache takes well under 1 s)
     for label, emb in sorted(zip(labels, embs), key=lambda pair: not pair[1].stripped):
         for pooling in pools:
-            m, sec = divmod(round(time.time() - t0), 60)
             done = sum(len(v) for v in out.values())
-            print(f"{what} {label} / {pooling} ({done + 1} of {n}, {m}m{sec:02d}s so far)", file=sys.stderr)
+            left = f", about {clock(np.mean(computed) * (n - done))} left" if computed else ""
+            print(f"{what} {label} / {pooling} ({done + 1} of {n}, {clock(time.time() - t0)} so far{left})",
+                  file=sys.stderr)
+            t = time.time()
             out[label][pooling] = emb.results(f"{name}-{pooling}", (pooling, inputs),
                                               lambda: compute(emb, pooling))
+            if time.time() - t > 1:
+                computed.append(time.time() - t)
     return out
 
 

@@ -27,7 +27,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import data
 import jepa
-from configurator import atomic_file, configure, die, settings, whole_number, writable
+from configurator import atomic_file, clock, configure, die, settings, whole_number, writable
 from model import EncoderConfig, MaskedLM, load_checkpoint, planned_iters
 from model import device_type as device_type_of
 from model import peak_flops as peak_flops_of
@@ -452,13 +452,6 @@ def log(record):
             f.write(json.dumps(record) + "\n")
     except OSError as e:
         raise cannot_write(log_path, e)
-
-
-def clock(seconds):
-    """1h23m, 4m05s or 12s."""
-    s = round(seconds)
-    h, m = divmod(s // 60, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s % 60:02d}s" if m else f"{s}s"
 
 
 def time_left(step_s, eval_s):

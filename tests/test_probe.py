@@ -460,8 +460,8 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     capsys.readouterr()
     probe.run(stubs, settings(**args, report_dir=f"{tmp_path}/stub"))
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probing ")]
-    assert [re.search(r" \((\d) of (\d), \dm\d\ds so far\)$", line).groups() for line in progress] == \
-        [(str(k), "6") for k in range(1, 7)]  # 2 checkpoints and random-init, 2 poolings each
+    assert [re.search(r" \((\d) of (\d), \d+s so far\)$", line).groups() for line in progress] == \
+        [(str(k), "6") for k in range(1, 7)]  # 2 checkpoints and random-init, 2 poolings each; no time left
     full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
     os.makedirs(tmp_path / "taken" / "probe.md")  # a report file that cannot be written, as on a full disk
@@ -542,6 +542,29 @@ def test_run_labels_number_names_that_two_runs_share_or_that_name_a_seed_group(t
     assert labels == ["out-a#0", "out-a-s1", "out-b#2", "out-b#3", "out-a-s2", "random-init#5"]
     assert stats.run_groups(labels)["out-a"] == ["out-a-s1", "out-a-s2"]  # no clash left for the report
     assert list(probe.palette(labels)) == labels
+
+
+def test_progress_says_about_how_long_the_rest_takes_from_the_results_computed_here(monkeypatch, capsys):
+    now = [0.0]
+    monkeypatch.setattr(probe.time, "time", lambda: now[0])
+
+    class Fake:  # an Embedder whose 'a' results are cached (read at once) and whose 'b' results take 60 s
+        def __init__(self, stripped):
+            self.stripped = stripped
+
+        def results(self, name, inputs, fn):
+            return fn()
+
+    def compute(emb, pooling):
+        now[0] += 0 if emb.stripped else 60
+        return pooling
+
+    out = probe.per_checkpoint(["a", "b"], [Fake(True), Fake(False)], ["mean", "max"], "x", (), compute)
+    assert out == {"a": {"mean": "mean", "max": "max"}, "b": {"mean": "mean", "max": "max"}}
+    assert [line.split(" (")[1] for line in capsys.readouterr().err.splitlines()] == [
+        "1 of 4, 0s so far)", "2 of 4, 0s so far)", "3 of 4, 0s so far)",
+        "4 of 4, 1m00s so far, about 1m00s left)"]  # the one result computed so far took a minute
+    assert configurator.clock(3725) == "1h02m" and configurator.clock(59.6) == "1m00s"
 
 
 def test_a_checkpoint_twice_and_an_unwritable_report_dir_are_refused_before_any_work(tiny_ckpts, tmp_path):
