@@ -41,7 +41,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from configurator import InputError, MissingInput, atomic_file, configure, die, write_failed
+from configurator import InputError, MissingInput, atomic_file, clock, configure, die, write_failed
 
 try:
     import fcntl
@@ -574,7 +574,7 @@ def write_splits(docs, out, meta, tok):
             save_json(meta, os.path.join(out, "meta.json"))
             if time.time() - last > every:
                 last, n = time.time(), meta["train_tokens"] + meta["val_tokens"]
-                print(f"{cr}  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {last - t0:.0f}s",
+                print(f"{cr}  {meta['docs']:,} docs, {n / 1e6:.1f}M tokens, {clock(last - t0)}",
                       end="" if tty else "\n", file=sys.stderr)
     except BaseException as e:  # Ctrl-C, a bad source file, a failed write: the progress line ends first
         if last and tty:
@@ -583,7 +583,7 @@ def write_splits(docs, out, meta, tok):
             raise cannot_write(out, e)
         raise
     print(f"{cr}  {meta['docs']:,} docs: {meta['train_tokens']:,} train and {meta['val_tokens']:,} val tokens "
-          f"in {time.time() - t0:.0f}s", file=sys.stderr)
+          f"in {clock(time.time() - t0)}", file=sys.stderr)
 
 
 def not_empty(docs, source):

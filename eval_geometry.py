@@ -23,7 +23,7 @@ import configurator
 import data
 import probe
 import stats
-from configurator import InputError, whole_number
+from configurator import InputError, clock, whole_number
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
@@ -812,7 +812,7 @@ def run(paths, cfg):
         table = score_table(report["geometry"], report["geometry_diffs"], labels, *SECTIONS["geometry"][1:3])
         print(f"GEOMETRY ({report['mode']})\n" + table)
         print(f"wrote {cfg.report_dir}/REPORT.md, geometry.json, {', '.join(files)} in "
-              f"{time.time() - t0:.0f}s", file=sys.stderr)
+              f"{clock(time.time() - t0)}", file=sys.stderr)
         return report
 
 

@@ -1102,7 +1102,7 @@ def run(paths, cfg):
             plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"),
                         base={(b["eval"], b["metric"]): b["score"] for b in report["baselines"]})
         print(header + "\n\n" + table)
-        print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {time.time() - t0:.0f}s",
+        print(f"wrote {cfg.report_dir}/probe.json, probe.md, probe_scores.png in {clock(time.time() - t0)}",
               file=sys.stderr)
         return report
 
