@@ -454,13 +454,13 @@ def plot_uniformity_alignment(plt, report, colors, names):
     err = lambda r: [[max(0, r["score"] - r["lo"])], [max(0, r["hi"] - r["score"])]]  # noqa: E731
     groups = stats.run_groups(list(dict.fromkeys(c for c, _ in ua)))
     for members, (pool, m) in ((ls, pm) for ls in groups.values() for pm in markers.items()):
-        pts = [ua[c, pool] for c in members if (c, pool) in ua]
-        if len(members) == 1 and pts:
-            x, y, s, a = pts[0]
+        here = [c for c in members if (c, pool) in ua]
+        if len(members) == 1 and here:
+            x, y, s, a = ua[here[0], pool]
             ax.errorbar(x, y, xerr=err(s), yerr=err(a), fmt=m, color=colors[members[0]], capsize=2)
-        elif pts:
-            x, y = np.array([p[:2] for p in pts]).T
-            ax.scatter(x, y, s=12, marker=m, color=[colors[c] for c in members if (c, pool) in ua], lw=0)
+        elif here:
+            x, y = np.array([ua[c, pool][:2] for c in here]).T
+            ax.scatter(x, y, s=12, marker=m, color=[colors[c] for c in here], lw=0)
             ax.scatter(x.mean(), y.mean(), s=50, marker=m, color=colors[members[0]], edgecolors="k", zorder=3)
     ax.set_xlabel("uniformity (STS-B dev sentences), lower = more uniform", fontsize=8)
     ax.set_ylabel("alignment (STS-B pairs, gold >= 4), lower = better", fontsize=8)

@@ -599,8 +599,8 @@ def per_checkpoint(labels, embs, pools, name, inputs, compute, what="probing"):
             t = time.time()
             out[label][pooling] = emb.results(f"{name}-{pooling}", (pooling, inputs),
                                               lambda: compute(emb, pooling))
-            if time.time() - t > 1:
-                computed.append(time.time() - t)
+            if (took := time.time() - t) > 1:
+                computed.append(took)
     return out
 
 
@@ -887,7 +887,8 @@ def plot_scores(scores, labels, path, what="probe scores", base=None):
     of training; each checkpoint's CI is in the tables). base {(eval, metric): score}: a dashed line each,
     the trivial baseline's score."""
     plt, colors, names = pyplot(), palette(labels), legend_labels(labels)
-    grouped, groups = bool(stats.seed_groups(labels)), stats.run_groups(labels)
+    groups = stats.run_groups(labels)
+    grouped = any(len(members) > 1 for members in groups.values())  # only seed groups have several
     pools = list(dict.fromkeys(s["pooling"] for s in scores))
     keys = list(dict.fromkeys((s["eval"], s["metric"]) for s in scores))
     fig, axes = plt.subplots(len(pools), 1, figsize=(max(6, 0.9 * len(keys)), 2.2 * len(pools)),
