@@ -1009,9 +1009,10 @@ def parquet_glue(task, glue_dir):
     return out
 
 
-def load_glue(glue_dir=""):
-    """All GLUE tasks as {task: {split: split dict}}, from glue_dir or (glue_dir='') the HF hub.
-    Returns None when the hub cannot be used, so that callers fall back to the probing sets."""
+def load_glue(glue_dir="", tasks=GLUE_TASKS):
+    """The GLUE tasks named (all five unless told) as {task: {split: split dict}}, from glue_dir or
+    (glue_dir='') the HF hub. Returns None when the hub cannot be used, so that callers fall back to the
+    probing sets."""
     if glue_dir:
         if not os.path.isdir(glue_dir):
             raise MissingInput(f"--glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout (e.g. "
@@ -1020,16 +1021,16 @@ def load_glue(glue_dir=""):
         # are compared as listed, since a case-insensitive file system would also find mrpc/ as MRPC/
         listed = set(os.listdir(glue_dir))
         hub = listed & set(GLUE_TASKS)
-        if hub and (missing := [t for t in GLUE_TASKS if t not in hub and GLUE_DIRS[t] not in listed]):
+        if hub and (missing := [t for t in tasks if t not in hub and GLUE_DIRS[t] not in listed]):
             raise MissingInput(f"{glue_dir} holds {', '.join(sorted(hub))} of {GLUE_HUB} but not {', '.join(missing)}: "
-                               "download those too (the analysis uses all five tasks)")
-        return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in GLUE_TASKS}
-    tasks = {}
-    for t in GLUE_TASKS:
-        tasks[t] = hub_glue(t)
-        if tasks[t] is None:
+                               "download those too")
+        return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in tasks}
+    loaded = {}
+    for t in tasks:
+        loaded[t] = hub_glue(t)
+        if loaded[t] is None:
             return None
-    return tasks
+    return loaded
 
 
 # SentEval's transfer data (data/downstream as its get_transfer_data.bash lays it out): the STS12-16
@@ -1122,7 +1123,7 @@ def glue_evals(tasks, max_train, seed=0):
     probe, and notes on the protocol. Without MNLI's train split (the 1,000-pair subsets only) MNLI is
     cross-fitted: the probe for the matched subset is trained on the mismatched one and vice versa."""
     evals, notes = [], []
-    for task in GLUE_TASKS:
+    for task in (t for t in GLUE_TASKS if t in tasks):  # in GLUE_TASKS' order, however they were named
         splits = tasks[task]
         if task == "mnli" and "train" not in splits:
             m, mm = splits["dev_matched"], splits["dev_mismatched"]

@@ -30,12 +30,13 @@ import configurator
 import data
 import model
 import stats
-from configurator import InputError, atomic_file, clock, whole_number, writable, write_failed
+from configurator import InputError, MissingInput, atomic_file, clock, whole_number, writable, write_failed
 from stats import accuracy, f1, matthews, pearson, spearman
 
 # -----------------------------------------------------------------------------
 # settings (override with --key=value)
 glue_dir = ""  # the GLUE layout or a copy of the hub's nyu-mll/glue; '' = the HF hub, else probing sets
+tasks = "sst2,mrpc,mnli,cola,stsb"  # the GLUE tasks probed: a subset is quicker, and needs only its own files
 dataset = "embedded"  # the corpus whose held-out documents give the probing sentences
 data_dir = "data"
 text_column = "text"  # the field or column of the corpus' JSON and columnar files that holds the text
@@ -1004,9 +1005,10 @@ def torch_threads(n):
         torch.set_num_threads(before)
 
 
-def load_tasks(glue_dir, dataset):
-    """GLUE if it can be had, else None (the corpus probing sets instead), said in one line."""
-    if (tasks := data.load_glue(glue_dir)) is None:
+def load_tasks(glue_dir, dataset, names=data.GLUE_TASKS):
+    """The GLUE tasks named if they can be had, else None (the corpus probing sets instead), said in one
+    line."""
+    if (tasks := data.load_glue(glue_dir, names)) is None:
         print(f"GLUE is unavailable (no --glue_dir, and the HF hub / datasets cannot be reached): running on "
               f"the '{dataset}' corpus probing sets instead; for GLUE pass --glue_dir=../shared/data/glue or "
               f"any folder in the standard GLUE layout, or a copy of the hub's {data.GLUE_HUB}",
@@ -1014,9 +1016,24 @@ def load_tasks(glue_dir, dataset):
     return tasks
 
 
-def suite(cfg, proto, tok):
-    """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling))."""
-    if (tasks := load_tasks(cfg.glue_dir, cfg.dataset)) is None:
+def task_names(value):
+    """--tasks as GLUE task names in data.GLUE_TASKS' order, each once."""
+    names = {t.strip() for t in value.split(",") if t.strip()} if isinstance(value, str) else {None}
+    if not names or not names <= set(data.GLUE_TASKS):
+        raise InputError(f"--tasks={value!r}: use a comma-separated subset of {','.join(data.GLUE_TASKS)}")
+    return tuple(t for t in data.GLUE_TASKS if t in names)
+
+
+def suite(cfg, proto, tok, names=data.GLUE_TASKS):
+    """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling)). A subset
+    of the GLUE tasks (names) is cached under a name of its own, beside the whole suite's results."""
+    try:
+        tasks = load_tasks(cfg.glue_dir, cfg.dataset, names)
+    except MissingInput as e:  # a task's files not in --glue_dir
+        if not os.path.isdir(cfg.glue_dir):
+            raise
+        raise MissingInput(f"{e}; or probe only the tasks you have, e.g. --tasks=sst2,mrpc") from None
+    if tasks is None:
         sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir, column=cfg.text_column)
         sets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))
         baseline = {name: {"y": s["y"], "p": constant_prediction(s["y"], s["y"])} for name, s in sets.items()}
@@ -1026,10 +1043,13 @@ def suite(cfg, proto, tok):
                 lambda emb, pooling: {k: run_cv_eval(emb, k, s, pooling, proto) for k, s in sets.items()})
     evals, notes = data.glue_evals(tasks, proto.max_train, proto.seed)
     notes += ["baseline: the train split's majority class for every dev example (MRPC: all-positive; CoLA: "
-              "MCC 0), and for STS-B the cosine of bag-of-tokens count vectors (no model)",
-              "stsb-cos: unsupervised cosine of the two sentence embeddings, not a probe; no row for "
-              "attention pooling, whose query is trained"]
-    return ("glue", "glue", digest(evals), baselines(evals, {}, {}, tok), notes,
+              "MCC 0), and for STS-B the cosine of bag-of-tokens count vectors (no model)"]
+    notes += ["stsb-cos: unsupervised cosine of the two sentence embeddings, not a probe; no row for "
+              "attention pooling, whose query is trained"] if "stsb" in names else []
+    notes += [f"GLUE tasks probed: {', '.join(names)} of {', '.join(data.GLUE_TASKS)} (--tasks)"] \
+        if names != data.GLUE_TASKS else []
+    name = "glue" if names == data.GLUE_TASKS else "glue-" + "+".join(names)
+    return ("glue", name, digest(evals), baselines(evals, {}, {}, tok), notes,
             lambda emb, pool: {k: v for ev in evals for k, v in run_glue_eval(emb, ev, pool, proto).items()})
 
 
@@ -1069,14 +1089,14 @@ def tables(report, labels):
 def run(paths, cfg):
     """Embed and fit per checkpoint (cached), score, write probe.json, probe.md and probe_scores.png."""
     t0 = time.time()
-    pools = check_args(paths, cfg)
+    pools, names = check_args(paths, cfg), task_names(cfg.tasks)
     with torch_threads(cfg.threads):
         proto = Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
         labels, embs = embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init, cfg.seed,
                                  cfg.unfinished, cfg.cache_dir)
         # SentEval is read before any work: a bad --senteval_dir stops here
         sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)
-        mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok)
+        mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok, names)
         results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)
         if cfg.senteval_dir:
             add_senteval(cfg, sts, sick, proto, labels, embs, pools, results, baseline, notes)

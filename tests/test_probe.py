@@ -445,6 +445,31 @@ def settings(**changes):
     return SimpleNamespace(**{**configurator.settings(vars(probe)), "threads": 0, **changes})
 
 
+def test_a_subset_of_the_tasks_scores_as_in_the_whole_suite_and_needs_only_its_own_files(
+        glue_report, tiny_ckpts, glue_dir, tmp_path):
+    """--tasks probes the tasks named, in GLUE's order, with the same figures as the whole suite; its
+    results are cached beside the whole suite's, which stay; a folder without the other tasks' files is then
+    enough."""
+    full, _ = glue_report
+    for task in ("SST-2", "STS-B"):
+        shutil.copytree(os.path.join(glue_dir, task), tmp_path / "glue" / task)
+    with pytest.raises(InputError, match=r"MRPC/train.tsv not found: .*or probe only the tasks you have, "
+                                         r"e.g. --tasks=sst2,mrpc$"):
+        probe.run(tiny_ckpts, settings(glue_dir=str(tmp_path / "glue"), report_dir=str(tmp_path / "r0")))
+    caches = [os.path.join(d, "analysis_cache") for d in tiny_ckpts]
+    before = {os.path.join(c, f) for c in caches for f in os.listdir(c)}
+    args = dict(n_boot=200, poolings="mean", n_folds=3, glue_dir=str(tmp_path / "glue"))
+    out = probe.run(tiny_ckpts, settings(**args, tasks="stsb, sst2", report_dir=str(tmp_path / "r")))
+    assert list(dict.fromkeys(s["eval"] for s in out["scores"])) == ["sst2", "stsb", "stsb-cos"]
+    whole = {(s["eval"], s["metric"], s["ckpt"]): (s["score"], s["lo"], s["hi"])
+             for s in full["scores"] if s["pooling"] == "mean"}
+    assert {(s["eval"], s["metric"], s["ckpt"]): (s["score"], s["lo"], s["hi"]) for s in out["scores"]} == \
+        {k: v for k, v in whole.items() if k[0] in ("sst2", "stsb", "stsb-cos")}
+    after = {os.path.join(c, f) for c in caches for f in os.listdir(c)}
+    assert before < after and all("-glue-sst2+stsb-mean-" in f for f in after - before if f.endswith(".pkl"))
+    assert "GLUE tasks probed: sst2, stsb of sst2, mrpc, mnli, cola, stsb (--tasks)" in out["notes"]
+
+
 def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir, tmp_path, capsys):
     # what a later GPU session has of an earlier one's checkpoints: no weights, the cached results beside them
     args = dict(glue_dir=glue_dir, n_boot=200, poolings="mean,attention", n_folds=3)
@@ -524,6 +549,8 @@ def test_probe_cli_errors_are_one_line(tiny_ckpts, tmp_path):
     ("n_folds", 1, "a whole number >= 2"), ("n_boot", 0, ">= 40"), ("max_train", 3, ">= 5 (n_folds=5"),
     ("batch_size", 0, ">= 1"), ("threads", -1, ">= 0"), ("seed", 1.5, "a whole number"), ("n_boot", True, ">= 40"),
     ("encoder", "ema", "use online"), ("device", "gpu", "not a device torch knows"),
+    ("tasks", "sst2,qnli", "use a comma-separated subset of sst2,mrpc,mnli,cola,stsb"),
+    ("tasks", " ,", "subset"),
     ("text_column", "abstract", "for local JSON and columnar files; embedded is read as it is"),
     ("device", "mps", "use cpu, cuda or cuda:N (this code computes its collapse watch and probes in float64"),
     pytest.param("device", "cuda", "no CUDA device here: pass --device=cpu",
