@@ -8,6 +8,7 @@ $ python data.py wikipedia                   # wikimedia/wikipedia 20231101.en t
 $ python data.py ../shared/data/enwiki_sample  # local .txt/.jsonl/.parquet files (or .xz/.gz/.bz2/.zst of them)
 $ python data.py c4/en                       # C4's .json.gz shards (JSON lines), as they come
 $ python data.py corpus.json                 # JSON lines (datasets' to_json) or one array of {"text": ...}
+$ python data.py articles.csv --text_column=body  # a CSV with a header (pandas' to_csv), a document a row
 $ python data.py my_corpus                   # a folder that datasets' save_to_disk wrote (its .arrow shards)
 $ python data.py extracted                   # WikiExtractor's output folder: AA/wiki_00 ..., as it stands
 $ python data.py ../shared/data/enwiki_sample --vocab_ranks=8192  # another vocabulary: data/enwiki_sample-v8192
@@ -18,6 +19,7 @@ $ python data.py fineweb    # any hub corpus, as `hf download --repo-type datase
 
 import ast
 import bz2
+import csv
 import functools
 import gzip
 import hashlib
@@ -187,12 +189,14 @@ def wikipedia_docs():
 def file_kind(fn, alone=False):
     """How a corpus file is read, by its name under any .xz/.gz/.bz2/.zst: '.txt' (WikiText's too), '.jsonl',
     '.parquet', '.arrow', 'wiki_NN' (WikiExtractor's, told apart by its first line), '.json' for a file named
-    on its own (alone) or compressed (C4's and Dolma's shards, .json.gz); None for another kind. A plain .json
-    in a folder is metadata (save_to_disk's, a hub copy's), not text. Case does not matter (NOTES.TXT)."""
+    on its own (alone) or compressed (C4's and Dolma's shards, .json.gz), '.csv' for a file named on its own;
+    None for another kind. A plain .json in a folder is metadata (save_to_disk's, a hub copy's), not text, and
+    a .csv there is as likely a table of file names or labels. Case does not matter (NOTES.TXT)."""
     name = os.path.basename(fn).lower()
     stem, ext = os.path.splitext(name)
     name = stem if ext in COMPRESSED else name
-    if name.endswith(TEXT_SUFFIXES) or (name.endswith(".json") and (alone or ext in COMPRESSED)):
+    if name.endswith(TEXT_SUFFIXES) or (name.endswith(".json") and (alone or ext in COMPRESSED)) or \
+            (name.endswith(".csv") and alone):
         return os.path.splitext(name)[1]
     if name.endswith(WIKITEXT):
         return ".txt"
@@ -239,16 +243,16 @@ def local_files(path):
                            f"your text instead (a {'/'.join(TEXT_SUFFIXES)} file or a folder of them, "
                            f"{'/'.join(COMPRESSED)} too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
-        if not file_kind(path, alone=True):  # read as text, a .csv would put its markup in the corpus
-            raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json): rename plain text .txt, "
-                             'or convert it (a .jsonl holds {"text": ...} per line)')
+        if not file_kind(path, alone=True):  # read as text, a .tsv would put its markup in the corpus
+            raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json or .csv): rename plain "
+                             'text .txt, or convert it (a .jsonl holds {"text": ...} per line)')
         return [path]
     files, others = walk(path)
     if not files:
-        named = [f for f in others if file_kind(f, alone=True)]  # plain .json files: read only when named alone
+        named = [f for f in others if file_kind(f, alone=True)]  # .json and .csv files: read when named alone
         raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some"
-                         + (f"; a plain .json in a folder is taken for metadata: name {os.path.join(path, named[0])} "
-                            "on its own, or rename such files .jsonl" if named else ""))
+                         + (f"; a plain .json or a .csv in a folder is taken for metadata: name "
+                            f"{os.path.join(path, named[0])} on its own" if named else ""))
     return files
 
 
@@ -329,6 +333,27 @@ def json_docs(lines, fn, column="text"):
         yield text_field(row, f"{fn}: record {n}", "record", column)
 
 
+def csv_docs(f, fn, column="text"):
+    """A .csv with a header row (pandas' to_csv, datasets' to_csv): a document a row, in its column named
+    column; quoted fields may hold commas, quotes and line breaks."""
+    csv.field_size_limit(MAX_DOC_CHARS)  # a field past it is an error, not a document cut short
+    rows = csv.reader(f, strict=True)  # strict: a quote left open is an error, not the rest of the file
+    try:
+        if not (names := next(rows, [])):
+            raise InputError(f"{fn}: empty: a .csv needs a header row that names its columns")
+        if column not in names:
+            raise InputError(f"{fn}: no '{column}' column in its header (it has {', '.join(names)[:200]}): "
+                             "name the one that holds the text with --text_column=NAME")
+        at = names.index(column)
+        for row in rows:
+            if len(row) != len(names):
+                raise InputError(f"{fn}:{rows.line_num}: {len(row)} fields where the header has "
+                                 f"{len(names)}: a broken row (a comma outside quotes?)")
+            yield row[at]
+    except csv.Error as e:
+        raise InputError(f"{fn}:{rows.line_num}: not CSV ({e}): is the file whole?")
+
+
 def import_pyarrow(what):
     """pyarrow and its parquet module, or one line that says how to get them."""
     try:
@@ -367,16 +392,16 @@ def arrow_docs(fn, column="text"):
         yield from column_docs(fn, reader.schema.names, lambda: reader, column)
 
 
-def open_file(fn, mode="rt"):
+def open_file(fn, mode="rt", newline=None):
     """A local file opened for reading through the compression its name says; text is UTF-8, and a
     byte-order mark (Windows editors) is no text. .zst (the Pile's, SlimPajama's) goes through pyarrow's
-    zstd codec: pyarrow comes with datasets, where the zstandard package does not."""
+    zstd codec: pyarrow comes with datasets, where the zstandard package does not. newline: as open's."""
     ext = os.path.splitext(fn)[1].lower()
     if ext == ".zst":
         f = io.BufferedReader(import_pyarrow(".zst")[0].input_stream(fn, compression="zstd"))
-        return io.TextIOWrapper(f, encoding="utf-8-sig") if "t" in mode else f
+        return io.TextIOWrapper(f, encoding="utf-8-sig", newline=newline) if "t" in mode else f
     opener = {".xz": lzma.open, ".gz": gzip.open, ".bz2": bz2.open}.get(ext, open)
-    return opener(fn, mode, encoding="utf-8-sig") if "t" in mode else opener(fn, mode)
+    return opener(fn, mode, encoding="utf-8-sig", newline=newline) if "t" in mode else opener(fn, mode)
 
 
 def first_bad_line(fn):
@@ -398,7 +423,10 @@ def file_docs(fn, column="text"):
         if kind in (".parquet", ".arrow"):
             yield from (parquet_docs if kind == ".parquet" else arrow_docs)(fn, column)
             return
-        with open_file(fn) as f:
+        with open_file(fn, newline="" if kind == ".csv" else None) as f:  # csv reads a quoted line break
+            if kind == ".csv":
+                yield from csv_docs(f, fn, column)
+                return
             first = f.readline(MAX_DOC_CHARS + 1)
             if kind == "wiki_NN":
                 kind = ".jsonl" if first.startswith("{") else ".txt"
@@ -1259,7 +1287,7 @@ def probing_sets(sentences, n_words=1000, min_class=5, seed=0, source="the corpu
 if __name__ == "__main__":
     vocab_ranks = N_RANKS  # 32,000 of cl100k's ranks; --vocab_ranks=N prepares a smaller vocabulary's copy
     data_dir = "data"
-    text_column = "text"  # the field of JSON records, the column of .parquet/.arrow files, that holds the text
+    text_column = "text"  # the field of JSON records, the column of .csv/.parquet/.arrow files, with the text
     args = configure(globals(), sys.argv[1:])
     if len(args) != 1:
         die("usage: python data.py embedded|wikipedia|PATH [--vocab_ranks=N] [--data_dir=data] [--text_column=text]")

@@ -41,8 +41,8 @@ eval_interval = 1000
 eval_iters = 50
 log_interval = 10
 # data
-dataset = "wikipedia"  # 'wikipedia', 'embedded', or a path to local .txt/.jsonl/.json/.parquet/.arrow files
-text_column = "text"  # the field of a local corpus' JSON records, the column of its .parquet/.arrow, that holds text
+dataset = "wikipedia"  # 'wikipedia', 'embedded', or a local file or folder (.txt, .jsonl, .csv, ...: data.py)
+text_column = "text"  # the JSON field, or .csv/.parquet/.arrow column, that holds a local corpus' text
 data_dir = "data"
 vocab_ranks = 32000  # cl100k's first vocab_ranks BPE ranks (a smaller prefix is a valid, cheaper BPE)
 batch_size = 256  # sequences per optimizer step, all processes together (the paper's batch)

@@ -1,5 +1,6 @@
 """Tokenizer, corpus preparation, MLM corruption and the run log's readers."""
 
+import csv
 import gzip
 import hashlib
 import json
@@ -196,9 +197,9 @@ def test_wikitext_files_are_plain_text(tmp_path):
     assert list(data.local_docs(str(tmp_path / "wiki.test.raw"))) == ["= Ant =", "Ants are insects .", "= Bee ="]
 
 
-@pytest.mark.parametrize("name", ["table.csv", "notes"])
+@pytest.mark.parametrize("name", ["table.tsv", "notes"])
 def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
-    """Read as text, a .csv would put its commas and quotes in the corpus: it is one line instead."""
+    """Read as text, a .tsv would put its tabs and quotes in the corpus: it is one line instead."""
     (tmp_path / name).write_text("\n\n".join(f'"text","Row {i}"' for i in range(300)))
     with pytest.raises(InputError, match=f"^{re.escape(str(tmp_path / name))}: not a corpus file .*rename plain "
                                          "text .txt"):
@@ -238,9 +239,37 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
             list(data.local_docs(str(tmp_path / name)))
     (tmp_path / "folder").mkdir()
     os.rename(tmp_path / "lines.json", tmp_path / "folder" / "train.json")
-    with pytest.raises(InputError, match=r"a plain .json in a folder is taken for metadata: name .*train.json on "
-                                         r"its own"):
+    with pytest.raises(InputError, match=r"a plain .json or a .csv in a folder is taken for metadata: name "
+                                         r".*train.json on its own"):
         data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
+
+
+def test_a_csv_named_alone_gives_a_document_a_row_of_its_text_column(tmp_path):
+    """A .csv as pandas' to_csv writes it: a header, quoted fields holding commas, quotes and line breaks
+    (CRLF rows), a byte-order mark; compressed too. In a folder it is named and not read, like a .json."""
+    docs = [f'Article {i}, with "quotes",\r\nand a second line.' for i in range(5)]
+    with open(tmp_path / "a.csv", "w", newline="", encoding="utf-8-sig") as f:
+        csv.writer(f).writerows([["id", "body"]] + [[i, d] for i, d in enumerate(docs)])
+    assert list(data.local_docs(str(tmp_path / "a.csv"), "body")) == docs
+    with gzip.open(tmp_path / "b.csv.gz", "wt", newline="") as f:
+        csv.writer(f).writerows([["text"]] + [[d] for d in docs])
+    assert list(data.local_docs(str(tmp_path / "b.csv.gz"))) == docs
+    bad = {"a.csv": r"a.csv: no 'text' column in its header \(it has id, body\): name the one that holds the "
+                    r"text with --text_column=NAME",
+           "open.csv": ('id,text\n1,"a quote left open\n2,b\n',
+                        r"open.csv:3: not CSV \(unexpected end of data\)"),
+           "ragged.csv": ("id,text\n1,fine\n2,one, two\n", r"ragged.csv:3: 3 fields where the header has 2"),
+           "empty.csv": ("", r"empty.csv: empty: a .csv needs a header row")}
+    for name, content in bad.items():
+        if isinstance(content, tuple):
+            content, line = content
+            (tmp_path / name).write_text(content)
+        else:
+            line = content
+        with pytest.raises(InputError, match=line):
+            list(data.local_docs(str(tmp_path / name)))
+    files, others = data.walk(str(tmp_path))
+    assert files == [] and {"a.csv", "b.csv.gz"} <= set(others)
 
 
 def test_a_txt_without_blank_lines_stops_before_it_fills_the_memory(tmp_path, monkeypatch):
