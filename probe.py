@@ -479,9 +479,13 @@ class Embedder:
         return self.memo[key]
 
     def embed(self, name, texts):
+        """Progress is redrawn in place on a terminal, and is one whole line in a log file (\r would make each
+        set's forty redraws one line there)."""
         what = f"embedding {name} ({os.path.basename(os.path.abspath(self.out_dir))}, {self.which})"
-        pooled, states, lens, truncated = forward_sentences(self.encoder, self.tok, texts, POOLINGS[:3], True,
-                                                            self.batch_size, self.device, what)
+        if not (tty := sys.stderr.isatty()):
+            print(f"  {what}: {len(texts):,} sentences", file=sys.stderr)
+        pooled, states, lens, truncated = forward_sentences(
+            self.encoder, self.tok, texts, POOLINGS[:3], True, self.batch_size, self.device, what if tty else None)
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)])
         return {**pooled, "states": torch.cat(states), "offsets": offsets, "truncated": truncated}
 

@@ -198,6 +198,17 @@ def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
     torch.testing.assert_close(again["mean"], f["mean"])
 
 
+def test_embedding_progress_is_redrawn_on_a_terminal_and_one_whole_line_in_a_log(tiny_ckpts, monkeypatch,
+                                                                                  capsys):
+    emb, texts = probe.Embedder(tiny_ckpts[0], batch_size=2), [f"sentence number {i}." for i in range(5)]
+    name = os.path.basename(tiny_ckpts[0])
+    emb.embed("log", texts)
+    assert capsys.readouterr().err == f"  embedding log ({name}, online): 5 sentences\n"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    emb.embed("tty", texts)
+    redraws = "".join(f"\r  embedding tty ({name}, online) {k}/5" for k in (2, 4, 5))
+    assert capsys.readouterr().err == redraws + "\n"
+
 
 def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(tiny_ckpts):
     calls = []
