@@ -484,8 +484,8 @@ class Embedder:
         what = f"embedding {name} ({os.path.basename(os.path.abspath(self.out_dir))}, {self.which})"
         if not (tty := sys.stderr.isatty()):
             print(f"  {what}: {len(texts):,} sentences", file=sys.stderr)
-        pooled, states, lens, truncated = forward_sentences(
-            self.encoder, self.tok, texts, POOLINGS[:3], True, self.batch_size, self.device, what if tty else None)
+        pooled, states, lens, truncated = forward_sentences(self.encoder, self.tok, texts, POOLINGS[:3], True,
+                                                            self.batch_size, self.device, tty and what)
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)])
         return {**pooled, "states": torch.cat(states), "offsets": offsets, "truncated": truncated}
 
