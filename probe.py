@@ -1028,15 +1028,23 @@ def task_names(value):
     return tuple(t for t in data.GLUE_TASKS if t in names)
 
 
+def glue_task_there(glue_dir, task):
+    """Whether glue_dir holds the task's files (read to know: a folder can lack one)."""
+    try:
+        return os.path.isdir(glue_dir) and data.load_glue(glue_dir, (task,)) is not None
+    except InputError:
+        return False
+
+
 def suite(cfg, proto, tok, names=data.GLUE_TASKS):
     """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling)). A subset
     of the GLUE tasks (names) is cached under a name of its own, beside the whole suite's results."""
     try:
         tasks = load_tasks(cfg.glue_dir, cfg.dataset, names)
-    except MissingInput as e:  # a task's files not in --glue_dir
-        if not os.path.isdir(cfg.glue_dir):
+    except MissingInput as e:  # a task's files not in --glue_dir: name those that are, if any
+        if not (have := [t for t in names if glue_task_there(cfg.glue_dir, t)]):
             raise
-        raise MissingInput(f"{e}; or probe only the tasks you have, e.g. --tasks=sst2,mrpc") from None
+        raise MissingInput(f"{e}; or probe only the tasks that are there: --tasks={','.join(have)}") from None
     if tasks is None:
         sentences = data.corpus_sentences(cfg.dataset, cfg.data_dir, column=cfg.text_column)
         sets, notes = data.probing_sets(sentences, source=repr(cfg.dataset))

@@ -464,9 +464,11 @@ def test_a_subset_of_the_tasks_scores_as_in_the_whole_suite_and_needs_only_its_o
     full, _ = glue_report
     for task in ("SST-2", "STS-B"):
         shutil.copytree(os.path.join(glue_dir, task), tmp_path / "glue" / task)
-    with pytest.raises(InputError, match=r"MRPC/train.tsv not found: .*or probe only the tasks you have, "
-                                         r"e.g. --tasks=sst2,mrpc$"):
+    with pytest.raises(InputError, match=r"MRPC/train.tsv not found: .*or probe only the tasks that are "
+                                         r"there: --tasks=sst2,stsb$"):
         probe.run(tiny_ckpts, settings(glue_dir=str(tmp_path / "glue"), report_dir=str(tmp_path / "r0")))
+    with pytest.raises(InputError, match=r"SST-2/train.tsv not found: .*leave it empty to use the HF hub$"):
+        probe.run(tiny_ckpts, settings(glue_dir=str(tmp_path), report_dir=str(tmp_path / "r0")))  # none there
     caches = [os.path.join(d, "analysis_cache") for d in tiny_ckpts]
     before = {os.path.join(c, f) for c in caches for f in os.listdir(c)}
     args = dict(n_boot=200, poolings="mean", n_folds=3, glue_dir=str(tmp_path / "glue"))
