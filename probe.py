@@ -1013,6 +1013,10 @@ def load_tasks(glue_dir, dataset, names=data.GLUE_TASKS):
     """The GLUE tasks named if they can be had, else None (the corpus probing sets instead), said in one
     line."""
     if (tasks := data.load_glue(glue_dir, names)) is None:
+        if names != data.GLUE_TASKS:  # GLUE tasks asked for by name: probing sets would measure another thing
+            raise InputError(f"--tasks={','.join(names)}: GLUE is unavailable (no --glue_dir, and the HF "
+                             "hub / datasets cannot be reached): pass --glue_dir=../shared/data/glue or any "
+                             "folder in the standard GLUE layout")
         print(f"GLUE is unavailable (no --glue_dir, and the HF hub / datasets cannot be reached): running on "
               f"the '{dataset}' corpus probing sets instead; for GLUE pass --glue_dir=../shared/data/glue or "
               f"any folder in the standard GLUE layout, or a copy of the hub's {data.GLUE_HUB}",

@@ -457,10 +457,10 @@ def settings(**changes):
 
 
 def test_a_subset_of_the_tasks_scores_as_in_the_whole_suite_and_needs_only_its_own_files(
-        glue_report, tiny_ckpts, glue_dir, tmp_path):
+        glue_report, tiny_ckpts, glue_dir, tmp_path, monkeypatch):
     """--tasks probes the tasks named, in GLUE's order, with the same figures as the whole suite; its
     results are cached beside the whole suite's, which stay; a folder without the other tasks' files is then
-    enough."""
+    enough. Without GLUE they are an error, not the probing sets in their place."""
     full, _ = glue_report
     for task in ("SST-2", "STS-B"):
         shutil.copytree(os.path.join(glue_dir, task), tmp_path / "glue" / task)
@@ -481,6 +481,9 @@ def test_a_subset_of_the_tasks_scores_as_in_the_whole_suite_and_needs_only_its_o
     after = {os.path.join(c, f) for c in caches for f in os.listdir(c)}
     assert before < after and all("-glue-sst2+stsb-mean-" in f for f in after - before if f.endswith(".pkl"))
     assert "GLUE tasks probed: sst2, stsb of sst2, mrpc, mnli, cola, stsb (--tasks)" in out["notes"]
+    monkeypatch.setattr(probe.data, "load_glue", lambda *args: None)  # no --glue_dir, and no hub
+    with pytest.raises(InputError, match=r"^--tasks=sst2: GLUE is unavailable .*: pass --glue_dir="):
+        probe.run(tiny_ckpts, settings(tasks="sst2", report_dir=str(tmp_path / "r1")))
 
 
 def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir, tmp_path, capsys):
