@@ -90,10 +90,11 @@ def permutation_test(metric, y, pa, pb, n_perm=1000, seed=0):
 
 # -----------------------------------------------------------------------------
 # comparisons between checkpoints: each against the first of its training seed (named <group>-s<seed>)
+SEEDED = re.compile(r"(.+)-s(\d+)")
 
 
 def seed_of(label):
-    return m.group(1) if (m := re.fullmatch(r".+-s(\d+)", label)) else None
+    return m.group(2) if (m := SEEDED.fullmatch(label)) else None
 
 
 def run_groups(labels):
@@ -101,7 +102,7 @@ def run_groups(labels):
     (one seed too), any other alone. Labels are distinct, none another's group (probe.run_labels's care)."""
     groups = {}
     for label in labels:
-        seeded = re.fullmatch(r"(.+)-s\d+", label)
+        seeded = SEEDED.fullmatch(label)
         groups.setdefault(seeded.group(1) if seeded else label, []).append(label)
     if clash := [g for g, ls in groups.items() if g in ls and len(ls) > 1]:
         raise ValueError(f"labels {clash} name a seed group or come twice: one label, one checkpoint")
