@@ -758,6 +758,9 @@ def judge(report, labels, report_dir):
                                    "probe scores (run probe.py with these checkpoints and --report_dir "
                                    "first)")
             prb = None
+    if prb is not None and 0 < len(probed := prb.get("tasks", data.GLUE_TASKS)) < len(data.GLUE_TASKS):
+        report["notes"].append(f"{path} probed {', '.join(probed)} alone (probe.py --tasks): the claims have "
+                               "no probe-score rows for the other GLUE tasks")
     report["probe_json"] = path if prb is not None else None
     sources = {k: (report[k], report[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
     sources.update({"probe": (prb["scores"], prb["diffs"])} if prb is not None else {})

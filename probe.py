@@ -1122,7 +1122,8 @@ def run(paths, cfg):
             "multiple comparisons: q = Benjamini-Hochberg adjusted p over every difference between "
             "checkpoints in this report (the differences to random-init are a family of their own); * marks "
             "q < 0.05"]
-        report = {"mode": mode, "checkpoints": [e.summary(c) for c, e in zip(labels, embs)], "notes": notes,
+        report = {"mode": mode, "tasks": list(names) if mode == "glue" else [],
+                  "checkpoints": [e.summary(c) for c, e in zip(labels, embs)], "notes": notes,
                   "n_boot": cfg.n_boot, "seed": cfg.seed, "max_train": cfg.max_train, "scores": scores,
                   "diffs": diffs,
                   "baselines": score_baselines(baseline, cfg.n_boot, cfg.seed),

@@ -13,6 +13,7 @@ import torch
 from conftest import ROOT
 from test_probe import run_cli
 import configurator
+import data
 import eval_geometry as eg
 import probe
 import stats
@@ -441,6 +442,12 @@ def test_a_probe_json_of_other_weights_under_the_same_names_is_left_out_of_the_r
         assert any("is of other checkpoints or weights" in n for n in report["notes"]) != used
         lines = eg.figure_lines(report, labels, [], str(tmp_path / "probe.md"))
         assert ("THE PROBE TABLES" in lines) == used
+    for tasks, said in ((["sst2", "stsb"], True), (list(data.GLUE_TASKS), False), ([], False)):  # [] probing
+        (tmp_path / "probe.json").write_text(json.dumps({**prb, "checkpoints": ckpts, "tasks": tasks}))
+        report = {"checkpoints": ckpts, "notes": [], "majority": {}, "across_seeds": {}, **empty}
+        eg.judge(report, labels, str(tmp_path))
+        assert any(n.endswith("probed sst2, stsb alone (probe.py --tasks): the claims have no probe-score "
+                              "rows for the other GLUE tasks") for n in report["notes"]) == said
 
 
 def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_report, glue_dir, corpus):
