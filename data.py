@@ -243,6 +243,10 @@ def local_files(path):
                            f"your text instead (a {'/'.join(TEXT_SUFFIXES)} file or a folder of them, "
                            f"{'/'.join(COMPRESSED)} too), 'wikipedia' (read from the HF hub) or 'embedded' (offline)")
     if os.path.isfile(path):
+        if ".xml" in os.path.basename(path).lower():  # a Wikipedia dump's wikitext is markup, not prose
+            raise InputError(f"{path}: an XML dump, not text: extract its articles first (pip install "
+                             f"wikiextractor; python -m wikiextractor.WikiExtractor {path} -o extracted), "
+                             "then --dataset=extracted")
         if not file_kind(path, alone=True):  # read as text, a .tsv would put its markup in the corpus
             raise InputError(f"{path}: not a corpus file ({CORPUS_FILES}, or a .json or .csv): rename plain "
                              'text .txt, or convert it (a .jsonl holds {"text": ...} per line)')

@@ -197,12 +197,18 @@ def test_wikitext_files_are_plain_text(tmp_path):
     assert list(data.local_docs(str(tmp_path / "wiki.test.raw"))) == ["= Ant =", "Ants are insects .", "= Bee ="]
 
 
-@pytest.mark.parametrize("name", ["table.tsv", "notes"])
-def test_a_file_of_another_kind_is_refused_not_read_as_text(name, tmp_path):
-    """Read as text, a .tsv would put its tabs and quotes in the corpus: it is one line instead."""
+OTHER_KINDS = [("table.tsv", "not a corpus file .*rename plain text .txt"),
+               ("notes", "not a corpus file .*rename plain text .txt"),
+               ("enwiki-latest-pages-articles.xml.bz2",
+                "an XML dump, not text: extract its articles first .*WikiExtractor .* then --dataset=extracted$")]
+
+
+@pytest.mark.parametrize("name, says", OTHER_KINDS)
+def test_a_file_of_another_kind_is_refused_not_read_as_text(name, says, tmp_path):
+    """Read as text, a .tsv would put its tabs and quotes in the corpus, a Wikipedia dump its XML and
+    wikitext: it is one line instead, that says what to do."""
     (tmp_path / name).write_text("\n\n".join(f'"text","Row {i}"' for i in range(300)))
-    with pytest.raises(InputError, match=f"^{re.escape(str(tmp_path / name))}: not a corpus file .*rename plain "
-                                         "text .txt"):
+    with pytest.raises(InputError, match=f"^{re.escape(str(tmp_path / name))}: {says}"):
         data.prepare(str(tmp_path / name), str(tmp_path / "d"))
     assert not os.path.exists(tmp_path / "d" / name)
 
