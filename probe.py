@@ -497,13 +497,17 @@ class Embedder:
 
     def cached(self, fname, compute):
         """compute() or, where it is there, the cache's fname: tensors as .pt, results pickled (the cache is
-        this program's own output, like the checkpoint); written atomically, older ones of the name gone."""
+        this program's own output, like the checkpoint); written atomically, older ones of the name gone. A
+        file that cannot be read (a copy cut short) is computed again, as if it were not there."""
         path, ext = os.path.join(self.cache_dir, fname), os.path.splitext(fname)[1]
         load, dump = (lambda f: torch.load(f, weights_only=True), torch.save) if ext == ".pt" else \
             (pickle.load, pickle.dump)
         if os.path.exists(path):
-            with open(path, "rb") as f:
-                return load(f)
+            try:
+                with open(path, "rb") as f:
+                    return load(f)
+            except (EOFError, OSError, pickle.UnpicklingError, RuntimeError) as e:  # a copy cut short
+                print(f"{path} cannot be read ({type(e).__name__}): computing it again", file=sys.stderr)
         out = compute()
         self.check_cache()
         stem = fname[:fname.rindex("-") + 1]  # which-name-, then a key with no dash

@@ -210,6 +210,25 @@ def test_embedding_progress_is_redrawn_on_a_terminal_and_one_whole_line_in_a_log
     assert capsys.readouterr().err == redraws + "\n"
 
 
+def test_a_cache_file_cut_short_is_computed_again(tiny_ckpts, tmp_path, capsys):
+    """A cached file a copy cut short (results_only killed, a full disk on another machine) is a cache miss
+    said in one line, not a traceback from torch.load or pickle."""
+    texts = ["a short one.", "another sentence here."]
+    emb = probe.Embedder(tiny_ckpts[0], cache_root=str(tmp_path))
+    vectors, result = emb("cut", texts), emb.results("cut-res", ("data",), lambda: {"p": 1})
+    for f in os.listdir(emb.cache_dir):
+        path = os.path.join(emb.cache_dir, f)
+        with open(path, "r+b") as fh:
+            fh.truncate(os.path.getsize(path) // 2)
+    capsys.readouterr()
+    again = probe.Embedder(tiny_ckpts[0], cache_root=str(tmp_path))
+    torch.testing.assert_close(again("cut", texts)["mean"], vectors["mean"])
+    assert again.results("cut-res", ("data",), lambda: {"p": 2}) == {"p": 2} != result
+    err = capsys.readouterr().err
+    assert re.search(r"-cut-\w+\.pt cannot be read \(\w+\): computing it again", err)
+    assert re.search(r"-cut-res-\w+\.pkl cannot be read \(\w+\): computing it again", err)
+
+
 def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(tiny_ckpts):
     calls = []
 
