@@ -530,11 +530,24 @@ def made_from(dataset, tok, val_every, column="text"):
 
 
 def read_meta(out):
+    """out's meta.json, or None where there is none. One that cannot be read, or a finished corpus whose split
+    is not the size it records (a copy of data/ cut short), is one line: a shorter split would train on less
+    text without a word."""
     path = os.path.join(out, "meta.json")
     if not os.path.exists(path):
         return None
-    with open(path) as f:
-        return json.load(f)
+    redo = f"copy {out} again, or remove it to prepare it again"
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} cannot be read ({e}): {redo}")
+    for split in ("train", "val") if meta.get("complete") else ():
+        bin_path, want = os.path.join(out, f"{split}.bin"), meta[f"{split}_tokens"]
+        if (size := os.path.getsize(bin_path) if os.path.exists(bin_path) else 0) != 2 * want:
+            raise InputError(f"{bin_path} is {size:,} bytes where {path} records {want:,} tokens "
+                             f"({2 * want:,} bytes): {redo}")
+    return meta
 
 
 def what_changed(had, want):

@@ -676,6 +676,26 @@ def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):
         data.prepare(str(copy), d)
 
 
+def test_a_copy_of_a_prepared_corpus_cut_short_is_one_line_not_less_text(tmp_path):
+    """data/NAME copied from a machine with network (the source not here): a split shorter than meta.json
+    records, or a meta.json cut short, stops with one line, where training would take the shorter split."""
+    src, d = tmp_path / "my.txt", str(tmp_path / "data")
+    src.write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
+    out = data.prepare(str(src), d)
+    os.remove(src)
+    assert data.prepare(str(src), d) == out  # a whole copy is used as it is
+    train, meta = os.path.join(out, "train.bin"), os.path.join(out, "meta.json")
+    whole = os.path.getsize(train)
+    os.truncate(train, whole - 3)
+    with pytest.raises(InputError, match=rf"train.bin is {whole - 3:,} bytes where .*meta.json records "
+                                         rf"{whole // 2:,} tokens \({whole:,} bytes\): copy .* again"):
+        data.prepare(str(src), d)
+    os.truncate(meta, 20)
+    with pytest.raises(InputError, match=r"meta.json cannot be read \(.*\): copy .* again, or remove it to "
+                                         r"prepare it again$"):
+        data.prepare(str(src), d)
+
+
 def test_a_corpus_too_small_for_both_splits_is_refused_and_left_nowhere(tmp_path):
     (tmp_path / "one.txt").write_text("A single document of text.\n")  # it is held out: no train text
     with pytest.raises(InputError, match="1 document gives 0 train and .* more than 100 documents with text "
