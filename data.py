@@ -1026,30 +1026,43 @@ def hub_glue(task):
     return {s: hub_split(task, ds[h], f"{GLUE_HUB} {task} {h}") for s, h in hub_splits(task).items()}
 
 
-def parquet_glue(task, glue_dir):
-    """A task from a local copy of the hub's nyu-mll/glue (hf download, snapshot_download):
-    the parquet files under glue_dir/<task>/ whose name or folder is the split's (train-00000-of-00001,
-    glue-train, train/0000: each of the hub's layouts)."""
-    pa, pq = import_pyarrow("GLUE's .parquet files")
+def glue_table(path, want, task):
+    """The columns want of one file of a hub copy: a .parquet (hf download) or an .arrow shard (datasets'
+    save_to_disk, in Arrow's streaming format); one line where it cannot be read or lacks one."""
+    pa, pq = import_pyarrow("GLUE's .parquet and .arrow files")
+    arrow = path.endswith(".arrow")
+    try:
+        if arrow:
+            with open(path, "rb") as f:
+                table = pa.ipc.open_stream(f).read_all()
+        else:
+            table = pq.ParquetFile(path)
+    except pa.ArrowException:
+        raise InputError(f"{path} is not a readable {os.path.splitext(path)[1]} file: re-download it")
+    names = table.schema.names if arrow else table.schema_arrow.names
+    if missing := [c for c in want if c not in names]:
+        raise InputError(f"{path} has no column {missing[0]!r}: is it {GLUE_HUB}'s {task}?")
+    return table.select(want) if arrow else table.read(columns=want)
+
+
+def hub_copy_glue(task, glue_dir):
+    """A task from a local copy of the hub's nyu-mll/glue: the files under glue_dir/<task>/ whose name or
+    folder is the split's, .parquet as hf download leaves them (train-00000-of-00001, glue-train, train/0000:
+    each of the hub's layouts) or .arrow as save_to_disk writes them (train/data-00000-of-00001)."""
+    pa = import_pyarrow("GLUE's .parquet and .arrow files")[0]
     folder = os.path.join(glue_dir, task)
     files = sorted(os.path.relpath(os.path.join(d, f), folder).replace(os.sep, "/")
-                   for d, _, fs in os.walk(folder) for f in fs if f.endswith(".parquet"))
+                   for d, _, fs in os.walk(folder) for f in fs if f.endswith((".parquet", ".arrow")))
     want, out = ["label", *filter(None, HUB_COLUMNS[task])], {}
     for ours, theirs in hub_splits(task).items():
         mine = [f for f in files if re.search(rf"(^|[-/]){theirs}([-./]|$)", f)]
         if not mine:
-            raise MissingInput(f"{folder} has no {theirs} split (a .parquet file named {theirs}-*.parquet or in "
-                               f"{theirs}/): download the whole of {GLUE_HUB}'s {task}")
-        tables = []
-        for f in mine:
-            path = os.path.join(folder, f)
-            try:
-                parquet = pq.ParquetFile(path)
-            except pa.ArrowException:
-                raise InputError(f"{path} is not a readable .parquet file: re-download it")
-            if missing := [c for c in want if c not in parquet.schema_arrow.names]:
-                raise InputError(f"{path} has no column {missing[0]!r}: is it {GLUE_HUB}'s {task}?")
-            tables.append(parquet.read(columns=want))
+            raise MissingInput(f"{folder} has no {theirs} split (a .parquet file named {theirs}-*.parquet or "
+                               f"in {theirs}/, or save_to_disk's {theirs}/): download the whole of "
+                               f"{GLUE_HUB}'s {task}")
+        if len({os.path.splitext(f)[1] for f in mine}) > 1:  # one split twice would count each example twice
+            raise InputError(f"{folder} holds its {theirs} split both as .parquet and as .arrow: keep one")
+        tables = [glue_table(os.path.join(folder, f), want, task) for f in mine]
         out[ours] = hub_split(task, pa.concat_tables(tables).to_pydict(), f"{folder}/{theirs}")
     return out
 
@@ -1069,7 +1082,7 @@ def load_glue(glue_dir="", tasks=GLUE_TASKS):
         if hub and (missing := [t for t in tasks if t not in hub and GLUE_DIRS[t] not in listed]):
             raise MissingInput(f"{glue_dir} holds {', '.join(sorted(hub))} of {GLUE_HUB} but not {', '.join(missing)}: "
                                "download those too")
-        return {t: parquet_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in tasks}
+        return {t: hub_copy_glue(t, glue_dir) if t in hub else local_glue(t, glue_dir) for t in tasks}
     loaded = {}
     for t in tasks:
         loaded[t] = hub_glue(t)

@@ -197,6 +197,32 @@ def test_a_local_copy_of_the_hub_glue_reads_as_the_standard_layout(glue_dir, tmp
         data.load_glue(str(tmp_path / "hub"))
 
 
+def test_glue_saved_with_datasets_save_to_disk_reads_as_the_standard_layout(glue_dir, tmp_path):
+    """load_dataset("nyu-mll/glue", task).save_to_disk("glue/<task>") for use offline: its .arrow shards
+    give the same splits as the standard layout; a split kept both as .parquet and .arrow is refused, not
+    counted twice."""
+    datasets = pytest.importorskip("datasets")
+    datasets.disable_progress_bars()
+    tsv = data.load_glue(glue_dir)
+    for task, splits in tsv.items():
+        a, b = data.HUB_COLUMNS[task]
+        columns = {ours: {a: s["a"], **({b: s["b"]} if b else {}), "label": s["y"].tolist()}
+                   for ours, s in splits.items()}
+        on_disk = datasets.DatasetDict({theirs: datasets.Dataset.from_dict(columns[ours])
+                                        for ours, theirs in data.hub_splits(task).items()})
+        on_disk.save_to_disk(str(tmp_path / "saved" / task))
+    saved = data.load_glue(str(tmp_path / "saved"))
+    for task in tsv:
+        for split in tsv[task]:
+            assert saved[task][split]["a"] == tsv[task][split]["a"]
+            assert saved[task][split]["b"] == tsv[task][split]["b"]
+            np.testing.assert_array_equal(saved[task][split]["y"], tsv[task][split]["y"])
+    write_hub_copy({"sst2": tsv["sst2"]}, tmp_path / "saved")  # the hub's .parquet beside them
+    with pytest.raises(InputError, match=r"sst2 holds its train split both as .parquet and as .arrow: "
+                                         r"keep one"):
+        data.load_glue(str(tmp_path / "saved"))
+
+
 def test_a_broken_hub_copy_is_one_line(glue_dir, tmp_path):
     pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
     write_hub_copy(data.load_glue(glue_dir), tmp_path)
