@@ -262,7 +262,11 @@ def load_checkpoint(path, map_location="cpu"):
     if is_export(path):
         return read_export(path)
     if os.path.isdir(path):
-        path = os.path.join(path, "ckpt.pt")
+        folder, path = path, os.path.join(path, "ckpt.pt")
+        runs = sorted(d for d in os.listdir(folder) if os.path.exists(os.path.join(folder, d, "ckpt.pt")))
+        if runs and not os.path.exists(path):  # a folder of runs (results/cpu/ckpt) named for one
+            named = ", ".join(os.path.join(folder, r) for r in runs[:3]) + (" ..." if len(runs) > 3 else "")
+            raise MissingInput(f"no checkpoint at {path}, but {folder} holds runs: name them ({named})")
     if not os.path.exists(path):
         raise MissingInput(f"no checkpoint at {path}: train one first "
                            "(python train.py config/hybrid.py config/tiny.py)")
@@ -270,6 +274,8 @@ def load_checkpoint(path, map_location="cpu"):
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
         assert isinstance(ckpt, dict) and "model_args" in ckpt and ("model" in ckpt or ckpt.get("stripped"))
     except Exception as e:
+        if not path.endswith((".pt", ".pth", ".ckpt")):  # a run's log.jsonl or another of its files, named
+            raise InputError(f"{path} is not a checkpoint (train.py writes ckpt.pt): name the run's out_dir")
         raise InputError(f"checkpoint {path} is corrupt, not from train.py, or holds more than tensors and plain "
                          f"values ({type(e).__name__}): refused; delete it and resume from another, or train again "
                          "with --init_from=scratch")

@@ -1,11 +1,14 @@
-"""The encoder: padding invariance, SDPA against a naive attention, the sparse MLM head."""
+"""The encoder: padding invariance, SDPA against a naive attention, the sparse MLM head; loading a
+checkpoint."""
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 import model
+from configurator import InputError, MissingInput
 from model import Encoder, EncoderConfig, MaskedLM
 
 CFG = EncoderConfig(vocab_size=256, block_size=32, n_layer=2, n_head=4, n_embd=32)
@@ -119,3 +122,21 @@ def test_peak_flops_by_the_gpus_name_with_pcie_and_nvl_cards_apart(monkeypatch):
         monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, name=name: name)
         assert model.peak_flops("cuda") == peak, name
     assert model.peak_flops("cpu") is None
+
+
+def test_a_folder_of_runs_or_a_runs_other_file_named_as_a_checkpoint_says_what_to_name(tmp_path):
+    """results/cpu/ckpt (a folder of out_dirs) or out-a/log.jsonl named where an out_dir is meant: one line
+    that names what to pass, not 'train one first' or 'delete it'."""
+    runs = tmp_path / "ckpt"
+    for name in ("out-a", "out-b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "ckpt.pt").write_bytes(b"not a checkpoint")
+        (runs / name / "log.jsonl").write_text("{}\n")
+    with pytest.raises(MissingInput, match=r"no checkpoint at .*ckpt/ckpt.pt, but .*ckpt holds runs: name "
+                                           r"them \(.*ckpt/out-a, .*ckpt/out-b\)$"):
+        model.load_checkpoint(str(runs))
+    with pytest.raises(InputError, match=r"log.jsonl is not a checkpoint \(train.py writes ckpt.pt\): name "
+                                         r"the run's out_dir$"):
+        model.load_checkpoint(str(runs / "out-a" / "log.jsonl"))
+    with pytest.raises(InputError, match=r"^checkpoint .*out-a/ckpt.pt is corrupt"):
+        model.load_checkpoint(str(runs / "out-a"))
