@@ -17,6 +17,7 @@ exits itself) is one line and exit code 130, the shell's code for SIGINT.
 
 import ast
 import difflib
+import glob
 import os
 import sys
 import textwrap
@@ -133,9 +134,13 @@ def run_config_file(path, scope):
         with open(path) as f:
             code = compile(f.read(), path, "exec")
     except OSError:
-        ours = os.path.join(os.path.dirname(os.path.abspath(__file__)), path)
-        die(f"config file {path} not found" + (f" in {os.getcwd()}: run from the repository, or name {ours}"
-                                              if os.path.exists(ours) else " (see config/ for the ones that exist)"))
+        repo = os.path.dirname(os.path.abspath(__file__))
+        if os.path.exists(ours := os.path.join(repo, path)):
+            die(f"config file {path} not found in {os.getcwd()}: run from the repository, or name {ours}")
+        stems = sorted(os.path.basename(f)[:-3] for f in glob.glob(os.path.join(repo, "config", "*.py")))
+        close = difflib.get_close_matches(os.path.basename(path).removesuffix(".py"), stems, n=1)  # tiny.py
+        die(f"config file {path} not found" + (f": did you mean config/{close[0]}.py?" if close else
+                                              " (see config/ for the ones that exist)"))
     except SyntaxError as e:
         die(f"{path}:{e.lineno}: {e.msg}")
     try:

@@ -393,14 +393,17 @@ def test_a_broken_config_file_is_one_line_naming_file_and_line(text, line, tmp_p
 
 
 def test_a_config_file_named_from_outside_the_repository_says_where_it_is(tmp_path, monkeypatch, capsys):
+    """From another folder, where the repository's file is; a name close to one of config/, that one."""
     monkeypatch.setattr(sys, "excepthook", sys.excepthook)
     monkeypatch.chdir(tmp_path)  # python /path/to/train.py config/hybrid.py, from another folder
-    for name, says in (("config/hybrid.py", f"in {tmp_path}: run from the repository, or name "
+    for name, says in (("config/hybrid.py", f" in {tmp_path}: run from the repository, or name "
                                             f"{os.path.join(ROOT, 'config', 'hybrid.py')}"),
-                       ("config/hybird.py", "(see config/ for the ones that exist)")):
+                       ("config/hybird.py", ": did you mean config/hybrid.py?"),
+                       ("tiny.py", ": did you mean config/tiny.py?"),
+                       ("config/other.py", " (see config/ for the ones that exist)")):
         with pytest.raises(SystemExit):
             configurator.configure({"n_layer": 6}, [name])
-        assert capsys.readouterr().err == f"error: config file {name} not found {says}\n"
+        assert capsys.readouterr().err == f"error: config file {name} not found{says}\n"
 
 
 def test_constants_are_not_settings(monkeypatch, capsys):
