@@ -263,8 +263,9 @@ def load_checkpoint(path, map_location="cpu"):
         return read_export(path)
     if os.path.isdir(path):
         folder, path = path, os.path.join(path, "ckpt.pt")
-        runs = sorted(d for d in os.listdir(folder) if os.path.exists(os.path.join(folder, d, "ckpt.pt")))
-        if runs and not os.path.exists(path):  # a folder of runs (results/cpu/ckpt) named for one
+        runs = [] if os.path.exists(path) else \
+            sorted(d for d in os.listdir(folder) if os.path.exists(os.path.join(folder, d, "ckpt.pt")))
+        if runs:  # a folder of runs (results/cpu/ckpt) named for one
             named = ", ".join(os.path.join(folder, r) for r in runs[:3]) + (" ..." if len(runs) > 3 else "")
             raise MissingInput(f"no checkpoint at {path}, but {folder} holds runs: name them ({named})")
     if not os.path.exists(path):
