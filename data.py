@@ -355,6 +355,9 @@ def csv_docs(f, fn, column="text"):
                                  f"{len(names)}: a broken row (a comma outside quotes?)")
             yield row[at]
     except csv.Error as e:
+        if "field limit" in str(e):
+            raise InputError(f"{fn}:{rows.line_num}: a field of over {MAX_DOC_CHARS:,} characters (no "
+                             "article or book is that long): is a quote left open above it?")
         raise InputError(f"{fn}:{rows.line_num}: not CSV ({e}): is the file whole?")
 
 

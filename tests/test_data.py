@@ -250,7 +250,7 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
         data.prepare(str(tmp_path / "folder"), str(tmp_path / "d"))
 
 
-def test_a_csv_named_alone_gives_a_document_a_row_of_its_text_column(tmp_path):
+def test_a_csv_named_alone_gives_a_document_a_row_of_its_text_column(tmp_path, monkeypatch):
     """A .csv as pandas' to_csv writes it: a header, quoted fields holding commas, quotes and line breaks
     (CRLF rows), a byte-order mark; compressed too. In a folder it is named and not read, like a .json."""
     docs = [f'Article {i}, with "quotes",\r\nand a second line.' for i in range(5)]
@@ -265,7 +265,10 @@ def test_a_csv_named_alone_gives_a_document_a_row_of_its_text_column(tmp_path):
            "open.csv": ('id,text\n1,"a quote left open\n2,b\n',
                         r"open.csv:3: not CSV \(unexpected end of data\)"),
            "ragged.csv": ("id,text\n1,fine\n2,one, two\n", r"ragged.csv:3: 3 fields where the header has 2"),
-           "empty.csv": ("", r"empty.csv: empty: a .csv needs a header row")}
+           "empty.csv": ("", r"empty.csv: empty: a .csv needs a header row"),
+           "long.csv": ('text\n"' + "x" * 2000 + '"\n',
+                        r"long.csv:2: a field of over 1,000 characters \(no article or book is that long\)")}
+    monkeypatch.setattr(data, "MAX_DOC_CHARS", 1000)
     for name, content in bad.items():
         if isinstance(content, tuple):
             content, line = content
