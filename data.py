@@ -261,6 +261,7 @@ def local_files(path):
 
 
 MAX_DOC_CHARS = 2**25  # no article or book is longer: a .txt past it has no blank lines between its documents
+MAX_JSON_CHARS = 2**30  # a JSON array is parsed whole, at several times its size in memory: JSON lines stream
 
 
 def text_docs(lines, fn):
@@ -318,8 +319,8 @@ def jsonl_docs(f, fn, column="text", rule="each line of a .jsonl must be one"):
 
 
 def json_docs(lines, fn, column="text"):
-    """A .json: JSON lines (what datasets' to_json writes), or one array of {"text": ...}, read whole (JSON
-    lines stream: write a corpus larger than memory as JSON lines)."""
+    """A .json: JSON lines (what datasets' to_json writes), or one array of {"text": ...}, read whole up to
+    MAX_JSON_CHARS (JSON lines stream: write a corpus larger than memory as JSON lines)."""
     head = []
     for line in lines:  # up to the first line that is not blank: '[' starts an array
         head.append(line)
@@ -329,8 +330,15 @@ def json_docs(lines, fn, column="text"):
     if not head[-1:] or not head[-1].lstrip().startswith("["):
         yield from jsonl_docs(lines, fn, column, "a .json holds JSON lines (a record on each) or one array of them")
         return
+    text, size = [], 0
+    for n, line in enumerate(lines, 1):
+        if (size := size + len(line)) > MAX_JSON_CHARS:
+            raise InputError(f"{fn}:{n}: a JSON array of over {MAX_JSON_CHARS:,} characters, which is "
+                             'read whole: write it as JSON lines to stream it (a .jsonl, one {"text": ...} a '
+                             "line)")
+        text.append(line)
     try:
-        rows = json.loads("".join(lines))
+        rows = json.loads("".join(text))
     except json.JSONDecodeError as e:
         raise InputError(f"{fn}:{e.lineno}: not JSON ({e.msg}): is the file whole?")
     for n, row in enumerate(rows):

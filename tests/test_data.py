@@ -223,7 +223,7 @@ def test_the_case_of_a_file_name_does_not_matter(tmp_path):
     assert list(data.local_docs(str(tmp_path / "c" / "NOTES.TXT"))) == ["A note.", "Another note."]
 
 
-def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
+def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path, monkeypatch):
     """datasets' to_json writes JSON lines to a .json; other tools write one array: both are the .jsonl's
     documents. A .json in a folder is not read (save_to_disk's and a hub copy's metadata), and the error of a
     folder of nothing else says to name it."""
@@ -243,6 +243,11 @@ def test_a_json_named_alone_is_json_lines_or_one_array(tmp_path):
         (tmp_path / name).write_text(content)
         with pytest.raises(InputError, match=line):
             list(data.local_docs(str(tmp_path / name)))
+    monkeypatch.setattr(data, "MAX_JSON_CHARS", 100)  # an array past it is refused before it is parsed whole
+    with pytest.raises(InputError, match=r"array.json:8: a JSON array of over 100 characters, which is read "
+                                         r"whole: write it as JSON lines"):
+        list(data.local_docs(str(tmp_path / "array.json")))
+    assert len(list(data.local_docs(str(tmp_path / "lines.json")))) == 5  # JSON lines stream, at any size
     (tmp_path / "folder").mkdir()
     os.rename(tmp_path / "lines.json", tmp_path / "folder" / "train.json")
     with pytest.raises(InputError, match=r"a plain .json or a .csv in a folder is taken for metadata: name "
