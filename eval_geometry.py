@@ -23,7 +23,7 @@ import configurator
 import data
 import probe
 import stats
-from configurator import InputError, clock, whole_number
+from configurator import InputError, MissingInput, clock, whole_number
 from probe import md_table, score_table
 
 # -----------------------------------------------------------------------------
@@ -796,7 +796,11 @@ def run(paths, cfg):
         proto = probe.Protocol(cfg.n_folds, cfg.seed, cfg.max_train, cfg.device)
         labels, embs = probe.embedders(paths, cfg.encoder, cfg.device, cfg.batch_size, cfg.random_init,
                                        cfg.seed, cfg.unfinished, cfg.cache_dir)
-        tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
+        try:
+            tasks = probe.load_tasks(cfg.glue_dir, cfg.dataset)
+        except MissingInput as e:  # the sets are every task's dev sentences: all five are needed here
+            raise MissingInput(f"{e} (the geometry reads all five tasks; probe.py --tasks=... probes "
+                               "fewer)") from None
         psets, gsets, set_idx, notes = setup(cfg, proto, pools, embs[0].config.n_embd, tasks)
         inputs = probe.probe_inputs(proto, probe.digest(psets, gsets, tasks, set_idx), GEOMETRY_CODE)
         def compute(emb, pool):

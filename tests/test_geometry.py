@@ -4,6 +4,7 @@ verdicts, the CLI."""
 import json
 import math
 import os
+import shutil
 from types import SimpleNamespace
 
 import numpy as np
@@ -374,6 +375,16 @@ def test_a_missing_checkpoint_leaves_no_report_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="^no checkpoint at .*no-such-run"):
         eg.run([str(tmp_path / "no-such-run")], cfg)
     assert os.listdir(tmp_path) == []  # the folder is made when the report is written
+
+
+def test_a_glue_folder_without_a_task_says_the_geometry_needs_all_five(tiny_ckpts, glue_dir, tmp_path):
+    shutil.copytree(glue_dir, tmp_path / "glue", ignore=shutil.ignore_patterns("MRPC"))
+    cfg = SimpleNamespace(**{**configurator.settings(vars(eg)), "report_dir": str(tmp_path / "report"),
+                             "glue_dir": str(tmp_path / "glue")})
+    with pytest.raises(FileNotFoundError, match=r"MRPC/train.tsv not found: .* \(the geometry reads all five "
+                                                r"tasks; probe.py --tasks=... probes fewer\)$"):
+        eg.run(tiny_ckpts, cfg)
+    assert not os.path.exists(tmp_path / "report")
 
 
 def test_a_sentence_set_too_small_for_half_samples_is_refused():
