@@ -347,6 +347,7 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
         raise ValueError(f"batch_size={batch_size!r}: sentences per forward pass, a whole number >= 1")
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
+    sentences = list(sentences)  # a generator is read once, here
     if (bad := next((i for i, x in enumerate(sentences) if not isinstance(x, str)), None)) is not None:
         raise ValueError(f"sentences[{bad}] is {type(sentences[bad]).__name__}, not a string")
     if isinstance(encoder, (str, os.PathLike)):
