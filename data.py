@@ -1082,6 +1082,9 @@ def load_glue(glue_dir="", tasks=GLUE_TASKS):
     """The GLUE tasks named (all five unless told) as {task: {split: split dict}}, from glue_dir or
     (glue_dir='') the HF hub. Returns None when the hub cannot be used, so that callers fall back to the
     probing sets."""
+    tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+    if bad := [t for t in tasks if t not in GLUE_TASKS]:
+        raise InputError(f"GLUE tasks {bad}: name some of {', '.join(GLUE_TASKS)}")
     if glue_dir:
         if not os.path.isdir(glue_dir):
             raise MissingInput(f"--glue_dir={glue_dir} is not a folder: point it at a standard GLUE layout (e.g. "

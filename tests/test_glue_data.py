@@ -41,6 +41,13 @@ def test_mnli_subset_format(tmp_path):
     assert list(mnli["dev_matched"]["y"]) == [0, 2] and mnli["dev_matched"]["b"][1] == "It is night ."
 
 
+def test_load_glue_gives_the_tasks_named(glue_dir):
+    assert list(data.load_glue(glue_dir, "stsb")) == ["stsb"]  # one task by name, not its letters
+    assert list(data.load_glue(glue_dir, ["cola", "sst2"])) == ["cola", "sst2"]
+    with pytest.raises(InputError, match=r"GLUE tasks \['qnli'\]: name some of sst2, mrpc, mnli, cola, stsb"):
+        data.load_glue(glue_dir, ("sst2", "qnli"))
+
+
 def test_missing_glue_file_is_one_clear_error(glue_dir, tmp_path):
     os.makedirs(tmp_path / "SST-2")
     with pytest.raises(FileNotFoundError, match=".*SST-2/train.tsv not found"):
