@@ -12,6 +12,7 @@ report. Your own code: `from probe import encode; X = encode("out-mlm-cpu", sent
 import hashlib
 import inspect
 import math
+import numbers
 import os
 import pickle
 import shutil
@@ -343,7 +344,7 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
         raise TypeError(f"encode() got unexpected keyword arguments {sorted(unknown)}")
     if pooling not in ("mean", "max", "first"):
         raise ValueError(f"pooling={pooling!r}: use 'mean', 'max' or 'first' (attention is a trained probe)")
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: sentences per forward pass, a whole number >= 1")
     if isinstance(sentences, str):
         raise TypeError("sentences must be a list of strings, not one string: encode(encoder, [sentence])")
@@ -361,7 +362,7 @@ def encode(encoder, sentences, pooling="mean", batch_size=256, device=None, norm
                              f"tokenizer's {tok.vocab_size}: pass its run's data.get_tokenizer(vocab_ranks)")
         device = device or next(encoder.parameters()).device
         encoder = encoder.to(device).eval()
-    X = forward_sentences(encoder, tok, sentences, (pooling,), False, batch_size, device)[0][pooling]
+    X = forward_sentences(encoder, tok, sentences, (pooling,), False, int(batch_size), device)[0][pooling]
     return (F.normalize(X, dim=-1) if normalize_embeddings else X).numpy().astype(np.float32)
 
 

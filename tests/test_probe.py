@@ -336,7 +336,8 @@ def test_encode_is_the_analysis_embedding_for_your_own_code(tiny_ckpts):
     enc, _ = model.load_encoder(tiny_ckpts[0])  # a loaded encoder with its tokenizer gives the same vectors
     loaded = probe.encode(enc, texts, pooling="max", tok=probe.data.get_tokenizer())
     np.testing.assert_allclose(loaded, X, atol=1e-6)
-    from_generator = probe.encode(enc, (t for t in texts), pooling="max", tok=probe.data.get_tokenizer())
+    from_generator = probe.encode(enc, (t for t in texts), pooling="max", tok=probe.data.get_tokenizer(),
+                                  batch_size=np.int64(2))  # NumPy's integers are whole numbers too
     np.testing.assert_allclose(from_generator, X, atol=1e-6)  # any iterable of strings, read once
     T = enc.config.block_size  # a long sentence is cut where pre-training cut: its first T - 2 tokens
     words = " ".join(f"w{i}" for i in range(4 * T))
