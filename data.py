@@ -237,6 +237,23 @@ def walk(path):
     return files, others
 
 
+def prepared_source(path):
+    """The arguments that name the corpus a folder of data.py's output (meta.json beside train.bin) was
+    prepared from: --dataset, --data_dir and, for another vocabulary, --vocab_ranks; None for another
+    folder."""
+    try:
+        with open(os.path.join(path, "meta.json")) as f:
+            source = json.load(f)["source"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not os.path.exists(os.path.join(path, "train.bin")):
+        return None
+    folder = os.path.abspath(path)
+    ranks = re.search(r"-v(\d+)$", os.path.basename(folder))
+    named = f"--dataset={source} --data_dir={os.path.dirname(folder)}"
+    return named + (f" --vocab_ranks={ranks[1]}" if ranks else "")
+
+
 def local_files(path):
     if not os.path.exists(path):
         raise MissingInput(f"dataset '{path}' is neither 'embedded', 'wikipedia' nor an existing path: name "
@@ -252,6 +269,8 @@ def local_files(path):
                              'text .txt, or convert it (a .jsonl holds {"text": ...} per line)')
         return [path]
     files, others = walk(path)
+    if not files and (named := prepared_source(path)):
+        raise InputError(f"{path} is a corpus data.py prepared, not its source: name it by {named}")
     if not files:
         named = [f for f in others if file_kind(f, alone=True)]  # .json and .csv files: read when named alone
         raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some"

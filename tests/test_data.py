@@ -684,6 +684,19 @@ def test_a_prepared_corpus_follows_its_source(tmp_path, capsys):
         data.prepare(str(copy), d)
 
 
+def test_a_prepared_folder_named_as_the_corpus_says_the_arguments_that_name_it(tmp_path):
+    """data/my.txt-v8192 named as --dataset (it looks like the corpus): one line with the arguments that name
+    it, and those arguments find it."""
+    src = tmp_path / "my.txt"
+    src.write_text("\n\n".join(f"Document {i} is about topic {i}." for i in range(300)))
+    out = data.prepare(str(src), str(tmp_path / "data"), 8192)
+    with pytest.raises(InputError, match=r"my.txt-v8192 is a corpus data.py prepared, not its source: name "
+                                         r"it by --dataset=(\S+) --data_dir=(\S+) --vocab_ranks=8192$") as e:
+        data.prepare(out, str(tmp_path / "other"))
+    dataset, data_dir = re.search(r"--dataset=(\S+) --data_dir=(\S+)", str(e.value)).groups()
+    assert data.prepare(dataset, data_dir, 8192) == out and not os.path.exists(tmp_path / "other")
+
+
 def test_a_copy_of_a_prepared_corpus_cut_short_is_one_line_not_less_text(tmp_path):
     """data/NAME copied from a machine with network (the source not here): a split shorter than meta.json
     records, or a meta.json cut short, stops with one line, where training would take the shorter split."""
