@@ -418,12 +418,26 @@ def parquet_docs(fn, column="text"):
     yield from column_docs(fn, f.schema_arrow.names, lambda: f.iter_batches(columns=[column]), column)
 
 
+def arrow_reader(pa, f):
+    """(schema, record batches) of an .arrow file in either of Arrow's formats: the stream (datasets'
+    save_to_disk) or the file (polars' write_ipc, pyarrow's new_file), told apart by the file's magic
+    bytes."""
+    if f.read(6) != b"ARROW1":
+        f.seek(0)
+        reader = pa.ipc.open_stream(f)
+        return reader.schema, lambda: reader
+    f.seek(0)
+    reader = pa.ipc.open_file(f)
+    return reader.schema, lambda: (reader.get_batch(i) for i in range(reader.num_record_batches))
+
+
 def arrow_docs(fn, column="text"):
-    """A shard of datasets' save_to_disk (data-00000-of-00001.arrow), in Arrow's streaming format."""
+    """An .arrow file: a shard of datasets' save_to_disk (data-00000-of-00001.arrow), or one in Arrow's file
+    format."""
     pa = import_pyarrow(".arrow")[0]
     with open(fn, "rb") as f:
-        reader = pa.ipc.open_stream(f)
-        yield from column_docs(fn, reader.schema.names, lambda: reader, column)
+        schema, batches = arrow_reader(pa, f)
+        yield from column_docs(fn, schema.names, batches, column)
 
 
 def open_file(fn, mode="rt", newline=None):
@@ -1064,7 +1078,8 @@ def glue_table(path, want, task):
     try:
         if arrow:
             with open(path, "rb") as f:
-                table = pa.ipc.open_stream(f).read_all()
+                schema, batches = arrow_reader(pa, f)
+                table = pa.Table.from_batches(list(batches()), schema)
         else:
             table = pq.ParquetFile(path)
     except pa.ArrowException:

@@ -95,13 +95,18 @@ def test_local_documents(tmp_path):
 
 
 def test_columnar_files_give_a_document_a_row(tmp_path):
-    """A .parquet (a 'text' column) and datasets' save_to_disk folder (its .arrow shards, a DatasetDict's
-    splits in name order, beside their JSON metadata): each row of 'text' a document, the other columns not read."""
+    """A .parquet (a 'text' column), an .arrow in Arrow's file format, and datasets' save_to_disk folder (its
+    .arrow shards in the stream format, a DatasetDict's splits in name order, beside their JSON metadata):
+    each row of 'text' a document, the other columns not read."""
     pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
     datasets = pytest.importorskip("datasets")
     docs = [f"Row {i} of the table.\n\nIts second paragraph." for i in range(12)]
     pq.write_table(pa.table({"id": list(range(12)), "text": docs}), tmp_path / "rows.parquet", row_group_size=5)
     assert list(data.local_docs(str(tmp_path / "rows.parquet"))) == docs
+    table = pa.table({"text": docs})  # Arrow's file format (polars' write_ipc), in two record batches
+    with pa.OSFile(str(tmp_path / "rows.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table, max_chunksize=7)
+    assert list(data.local_docs(str(tmp_path / "rows.arrow"))) == docs
     datasets.disable_progress_bars()
     datasets.Dataset.from_dict({"text": docs, "id": list(range(12))}).save_to_disk(tmp_path / "saved", num_shards=3)
     assert len(data.local_files(str(tmp_path / "saved"))) == 3

@@ -224,6 +224,13 @@ def test_glue_saved_with_datasets_save_to_disk_reads_as_the_standard_layout(glue
             assert saved[task][split]["a"] == tsv[task][split]["a"]
             assert saved[task][split]["b"] == tsv[task][split]["b"]
             np.testing.assert_array_equal(saved[task][split]["y"], tsv[task][split]["y"])
+    pa = pytest.importorskip("pyarrow")  # a shard in Arrow's file format (polars' write_ipc) reads the same
+    shard = next((tmp_path / "saved" / "sst2" / "train").glob("*.arrow"))
+    with pa.OSFile(str(shard)) as source:
+        table = pa.ipc.open_stream(source).read_all()
+    with pa.OSFile(str(shard), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    assert data.load_glue(str(tmp_path / "saved"), "sst2")["sst2"]["train"]["a"] == tsv["sst2"]["train"]["a"]
     write_hub_copy({"sst2": tsv["sst2"]}, tmp_path / "saved")  # the hub's .parquet beside them
     with pytest.raises(InputError, match=r"sst2 holds its train split both as .parquet and as .arrow: "
                                          r"keep one"):
