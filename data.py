@@ -269,9 +269,9 @@ def local_files(path):
                              'text .txt, or convert it (a .jsonl holds {"text": ...} per line)')
         return [path]
     files, others = walk(path)
-    if not files and (named := prepared_source(path)):
-        raise InputError(f"{path} is a corpus data.py prepared, not its source: name it by {named}")
     if not files:
+        if arguments := prepared_source(path):
+            raise InputError(f"{path} is a corpus data.py prepared, not its source: name it by {arguments}")
         named = [f for f in others if file_kind(f, alone=True)]  # .json and .csv files: read when named alone
         raise InputError(f"no corpus files under {path} ({CORPUS_FILES}): name a file or a folder that holds some"
                          + (f"; a plain .json or a .csv in a folder is taken for metadata: name "

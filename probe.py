@@ -988,16 +988,22 @@ def writing(report_dir):
                                       "run the same command again: its results are cached, so it is quick"))
 
 
+def comma_subset(key, value, allowed):
+    """--key=a,b as the names it lists, each once, in the order given; one line where one is not allowed."""
+    listed = value.split(",") if isinstance(value, str) else []
+    names = list(dict.fromkeys(v.strip() for v in listed if v.strip()))
+    if not names or any(n not in allowed for n in names):
+        raise InputError(f"--{key}={value}: use a comma-separated subset of {','.join(allowed)}")
+    return names
+
+
 def check_args(paths, cfg, script="probe.py"):
     """The poolings as a list, and the report folder checked for writing: bad settings stop here, before any
     work."""
     if not paths:
         raise InputError(f"name at least one checkpoint: python {script} out-hybrid-tiny out-mlm-tiny")
     check_settings(cfg)
-    pools = list(dict.fromkeys(p.strip() for p in cfg.poolings.split(",") if p.strip()))  # each once
-    if not pools or any(p not in POOLINGS for p in pools):
-        raise InputError(f"--poolings={cfg.poolings}: use a comma-separated subset of "
-                         f"{','.join(POOLINGS)}")
+    pools = comma_subset("poolings", cfg.poolings, POOLINGS)
     report_folder(cfg.report_dir, script)
     return pools
 
@@ -1032,9 +1038,7 @@ def load_tasks(glue_dir, dataset, names=data.GLUE_TASKS):
 
 def task_names(value):
     """--tasks as GLUE task names in data.GLUE_TASKS' order, each once."""
-    names = {t.strip() for t in value.split(",") if t.strip()} if isinstance(value, str) else {None}
-    if not names or not names <= set(data.GLUE_TASKS):
-        raise InputError(f"--tasks={value!r}: use a comma-separated subset of {','.join(data.GLUE_TASKS)}")
+    names = comma_subset("tasks", value, data.GLUE_TASKS)
     return tuple(t for t in data.GLUE_TASKS if t in names)
 
 
