@@ -439,7 +439,6 @@ def bench_row(size, objective):
 
 
 def bench_embed(size):
-    s = SIZES[size]
     config = size_config(size)
     encoder = MaskedLM(config).encoder.to(device).eval()
     gen = torch.Generator().manual_seed(seed)

@@ -641,7 +641,8 @@ def figure_lines(report, labels, files, probe_md):
     SECTIONS entry, and the tables over seeds."""
     L = ["", "## GLUE / probing-set probes (probe.py)", ""]
     if report["probe_json"] and os.path.exists(probe_md):
-        L += [open(probe_md).read().strip(), "", "![probe scores](probe_scores.png)"]
+        with open(probe_md) as f:
+            L += [f.read().strip(), "", "![probe scores](probe_scores.png)"]
     else:
         L += ["(no probe.md of these checkpoints: run probe.py with them and the same --report_dir first)"]
     base = {"lexical": {(k, "acc"): {"score": v} for k, v in report["majority"].items()},

@@ -18,10 +18,8 @@ import subprocess
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import asdict
 
 import torch
-import torch.nn.functional as F
 from torch.distributed import destroy_process_group, init_process_group
 from torch.nn.parallel import DistributedDataParallel as DDP
 

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import json
 import os
 import random
 import re
@@ -21,6 +22,11 @@ sys.path.insert(0, ROOT)
 import configurator  # noqa: E402
 import data  # noqa: E402
 import model  # noqa: E402
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
 
 THREADS = torch.get_num_threads()  # a new process's: probe.py and bench.py set their own
 

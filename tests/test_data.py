@@ -7,6 +7,7 @@ import json
 import lzma
 import math
 import os
+import pathlib
 import re
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import torch
 
 import data
 from configurator import InputError
-from conftest import ROOT
+from conftest import ROOT, read_json
 
 
 def test_tokenizer_round_trip_and_layout():
@@ -349,7 +350,7 @@ def test_a_file_reached_twice_is_read_once_and_named(tmp_path, capsys):
     (corpus / "d.txt").write_text("Document d.")
     assert data.walk(str(corpus)) == ([str(corpus / f) for f in ("a.txt", "d.txt")],
                                       ["b.txt (the file a.txt again)", "c.txt (the file a.txt again)"])
-    meta = json.load(open(os.path.join(data.prepare(str(corpus), str(tmp_path / "data")), "meta.json")))
+    meta = read_json(os.path.join(data.prepare(str(corpus), str(tmp_path / "data")), "meta.json"))
     assert meta["docs"] == 301
     assert "or read already): b.txt (the file a.txt again), c.txt (the file a.txt again)" in capsys.readouterr().err
 
@@ -406,7 +407,7 @@ def test_an_edit_that_changes_a_sources_tokens_comes_with_a_new_reader_version(t
     (tmp_path / "corpus" / "d.txt").write_bytes(  # a Windows editor's file: a BOM and CRLF line ends
         ("\ufeff" + "\r\n\r\n".join(f"Windows document {i}.\r\nLine two." for i in range(120))).encode())
     out = data.prepare(str(tmp_path / "corpus"), str(tmp_path / "data"))
-    tokens = hashlib.sha1(b"".join(open(os.path.join(out, f), "rb").read() for f in ("train.bin", "val.bin")))
+    tokens = hashlib.sha1(b"".join(pathlib.Path(out, f).read_bytes() for f in ("train.bin", "val.bin")))
     assert READER_TOKENS.get(data.READER) == tokens.hexdigest()[:12], (
         f"the corpus' tokens have changed: bump data.READER and pin {tokens.hexdigest()[:12]} for it here")
     monkeypatch.setattr(data, "READER", data.READER + 1)

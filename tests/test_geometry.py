@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, read_json
 from test_probe import run_cli
 import configurator
 import data
@@ -360,7 +360,7 @@ def geometry_report(tiny_ckpts, glue_dir, corpus, tmp_path_factory):
                 f"--dataset={corpus}", f"--data_dir={tmp}/data", f"--report_dir={tmp}", "--n_boot=100",
                 "--n_folds=3", "--poolings=mean,attention", "--unfinished=True")
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.load(open(tmp / "geometry.json")), tmp, (tiny_ckpts[0], str(early))
+    return read_json(tmp / "geometry.json"), tmp, (tiny_ckpts[0], str(early))
 
 
 @pytest.mark.parametrize("key, value, says", [("n_sub", 1, ">= 40"), ("geom_n", 13, ">= 14 or 0")])
@@ -473,7 +473,7 @@ def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_repo
     torch.set_num_threads(3)  # a notebook's own setting: run() takes --threads for its work, then gives it back
     eg.run(stubs, cfg)  # in process, as its __main__ runs it
     assert torch.get_num_threads() == 3
-    again = json.load(open(folder / "stub" / "geometry.json"))
+    again = read_json(folder / "stub" / "geometry.json")
     for k in ("geometry", "geometry_diffs", "alignment", "lexical", "balance", "claims", "training"):
         assert again[k] == out[k], k
     os.makedirs(folder / "taken" / "REPORT.md")  # a report file that cannot be written, as on a full disk
@@ -485,8 +485,8 @@ def test_stripped_copies_give_the_same_report_from_the_cache_alone(geometry_repo
 def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scores():
     """results/cpu (4 arms x 3 seeds): from the report's own per-checkpoint scores and within-seed
     differences, the claims, their t-tests over seeds and the BH q-values come out as the report has them."""
-    g = json.load(open(os.path.join(ROOT, "results", "cpu", "geometry.json")))
-    p = json.load(open(os.path.join(ROOT, "results", "cpu", "probe.json")))
+    g = read_json(os.path.join(ROOT, "results", "cpu", "geometry.json"))
+    p = read_json(os.path.join(ROOT, "results", "cpu", "probe.json"))
     labels = [c["label"] for c in g["checkpoints"]]
     sources = {k: (g[k], g[f"{k}_diffs"]) for k in ("geometry", "lexical", "balance")}
     rows = eg.claims({**sources, "probe": (p["scores"], p["diffs"])}, labels,

@@ -2,7 +2,6 @@
 keys, encode(), the baselines and the CLI."""
 
 import inspect
-import json
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, run_here
+from conftest import ROOT, read_json, run_here
 import configurator
 from configurator import InputError
 import model
@@ -440,7 +439,7 @@ def glue_report(tiny_ckpts, glue_dir, tmp_path_factory):
     r = run_cli("probe.py", *tiny_ckpts, f"--glue_dir={glue_dir}", f"--report_dir={out}", "--n_boot=200",
                 "--poolings=mean,attention", "--n_folds=3")
     assert r.returncode == 0, r.stderr[-2000:]
-    return json.load(open(out / "probe.json")), out
+    return read_json(out / "probe.json"), out
 
 
 def test_the_glue_report_scores_every_task_by_its_own_metric(glue_report):
@@ -525,7 +524,7 @@ def test_a_stripped_checkpoint_reports_from_its_cache_alone(tiny_ckpts, glue_dir
     progress = [line for line in capsys.readouterr().err.splitlines() if line.startswith("probing ")]
     assert [re.search(r" \((\d) of (\d), \d+s so far\)$", line).groups() for line in progress] == \
         [(str(k), "6") for k in range(1, 7)]  # 2 checkpoints and random-init, 2 poolings each; no time left
-    full, stub = (json.load(open(tmp_path / d / "probe.json")) for d in ("full", "stub"))
+    full, stub = (read_json(tmp_path / d / "probe.json") for d in ("full", "stub"))
     assert stub["scores"] == full["scores"] and stub["diffs"] == full["diffs"]
     os.makedirs(tmp_path / "taken" / "probe.md")  # a report file that cannot be written, as on a full disk
     with pytest.raises(InputError, match=r"^cannot write the report into .*taken \(Is a directory\): mend the "
@@ -693,7 +692,7 @@ def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
                 f"--report_dir={tmp_path}", "--n_boot=100", "--poolings=mean", "--n_folds=3", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     assert sum("GLUE is unavailable" in line for line in r.stderr.splitlines()) == 1
-    out = json.load(open(tmp_path / "probe.json"))
+    out = read_json(tmp_path / "probe.json")
     assert out["mode"] == "probing"
     assert {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
 
@@ -719,7 +718,7 @@ def test_probe_cli_with_senteval(tiny_ckpts, senteval_dir, corpus, tmp_path):
                 f"--data_dir={tmp_path}/data", f"--report_dir={tmp_path}", "--n_boot=100", "--poolings=mean",
                 "--n_folds=3", "--random_init=False", env=env)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = json.load(open(tmp_path / "probe.json"))
+    out = read_json(tmp_path / "probe.json")
     evals = {s["eval"] for s in out["scores"]}
     assert {"STS12.MSRpar", "STS12.surprise.OnWN", "STS12.all", "STS16.headlines", "STS16.all", "sickr-cos",
             "sicke"} <= evals

@@ -2,6 +2,7 @@
 every key it sets is a setting of that script."""
 
 import os
+import pathlib
 import re
 import shlex
 
@@ -9,7 +10,7 @@ from conftest import ROOT, script_settings
 
 
 def readme_commands():
-    text = open(os.path.join(ROOT, "README.md")).read()
+    text = pathlib.Path(ROOT, "README.md").read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, flags=re.S)
     lines = [line.split("#")[0].strip() for block in blocks for line in block.splitlines()]
     return [shlex.split(line) for line in lines if line.startswith(("python", "torchrun"))]

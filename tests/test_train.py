@@ -4,6 +4,7 @@ import ast
 import json
 import math
 import os
+import pathlib
 import platform
 import re
 import runpy
@@ -23,7 +24,7 @@ import data
 import jepa
 import model
 import probe
-from conftest import ROOT, run_here, script_settings
+from conftest import ROOT, read_json, run_here, script_settings
 
 # a micro model on the embedded corpus: seconds per run on 2 cores
 MICRO = ["--n_layer=1", "--n_embd=64", "--n_head=2", "--block_size=64", "--batch_size=8", "--pred_depth=1",
@@ -138,7 +139,7 @@ def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir,
     (the run's own configs and settings), exit code 130; that command, run as printed, continues exactly."""
     out = str(tmp_path / "interrupted")
     log = os.path.join(out, "log.jsonl")
-    started = lambda: os.path.exists(log) and sum(1 for _ in open(log)) >= 5  # noqa: E731
+    started = lambda: os.path.exists(log) and len(pathlib.Path(log).read_text().splitlines()) >= 5  # noqa: E731
     proc = start_and_wait([*resume_args(data_dir), f"--out_dir={out}"], started, stderr=subprocess.PIPE, text=True)
     proc.send_signal(signal.SIGINT)
     err = proc.communicate(timeout=120)[1]
@@ -167,7 +168,7 @@ def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_
     err = refused_here(*resume_args(data_dir), f"--out_dir={out}", "--init_from=resume",
                        "--stop_after=25")
     assert err.startswith("error: --stop_after=25: ") and "is at iter 25 already" in err
-    card = open(os.path.join(model.export(out, str(tmp_path / "export")), "README.md")).read()
+    card = pathlib.Path(model.export(out, str(tmp_path / "export")), "README.md").read_text()
     assert "(online encoder), 25 of the 60 steps its run planned (unfinished)," in card
     p = train(*shlex.split(m[1]))
     assert re.match(r"done: 60 iters \(the last 35 in (?:\d+m)?\d+s\)", p.stdout.strip().splitlines()[-1])
@@ -232,8 +233,8 @@ def test_an_export_encodes_as_its_checkpoint_bit_for_bit_without_pickle(which, r
                        cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert sorted(os.listdir(out)) == ["README.md", "config.json", "model.safetensors"]
-    assert f"({which} encoder), 60 steps," in open(os.path.join(out, "README.md")).read()
-    config = json.load(open(os.path.join(out, "config.json")))
+    assert f"({which} encoder), 60 steps," in pathlib.Path(out, "README.md").read_text()
+    config = read_json(os.path.join(out, "config.json"))
     assert config["which"] == which and config["training"]["objective"] == "hybrid"
     assert {k: config["training"][k] for k in ("val_mlm", "val_unigram")} == data.last_val(reference_run)
     assert config["training"]["data"]["source"]["python"] == platform.python_version()  # the embedded corpus
@@ -251,9 +252,9 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
     os.rename(os.path.join(out, "config.json"), os.path.join(out, "c.json"))
     with pytest.raises(FileNotFoundError, match=r"e has no config.json: an export holds model.safetensors and"):
         model.load_encoder(out)
-    config = json.load(open(os.path.join(out, "c.json")))
+    config = read_json(os.path.join(out, "c.json"))
     config["encoder"]["n_embd"] = 32
-    json.dump(config, open(os.path.join(out, "config.json"), "w"))
+    pathlib.Path(out, "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"the weights do not match config.json: blocks.0.attn.proj.bias is "
                                          r"\(64,\) in model.safetensors, \(32,\) by config.json"):
         model.load_encoder(out)
@@ -272,7 +273,7 @@ def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tm
     model.export(reference_run, str(out))
     os.makedirs(out / "analysis_cache")  # what probe.py leaves in a folder it has analysed
     assert model.export(reference_run, str(out), "target") == str(out)  # an earlier export: replaced
-    assert json.load(open(os.path.join(out, "config.json")))["which"] == "target"
+    assert read_json(os.path.join(out, "config.json"))["which"] == "target"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("my own notes")
     with pytest.raises(configurator.InputError, match=r"^--out=.*mine holds other files \(README.md\): name a new folder"):
@@ -489,10 +490,10 @@ def test_a_file_is_written_whole_or_not_at_all(tmp_path):
         with configurator.atomic_file(path, "w") as f:
             f.write("half of the new")
             raise OSError(28, "No space left on device")
-    assert os.listdir(tmp_path) == ["f.json"] and open(path).read() == "old"
+    assert os.listdir(tmp_path) == ["f.json"] and pathlib.Path(path).read_text() == "old"
     with configurator.atomic_file(path, "w", tmp=path + ".7.tmp") as f:
         f.write("new")
-    assert os.listdir(tmp_path) == ["f.json"] and open(path).read() == "new"
+    assert os.listdir(tmp_path) == ["f.json"] and pathlib.Path(path).read_text() == "new"
     os.makedirs(tmp_path / "taken")
     with pytest.raises(OSError, match="Is a directory"):  # the rename fails: no part left either
         with configurator.atomic_file(str(tmp_path / "taken"), "w") as f:
