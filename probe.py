@@ -52,7 +52,7 @@ device = "cuda" if torch.cuda.is_available() else "cpu"
 report_dir = "report"  # probe.json, probe.md and probe_scores.png go here
 senteval_dir = ""  # SentEval's data/downstream folder: adds STS12-16, SICK-R (cosine) and SICK-E (probe)
 random_init = True  # also a randomly initialised encoder of the first checkpoint's config, last column
-threads = 1  # torch CPU threads (0: torch's default); the probes' small matrices gain little from more
+threads = 0  # torch CPU threads, 0: torch's default, every core (1 leaves the others to a training run)
 unfinished = False  # analyse checkpoints whose run stopped before its max_iters (the reports then say so)
 cache_dir = ""  # the analysis cache: '' = analysis_cache/ in each run's out_dir, else a folder each here
 # -----------------------------------------------------------------------------
