@@ -1050,6 +1050,9 @@ def glue_task_there(glue_dir, task):
         return False
 
 
+ATTENTIVE_REG_MIN = 1000  # STS-B examples under which the attentive probe's regression is unreliable
+
+
 def suite(cfg, proto, tok, names=data.GLUE_TASKS):
     """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling)). A subset
     of the GLUE tasks (names) is cached under a name of its own, beside the whole suite's results."""
@@ -1074,6 +1077,10 @@ def suite(cfg, proto, tok, names=data.GLUE_TASKS):
               "attention pooling, whose query is trained"] if "stsb" in names else []
     notes += [f"GLUE tasks probed: {', '.join(names)} of {', '.join(data.GLUE_TASKS)} (--tasks)"] \
         if names != data.GLUE_TASKS else []
+    n_sts = next((len(ev[2]["y"]) for ev in evals if ev[1] == "stsb"), ATTENTIVE_REG_MIN)
+    notes += [f"stsb under attention pooling: trained on {n_sts:,} examples, fewer than the "
+              f"{ATTENTIVE_REG_MIN:,} the attentive regression needs (below them it can score under zero: "
+              "ANALYSIS.md)"] if n_sts < ATTENTIVE_REG_MIN and "attention" in cfg.poolings else []
     name = "glue" if names == data.GLUE_TASKS else "glue-" + "+".join(names)
     return ("glue", name, digest(evals), baselines(evals, {}, {}, tok), notes,
             lambda emb, pool: {k: v for ev in evals for k, v in run_glue_eval(emb, ev, pool, proto).items()})

@@ -442,6 +442,14 @@ def glue_report(tiny_ckpts, glue_dir, tmp_path_factory):
     return read_json(out / "probe.json"), out
 
 
+def test_a_report_says_where_the_attentive_regression_had_too_few_examples(glue_report):
+    """Below probe.ATTENTIVE_REG_MIN STS-B examples the attentive probe's regression can score under zero
+    (ANALYSIS.md): a report that holds one says so."""
+    out, _ = glue_report
+    assert "stsb under attention pooling: trained on 60 examples, fewer than the 1,000 the attentive " \
+        "regression needs (below them it can score under zero: ANALYSIS.md)" in out["notes"]
+
+
 def test_the_glue_report_scores_every_task_by_its_own_metric(glue_report):
     out, folder = glue_report
     evals = {(s["eval"], s["metric"]) for s in out["scores"]}
@@ -502,6 +510,7 @@ def test_a_subset_of_the_tasks_scores_as_in_the_whole_suite_and_needs_only_its_o
     after = {os.path.join(c, f) for c in caches for f in os.listdir(c)}
     assert before < after and all("-glue-sst2+stsb-mean-" in f for f in after - before if f.endswith(".pkl"))
     assert "GLUE tasks probed: sst2, stsb of sst2, mrpc, mnli, cola, stsb (--tasks)" in out["notes"]
+    assert not any(n.startswith("stsb under attention") for n in out["notes"])  # mean pooling: no attentive probe
     monkeypatch.setattr(probe.data, "load_glue", lambda *args: None)  # no --glue_dir, and no hub
     with pytest.raises(InputError, match=r"^--tasks=sst2: GLUE is unavailable .*: pass --glue_dir="):
         probe.run(tiny_ckpts, settings(tasks="sst2", report_dir=str(tmp_path / "r1")))
