@@ -575,8 +575,9 @@ def test_a_second_process_waits_for_a_corpus_being_prepared_and_then_reuses_it(t
         assert not os.path.exists(d)
         data.prepare_once(corpus, out, data.N_RANKS)
         stamp = os.path.getmtime(os.path.join(out, "train.bin"))
-    assert p.wait(timeout=60) == 0 and p.stderr.read() == ""  # re-used, not prepared again
-    assert p.stdout.read().startswith(f"{out}: 36 documents, ")
+    with p:  # closes its pipes
+        assert p.wait(timeout=60) == 0 and p.stderr.read() == ""  # re-used, not prepared again
+        assert p.stdout.read().startswith(f"{out}: 36 documents, ")
     assert os.path.getmtime(os.path.join(out, "train.bin")) == stamp
 
 
