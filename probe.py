@@ -1053,9 +1053,10 @@ def glue_task_there(glue_dir, task):
 ATTENTIVE_REG_MIN = 1000  # STS-B examples under which the attentive probe's regression is unreliable
 
 
-def suite(cfg, proto, tok, names=data.GLUE_TASKS):
+def suite(cfg, proto, tok, names=data.GLUE_TASKS, pools=POOLINGS):
     """(mode, cache name, its data key, baseline {eval: {'y', 'p'}}, notes, compute(emb, pooling)). A subset
-    of the GLUE tasks (names) is cached under a name of its own, beside the whole suite's results."""
+    of the GLUE tasks (names) is cached under a name of its own, beside the whole suite's results; pools: the
+    poolings the notes are about."""
     try:
         tasks = load_tasks(cfg.glue_dir, cfg.dataset, names)
     except MissingInput as e:  # a task's files not in --glue_dir: name those that are, if any
@@ -1077,10 +1078,11 @@ def suite(cfg, proto, tok, names=data.GLUE_TASKS):
               "attention pooling, whose query is trained"] if "stsb" in names else []
     notes += [f"GLUE tasks probed: {', '.join(names)} of {', '.join(data.GLUE_TASKS)} (--tasks)"] \
         if names != data.GLUE_TASKS else []
-    n_sts = next((len(ev[2]["y"]) for ev in evals if ev[1] == "stsb"), ATTENTIVE_REG_MIN)
-    notes += [f"stsb under attention pooling: trained on {n_sts:,} examples, fewer than the "
-              f"{ATTENTIVE_REG_MIN:,} the attentive regression needs (below them it can score under zero: "
-              "ANALYSIS.md)"] if n_sts < ATTENTIVE_REG_MIN and "attention" in cfg.poolings else []
+    n_sts = next((len(ev[2]["y"]) for ev in evals if ev[1] == "stsb"), None)
+    if "attention" in pools and n_sts is not None and n_sts < ATTENTIVE_REG_MIN:
+        notes.append(f"stsb under attention pooling: trained on {n_sts:,} examples, fewer than the "
+                     f"{ATTENTIVE_REG_MIN:,} the attentive regression needs (below them it can score under "
+                     "zero: ANALYSIS.md)")
     name = "glue" if names == data.GLUE_TASKS else "glue-" + "+".join(names)
     return ("glue", name, digest(evals), baselines(evals, {}, {}, tok), notes,
             lambda emb, pool: {k: v for ev in evals for k, v in run_glue_eval(emb, ev, pool, proto).items()})
@@ -1129,7 +1131,7 @@ def run(paths, cfg):
                                  cfg.unfinished, cfg.cache_dir)
         # SentEval is read before any work: a bad --senteval_dir stops here
         sts, sick = data.load_senteval(cfg.senteval_dir) if cfg.senteval_dir else ({}, None)
-        mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok, names)
+        mode, name, key, baseline, notes, compute = suite(cfg, proto, embs[0].tok, names, pools)
         results = per_checkpoint(labels, embs, pools, name, probe_inputs(proto, key), compute)
         if cfg.senteval_dir:
             add_senteval(cfg, sts, sick, proto, labels, embs, pools, results, baseline, notes)
