@@ -23,6 +23,7 @@ import configurator  # noqa: E402
 import data  # noqa: E402
 import model  # noqa: E402
 
+
 def read_json(path):
     with open(path) as f:
         return json.load(f)
