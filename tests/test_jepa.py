@@ -143,3 +143,75 @@ def test_rankme_by_hand():
     assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)
     valid[0, 3:] = False  # unused slots don't count
     assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)
+
+
+def test_targets_are_the_clean_states_layer_normed_at_the_spans():
+    """Each target is the target encoder's state of the clean sequence at a span position, normalised over its
+    features with no learned scale: mean 0 and variance 1 per token, whatever the encoder's scale."""
+    torch.manual_seed(0)
+    target = jepa.make_target_encoder(Encoder(EncoderConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2,
+                                                            n_embd=8)))
+    with torch.no_grad():
+        target.ln_f.weight.fill_(3.0)
+        target.ln_f.bias.fill_(1.0)
+    idx, tgt_pos = torch.randint(64, (2, 16)), torch.tensor([[3, 4, 0], [9, 10, 11]])
+    out = jepa.target_features(target, idx, tgt_pos)
+    h = target(idx)
+    for b in range(2):
+        for m in range(3):
+            x = h[b, tgt_pos[b, m]]
+            torch.testing.assert_close(out[b, m], (x - x.mean()) / (x.var(unbiased=False) + 1e-5).sqrt())
+    torch.testing.assert_close(out.mean(-1), torch.zeros(2, 3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.var(-1, unbiased=False), torch.ones(2, 3), atol=1e-3, rtol=0)
+
+
+def test_feature_std_by_hand_counts_used_slots_only():
+    targets = torch.tensor([[[0.0, 0.0], [2.0, 4.0], [100.0, -100.0]]])
+    valid = torch.tensor([[True, True, False]])
+    # per feature over the two used tokens: std (0, 2) = sqrt(2), std (0, 4) = 2 sqrt(2); their mean 1.5 sqrt(2)
+    assert jepa.feature_std(targets, valid).item() == pytest.approx(1.5 * math.sqrt(2))
+
+
+def predictor_and_states(T=12):
+    torch.manual_seed(0)
+    pred = jepa.Predictor(enc_width=8, width=8, depth=1, n_head=2, block_size=T)
+    h = torch.randn(1, T, 8)
+    tgt_mask = torch.zeros(1, T, dtype=torch.bool)
+    tgt_mask[0, 3:6] = True
+    return pred, h, tgt_mask, torch.tensor([[3, 4, 5]])
+
+
+def test_predictor_reads_a_mask_token_at_the_targets_not_their_states():
+    pred, h, tgt_mask, tgt_pos = predictor_and_states()
+    out = pred(h, tgt_mask, tgt_pos)
+    changed = h.clone()
+    changed[0, 3:6] += 10 * torch.randn(3, 8)  # the encoder's states at the target positions
+    torch.testing.assert_close(pred(changed, tgt_mask, tgt_pos), out)
+    changed = h.clone()
+    changed[0, 8] += 10 * torch.randn(8)  # a context position
+    assert not torch.allclose(pred(changed, tgt_mask, tgt_pos), out)
+
+
+def test_predictor_knows_where_each_target_is():
+    """With the same context state everywhere the mask tokens differ only by their positions: each target's
+    prediction must still be its own."""
+    pred, h, tgt_mask, tgt_pos = predictor_and_states()
+    out = pred(h[:, :1].expand_as(h), tgt_mask, tgt_pos)[0]
+    assert (out[0] - out[1]).abs().max() > 1e-3 and (out[1] - out[2]).abs().max() > 1e-3
+
+
+def test_param_groups_decay_matrices_only_and_keep_the_balance_apart():
+    """Weight decay on the matrices (embeddings included), none on biases and LayerNorms; the balance's w in
+    a group of its own, with its learning-rate fraction and decay, and left out of gradient clipping."""
+    cfg = EncoderConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_embd=8)
+    model = jepa.Hybrid(cfg, pred_depth=1, pred_width=8, pred_n_head=2)
+    groups, clipped = jepa.param_groups(model, weight_decay=0.1, balance_lr=0.3, balance_wd=0.0)
+    name = {id(p): n for n, p in model.named_parameters()}
+    decayed, plain, balance = ([name[id(p)] for p in g["params"]] for g in groups)
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0, 0.0] and groups[2]["lr_scale"] == 0.3
+    assert "encoder.wte.weight" in decayed and "encoder.blocks.0.attn.qkv.weight" in decayed
+    assert all(n.endswith((".bias", "ln_1.weight", "ln_2.weight", "ln_f.weight", ".ln.weight", "mask_token"))
+               for n in plain)
+    assert "encoder.blocks.0.attn.qkv.bias" in plain and "encoder.ln_f.weight" in plain
+    assert balance == ["balance.w"] and "balance.w" not in {name[id(p)] for p in clipped}
+    assert len(decayed) + len(plain) + 1 == len(name) == len(clipped) + 1
