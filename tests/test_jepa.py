@@ -168,7 +168,7 @@ def test_targets_are_the_clean_states_layer_normed_at_the_spans():
 def test_feature_std_by_hand_counts_used_slots_only():
     targets = torch.tensor([[[0.0, 0.0], [2.0, 4.0], [100.0, -100.0]]])
     valid = torch.tensor([[True, True, False]])
-    # per feature over the two used tokens: std (0, 2) = sqrt(2), std (0, 4) = 2 sqrt(2); their mean 1.5 sqrt(2)
+    # per feature over the two used tokens: std(0, 2) = sqrt(2), std(0, 4) = 2 sqrt(2); mean 1.5 sqrt(2)
     assert jepa.feature_std(targets, valid).item() == pytest.approx(1.5 * math.sqrt(2))
 
 
