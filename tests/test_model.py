@@ -84,6 +84,32 @@ def test_mlm_loss_at_selected_positions_only():
     torch.testing.assert_close(m.mlm_loss(h, pos, labels), expected)
 
 
+def test_mlm_objective_sees_the_corrupted_view_only():
+    """The clean sequence enters the loss only through the labels: the encoder reads mlm_input."""
+    m = make(MaskedLM)
+    g = torch.Generator().manual_seed(0)
+    mlm_input = torch.randint(200, (2, 16), generator=g)
+    batch = {"idx": torch.randint(200, (2, 16), generator=g), "mlm_input": mlm_input,
+             "mlm_pos": torch.tensor([[1, 4, 9], [2, 3, 15]]),
+             "mlm_labels": torch.tensor([[5, 6, -100], [7, 8, 9]])}
+    loss, _ = m(batch)
+    torch.testing.assert_close(loss, m.mlm_loss(m.encoder(mlm_input), batch["mlm_pos"], batch["mlm_labels"]))
+    torch.testing.assert_close(m({**batch, "idx": torch.randint(200, (2, 16), generator=g)})[0], loss)
+
+
+def test_residual_projections_start_scaled_by_depth():
+    """GPT-2's init: the two projections into the residual stream of each block at std 0.02 / sqrt(2 n_layer),
+    every other matrix and the embeddings at 0.02, biases at 0."""
+    for n_layer in (2, 8):
+        enc = make(n_layer=n_layer, n_embd=128)
+        for name, p in enc.named_parameters():
+            if name.endswith("bias"):
+                assert not p.any(), name
+            elif p.dim() == 2:
+                want = 0.02 / math.sqrt(2 * n_layer) if name.endswith("proj.weight") else 0.02
+                assert p.std().item() == pytest.approx(want, rel=0.05), name
+
+
 def test_tied_head_shares_the_embedding_matrix():
     m = make(MaskedLM, tie_mlm_head=True)
     assert m.head.decoder.weight is m.encoder.wte.weight
@@ -112,6 +138,9 @@ def test_rotary_encoder_keeps_padding_invariance_and_ignores_the_sincos_table():
     torch.testing.assert_close(enc(padded, mask)[:, :10], ref, atol=1e-5, rtol=1e-5)
     shifted = enc(torch.cat([idx[:, :1], idx], 1))[:, 1:]  # positions matter: one token more in front
     assert not torch.allclose(shifted, ref, atol=1e-3)
+    with torch.no_grad():
+        enc.wpe.normal_()  # the sin-cos table is not read with rotary positions
+    torch.testing.assert_close(enc(idx), ref)
 
 
 def test_peak_flops_by_the_gpus_name_with_pcie_and_nvl_cards_apart(monkeypatch):
