@@ -48,6 +48,9 @@ def test_paired_tests_small_p_for_different_predictions_one_for_identical():
     good = np.where(rng.random(300) < 0.9, y, 1 - y)  # ~90% accurate
     bad = np.where(rng.random(300) < 0.55, y, 1 - y)  # ~55%
     assert stats.permutation_test(stats.accuracy, y, good, bad) < 0.01
+    # no swap of 300 pairs makes all-right and all-wrong as far apart as they are: p is the floor, 1 / (B + 1),
+    # never 0, since the observed labelling is one of the permutations
+    assert stats.permutation_test(stats.accuracy, y, y, 1 - y, n_perm=999) == 1 / 1000
     assert stats.permutation_test(stats.accuracy, y, good, good) == 1.0
     idx = stats.boot_indices(300, 1000, 0)  # both checkpoints resampled on the same examples: a paired test
     figs = {(c, "acc"): (stats.accuracy(y, p), stats.accuracy(y[idx], p[idx]), {})
