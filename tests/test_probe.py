@@ -154,6 +154,38 @@ def test_ridge_recovers_a_linear_map():
     torch.testing.assert_close(w, torch.cat([torch.arange(8.0), torch.tensor([3.0])]), atol=1e-3, rtol=1e-3)
 
 
+def test_pair_features_are_infersents_and_symmetric_where_they_should_be():
+    u, v = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 1.0]])
+    uv, vu = probe.pair_features(u, v), probe.pair_features(v, u)
+    torch.testing.assert_close(uv, torch.tensor([[1.0, -2.0, 3.0, 1.0, 2.0, 3.0, 3.0, -2.0]]))  # u, v, |u-v|, u*v
+    torch.testing.assert_close(vu[:, 4:], uv[:, 4:])
+
+
+class RecordingEncoder(torch.nn.Module):
+    """Records the ids and masks it is given; its states are each token's id, so pooling can be checked."""
+
+    def __init__(self, block_size):
+        super().__init__()
+        self.config = model.EncoderConfig(vocab_size=32128, block_size=block_size, n_layer=1, n_head=1,
+                                          n_embd=1)
+        self.seen = []
+
+    def forward(self, idx, mask):
+        self.seen += [row[m].tolist() for row, m in zip(idx, mask)]
+        return idx[..., None].float()
+
+
+def test_a_sentence_enters_the_encoder_as_cls_tokens_sep_cut_to_the_block_size():
+    tok = probe.data.get_tokenizer()
+    enc = RecordingEncoder(block_size=8)
+    texts = ["one two three four five six seven eight nine ten", "a b c", "Hi."]  # longest first
+    pooled, _, lens, truncated = probe.forward_sentences(enc, tok, texts, ("first", "mean"), batch_size=2)
+    want = [[tok.cls_id] + tok.encode(t)[:6] + [tok.sep_id] for t in texts]
+    assert sorted(enc.seen) == sorted(want) and lens.tolist() == [len(w) for w in want] and truncated == 1
+    assert pooled["first"].flatten().tolist() == [tok.cls_id] * 3  # back in input order
+    torch.testing.assert_close(pooled["mean"].flatten(), torch.tensor([sum(w) / len(w) for w in want]))
+
+
 def test_encoder_pooling_ignores_padding():
     torch.manual_seed(0)
     config = model.EncoderConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32)
