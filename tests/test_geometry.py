@@ -67,6 +67,18 @@ def test_effective_rank_and_friends_of_a_known_spectrum():
     assert figs["stable_rank"].item() == pytest.approx((sigma ** 2).sum() / 9, rel=1e-4)
 
 
+def test_the_covariance_spectrum_is_centred_and_rankme_is_not():
+    """The eigenvalues are the centred covariance's, sigma^2 / (n - 1), whatever the set's common offset;
+    RankMe reads the uncentred vectors (Garrido et al.), so an offset is one more direction to it."""
+    sigma = torch.tensor([3.0, 2.0, 1.0, 0.5], dtype=torch.float64)
+    X = known_spectrum(sigma)
+    lam, sv = eg.spectra(X)
+    lam_shifted, sv_shifted = eg.spectra(X + 5.0)
+    torch.testing.assert_close(lam[0], sigma ** 2 / (len(X) - 1))
+    torch.testing.assert_close(lam_shifted, lam)
+    assert not torch.allclose(sv_shifted, sv, rtol=0.1)
+
+
 def test_power_law_exponent_is_recovered():
     d = 64
     X = known_spectrum(np.arange(1, d + 1) ** -0.75, n=300)  # sigma_i ~ i^-0.75 -> lambda_i ~ i^-1.5
