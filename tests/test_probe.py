@@ -157,7 +157,7 @@ def test_ridge_recovers_a_linear_map():
 def test_pair_features_are_infersents_and_symmetric_where_they_should_be():
     u, v = torch.tensor([[1.0, -2.0]]), torch.tensor([[3.0, 1.0]])
     uv, vu = probe.pair_features(u, v), probe.pair_features(v, u)
-    torch.testing.assert_close(uv, torch.tensor([[1.0, -2.0, 3.0, 1.0, 2.0, 3.0, 3.0, -2.0]]))  # u v |u-v| u*v
+    torch.testing.assert_close(uv, torch.tensor([[1.0, -2.0, 3.0, 1.0, 2.0, 3.0, 3.0, -2.0]]))  # u v |u-v| uv
     torch.testing.assert_close(vu[:, 4:], uv[:, 4:])
 
 
