@@ -65,6 +65,7 @@ def test_effective_rank_and_friends_of_a_known_spectrum():
     figs = eg.spectral_stats(lam, sv, len(X))
     assert figs["eff_rank"].item() == pytest.approx(np.exp(-(p * np.log(p)).sum()), rel=1e-4)
     assert figs["stable_rank"].item() == pytest.approx((sigma ** 2).sum() / 9, rel=1e-4)
+    assert figs["rank90"].item() == 2  # eigenvalues 9 : 4 : 1 : 0.25 hold 63% and 91% of the variance
 
 
 def test_the_covariance_spectrum_is_centred_and_rankme_is_not():
@@ -231,6 +232,8 @@ def test_verdict_rule_for_equivalence_and_direction():
     assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"  # the CI lies outside ±2
     assert eg.verdict(0, 0.5, -1.0, 1.9, 0.5, 3)[0] == "holds"
     assert eg.verdict(-1, -0.1, -0.3, 0.1, 0.3, 3)[0] == "inconclusive"  # p >= 0.05
+    assert eg.verdict(-1, -0.2, -0.4, -0.01, 0.049, 3)[0] == "holds"  # the threshold is p < 0.05
+    assert eg.verdict(-1, -0.2, -0.4, 0.0, 0.05, 3)[0] == "inconclusive"
     assert eg.verdict(-1, 0.2, 0.1, 0.3, 0.01, 3)[0] == "does not hold"  # significant, the other way
     assert eg.verdict(1, 0.2, 0.1, 0.3, 0.01, 2)[0] == "inconclusive"  # two seeds never decide
     nan = float("nan")  # a figure undefined on a seed (its mean, CI and p are nan) decides nothing
