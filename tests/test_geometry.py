@@ -132,6 +132,23 @@ def power_law_embeddings(Z, alpha, seed):
     return (Z * torch.arange(1, d + 1, dtype=torch.float64) ** (-alpha / 2)) @ Q.T
 
 
+def test_balance_figures_by_hand_on_sets_of_their_own_sizes():
+    """The probe gap is SST-2 accuracy minus the most-frequent-token probe's, on sets of different sizes
+    (resampled each on its own); ρ_sem is the STS-B cosines' Spearman with the gold scores, ρ_lex with the
+    pairs' token Jaccard."""
+    rng = np.random.default_rng(0)
+    gold, jac, cos = rng.random(40), rng.random(40), rng.random(40)
+    sem = {"y": np.array([0, 1] * 15), "p": np.array([0, 1] * 12 + [1, 0] * 3)}  # 30 examples, 80% right
+    mft = {"y": np.arange(12) % 3, "p": np.r_[np.arange(9) % 3, [1, 2, 0]]}  # 12 examples, 9 right: 75%
+    res = {"hyb": {"mean": {"sem": sem, "lexical": {"mft": mft}, "sts": cos}}}
+    figs = eg.balance_figures(res, jac, gold, n_boot=200, seed=0)
+    est = {fig: figs["hyb", fig, "mean"][0] for fig in ("gap", "rho_sem", "rho_lex", "rho_sem-rho_lex")}
+    rs, rl = 100 * stats.spearman(cos, gold), 100 * stats.spearman(cos, jac)
+    want = {"gap": 80.0 - 75.0, "rho_sem": rs, "rho_lex": rl, "rho_sem-rho_lex": rs - rl}
+    assert est == pytest.approx(want)
+    assert all(len(figs["hyb", fig, "mean"][1]) == 200 for fig in est)
+
+
 def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_difference():
     """n = 1000, d = 512, power-law spectra, where a with-replacement bootstrap puts the effective rank's CI
     far below its estimate: half-samples give an interval around their own estimate, and a paired difference
