@@ -75,6 +75,8 @@ def test_probing_sets_are_what_they_claim():
     for s, y in zip(sets["sentlen"]["a"], sets["sentlen"]["y"]):
         lo, hi = data.SENTLEN_BINS[y]
         assert lo <= len(s.split()) <= hi
+    binned = [s for s in sents if any(lo <= len(s.split()) <= hi for lo, hi in data.SENTLEN_BINS)]
+    assert sets["sentlen"]["a"] == binned  # every sentence in a bin, the bins' ends included
     swapped = sets["bshift"]
     assert 0.4 < swapped["y"].mean() < 0.6
     for s, orig, y in zip(swapped["a"], sents, swapped["y"]):
@@ -89,6 +91,13 @@ def test_probing_sets_are_what_they_claim():
     assert np.bincount(mft["y"]).min() >= 5
     wc = sets["wordcontent"]
     assert len(set(wc["y"])) > 1 and np.bincount(wc["y"]).min() >= 5
+    # each sentence holds one word of the probe's vocabulary, its class: a word in every sentence of its class
+    # and in no sentence of another
+    words = [set(data.words_of(s)) for s in wc["a"]]
+    for c in set(wc["y"].tolist()):
+        common = set.intersection(*(w for w, y in zip(words, wc["y"]) if y == c))
+        elsewhere = set().union(*(w for w, y in zip(words, wc["y"]) if y != c))
+        assert common - elsewhere, f"class {c}"
     again = data.probing_sets(sents, n_words=1000)[0]
     assert all(again[k]["a"] == sets[k]["a"] and (again[k]["y"] == sets[k]["y"]).all() for k in sets)
     assert data.most_frequent_token(tok.encode("the cat the dog the"), tok) == tok.encode(" the")[0]
