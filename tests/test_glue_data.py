@@ -63,6 +63,26 @@ def test_subsample_is_deterministic_and_capped():
     assert data.subsample(split, 0) is split and data.subsample(split, 1000) is split
 
 
+def split_of(tag, n):
+    return {"a": [f"{tag} premise {i}" for i in range(n)], "b": [f"{tag} hypothesis {i}" for i in range(n)],
+            "y": np.arange(n) % 3}
+
+
+def test_glue_evals_train_on_train_and_cross_fit_mnli_without_one():
+    """Each probe is scored on dev after training on train (capped at max_train); with only MNLI's two dev
+    subsets, the matched one is scored by a probe trained on the mismatched one and vice versa: never on the
+    examples it is scored on."""
+    m, mm, sst = split_of("m", 30), split_of("mm", 20), {"train": split_of("s", 50), "dev": split_of("sd", 10)}
+    evals, notes = data.glue_evals({"sst2": sst, "mnli": {"dev_matched": m, "dev_mismatched": mm}}, 40)
+    by = {e[0]: e for e in evals}
+    assert list(by) == ["sst2", "mnli-m", "mnli-mm"]
+    assert by["mnli-m"][2:] == (mm, m, "mnli-dev_mismatched", "mnli-dev_matched")
+    assert by["mnli-mm"][2:] == (m, mm, "mnli-dev_matched", "mnli-dev_mismatched")
+    assert by["sst2"][3] is sst["dev"] and len(by["sst2"][2]["a"]) == 40
+    assert set(by["sst2"][2]["a"]) <= set(sst["train"]["a"])
+    assert any("cross-fitted" in n for n in notes) and any("sst2: probe trained on" in n for n in notes)
+
+
 def test_probing_sets_are_what_they_claim():
     rng = np.random.default_rng(0)
     letters = list("abcdefghijklmnopqrstuvwxyz")
@@ -104,6 +124,16 @@ def test_probing_sets_are_what_they_claim():
     assert data.most_frequent_token(tok.encode("The cat saw the dog."), tok) == -1  # every token once: a tie
     assert data.most_frequent_token(tok.encode(" a b a b c"), tok) == -1  # ' a' and ' b' tie: dropped, not tie-broken
     assert all(data.most_frequent_token(ids, tok) != -1 for ids in tok.encode_batch(mft["a"]))
+
+
+def test_bshift_never_moves_a_capital_or_a_punctuation_mark():
+    """Names, commas and the final stop stay where they are: only two plain lower-case words swap."""
+    sents = [f"Yesterday Alice, Bob and carol met Dave {w} in Paris." for w in ("there", "again", "twice")] * 20
+    swapped = data.probing_sets(sents, min_class=1)[0]["bshift"]
+    assert swapped["y"].sum() == 30  # every other sentence
+    for s, orig in zip(swapped["a"], sents):
+        moved = [a for a, b in zip(s.split(), orig.split()) if a != b]
+        assert all(w.isalpha() and w.islower() for w in moved), s
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GLUE), reason="../shared/data/glue not present")
