@@ -72,7 +72,8 @@ def test_glue_evals_train_on_train_and_cross_fit_mnli_without_one():
     """Each probe is scored on dev after training on train (capped at max_train); with only MNLI's two dev
     subsets, the matched one is scored by a probe trained on the mismatched one and vice versa: never on the
     examples it is scored on."""
-    m, mm, sst = split_of("m", 30), split_of("mm", 20), {"train": split_of("s", 50), "dev": split_of("sd", 10)}
+    m, mm = split_of("m", 30), split_of("mm", 20)
+    sst = {"train": split_of("s", 50), "dev": split_of("sd", 10)}
     evals, notes = data.glue_evals({"sst2": sst, "mnli": {"dev_matched": m, "dev_mismatched": mm}}, 40)
     by = {e[0]: e for e in evals}
     assert list(by) == ["sst2", "mnli-m", "mnli-mm"]
@@ -128,7 +129,7 @@ def test_probing_sets_are_what_they_claim():
 
 def test_bshift_never_moves_a_capital_or_a_punctuation_mark():
     """Names, commas and the final stop stay where they are: only two plain lower-case words swap."""
-    sents = [f"Yesterday Alice, Bob and carol met Dave {w} in Paris." for w in ("there", "again", "twice")] * 20
+    sents = [f"Yesterday Alice, Bob and carol met Dave {w} in Paris." for w in ("here", "again", "twice")] * 20
     swapped = data.probing_sets(sents, min_class=1)[0]["bshift"]
     assert swapped["y"].sum() == 30  # every other sentence
     for s, orig in zip(swapped["a"], sents):
