@@ -698,7 +698,8 @@ def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path):
     args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
             "--max_iters=4", "--eval_interval=2"]
     train(*args)
-    for changed, key in (("--balance=uncertainty", "balance"), ("--n_spans=1", "n_spans"), ("--max_iters=8", "max_iters")):
+    for changed, key in (("--balance=uncertainty", "balance"), ("--n_spans=1", "n_spans"), ("--max_iters=8", "max_iters"),
+                         ("--learning_rate=3e-4", "learning_rate"), ("--seed=7", "seed")):
         err = refused_here(*args, "--init_from=resume", changed)
         assert err.startswith(f"error: --{key}=") and "differs from" in err
     fresh = tmp_path / "fresh"  # refused before the data is prepared: a refusal costs no preparation
