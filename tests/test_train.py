@@ -9,6 +9,7 @@ import platform
 import re
 import runpy
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -361,6 +362,13 @@ def test_a_resume_on_data_other_than_the_runs_is_refused(tmp_path):
         f"error: {tmp_path}/d/corpus-v8192 is not the data this run began on (b.txt changed since): resume on the "
         "corpus it began on, or start a new run in another --out_dir")
     assert (tmp_path / "d" / "corpus-v8192" / "meta.json").read_text() == meta  # refused before preparing it again
+    # the source gone, and in its place a copy of data/ prepared from the edited corpus: what was prepared counts
+    shutil.rmtree(tmp_path / "d" / "corpus-v8192")
+    shutil.copytree(data.prepare(str(corpus), str(tmp_path / "d2"), 8192), tmp_path / "d" / "corpus-v8192")
+    shutil.rmtree(corpus)
+    p = train(*args, "--init_from=resume", check=False)
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1].startswith(
+        f"error: {tmp_path}/d/corpus-v8192 is not the data this run began on (b.txt changed since)")
 
 
 def test_unknown_config_key(tmp_path):
