@@ -34,18 +34,16 @@ def test_each_glue_loader_on_fixture_files(glue_dir):
 def test_each_pair_is_read_from_its_own_columns(glue_dir):
     """Sentence a, sentence b and the label of every pair task are the named columns of each row."""
     tasks = data.load_glue(glue_dir, ("mrpc", "stsb", "mnli"))
-    for folder, split, got, (a, b, y) in (
-            ("MRPC", "train", tasks["mrpc"]["train"], ("#1 String", "#2 String", "Quality")),
-            ("STS-B", "dev", tasks["stsb"]["dev"], ("sentence1", "sentence2", "score")),
-            ("MNLI", "train", tasks["mnli"]["train"], ("sentence1", "sentence2", "gold_label"))):
+    for folder, split, got, (a, b, y), label in (
+            ("MRPC", "train", tasks["mrpc"]["train"], ("#1 String", "#2 String", "Quality"), int),
+            ("STS-B", "dev", tasks["stsb"]["dev"], ("sentence1", "sentence2", "score"), float),
+            ("MNLI", "train", tasks["mnli"]["train"], ("sentence1", "sentence2", "gold_label"),
+             data.MNLI_LABELS.__getitem__)):
         with open(os.path.join(glue_dir, folder, f"{split}.tsv"), encoding="utf-8-sig") as f:
             head, *rows = [line.rstrip("\n").split("\t") for line in f]
         rows = [r for r in rows if r[head.index(y)] != "-"]
         assert got["a"] == [r[head.index(a)] for r in rows] and got["b"] == [r[head.index(b)] for r in rows]
-        labels = [float(r[head.index(y)]) if folder == "STS-B" else r[head.index(y)] for r in rows]
-        if folder == "MNLI":
-            labels = [data.MNLI_LABELS[v] for v in labels]
-        assert got["y"].tolist() == [int(v) if folder == "MRPC" else v for v in labels]
+        assert got["y"].tolist() == [label(r[head.index(y)]) for r in rows]
 
 
 def test_mnli_subset_format(tmp_path):

@@ -162,7 +162,8 @@ def test_pair_features_are_infersents_and_symmetric_where_they_should_be():
 
 
 class RecordingEncoder(torch.nn.Module):
-    """Records the ids and masks it is given; its states are each token's id, so pooling can be checked."""
+    """Records each sentence's real token ids as it is given them; its states are the ids themselves, so a
+    pooled vector says which sentence it came from."""
 
     def __init__(self, block_size):
         super().__init__()
