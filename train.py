@@ -360,10 +360,11 @@ def progress(it):
 
 
 def get_lr(it):
-    """Linear warmup, then cosine to min_lr, by fraction of the budget (steps or FLOPs alike)."""
+    """Linear warmup to learning_rate, never past it (a warmup of a fraction of a step reaches it at once),
+    then cosine to min_lr, by fraction of the budget (steps or FLOPs alike)."""
     p = progress(it)
     if p < warmup_frac:
-        return learning_rate * (p + 1 / max_iters) / warmup_frac
+        return learning_rate * min((p + 1 / max_iters) / warmup_frac, 1.0)
     decay = min((p - warmup_frac) / (1 - warmup_frac), 1.0)
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * decay))
 

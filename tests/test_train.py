@@ -83,6 +83,52 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
     assert ckpt["iter_num"] == ckpt["max_iters"] == 80 and (ckpt["target"] is None) == (config == "config/mlm.py")
 
 
+def micro_step_flops(tok):
+    """FLOPs of one step of the MICRO hybrid, counted from its modules: the head at the K = ceil(0.15 x 64) = 10
+    masked slots of each 64-token sequence, 8 sequences a step."""
+    cfg = model.EncoderConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=64, rope=True)
+    return jepa.Hybrid(cfg, pred_depth=1, pred_width=32, pred_n_head=2).flops_per_token(10) * 8 * 64
+
+
+@pytest.fixture(scope="module")
+def budget_run(data_dir, tmp_path_factory):
+    """A hybrid given 7.5 steps' FLOPs, every step logged, its balance by uncertainty (read only)."""
+    out = str(tmp_path_factory.mktemp("budget"))
+    step = micro_step_flops(data.get_tokenizer(8192))
+    p = train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+              f"--max_flops={7.5 * step}", "--eval_interval=100", "--balance=uncertainty")
+    return out, step, p.stdout
+
+
+def test_a_flop_budget_buys_the_whole_steps_it_pays_for(budget_run):
+    """--max_flops: as many whole steps as the budget pays for (7 of 7.5), never more, each counted with the MLM
+    head at the masked slots only; the schedule is that many steps long."""
+    out, step, stdout = budget_run
+    log = [r for r in read_log(out) if "flops" in r]
+    assert [r["iter"] for r in log] == list(range(1, 8))
+    assert [r["flops"] for r in log] == pytest.approx([i * step for i in range(1, 8)], rel=1e-12)
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    assert ckpt["iter_num"] == ckpt["max_iters"] == 7 and ckpt["flops_done"] <= 7.5 * step
+    assert "7 iters on 1 x cpu" in stdout
+
+
+def test_the_learning_rate_warms_up_to_its_peak_and_never_past_it(budget_run):
+    """A warmup shorter than a step (5% of 7 steps) reaches learning_rate at once and never overshoots it;
+    then the cosine falls to min_lr (tiny.py's 1e-3 and 1e-4) at the end of the budget."""
+    lrs = [r["lr"] for r in read_log(budget_run[0]) if "lr" in r]
+    assert lrs[0] == 1e-3 and all(1e-4 < lr <= 1e-3 for lr in lrs)
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(1e-4 + 0.45e-3 * (1 + math.cos(
+        math.pi * (6 / 7 - 0.05) / 0.95)))
+
+
+def test_lambda_is_the_jepa_weights_share_under_every_balance(budget_run):
+    """The logged λ is w_jepa / (w_mlm + w_jepa), in (0, 1) under every rule: with balance='uncertainty' both
+    log-variances start at 0, so λ starts at 0.5 (its weights themselves start at 1 each)."""
+    log = [r for r in read_log(budget_run[0]) if "lambda" in r]
+    assert log[0]["w_mlm"] == pytest.approx(1.0, abs=1e-2) and log[0]["w_jepa"] == pytest.approx(1.0, abs=1e-2)
+    assert log[0]["lambda"] == pytest.approx(0.5, abs=1e-2) and all(0 < r["lambda"] < 1 for r in log)
+
+
 def rewind(ckpt_path):
     """A finished run's checkpoint, made to look as if written halfway (a resume of a finished run does
     nothing): the steps after it are redone from other weights, but the checks before them see a resume."""

@@ -49,7 +49,7 @@ def get_lr(it, max_iters, learning_rate, min_lr, warmup_frac, **_):
     """train.get_lr for a step budget (train.py is a script: its function reads its globals)."""
     p = it / max_iters
     if p < warmup_frac:
-        return learning_rate * (p + 1 / max_iters) / warmup_frac
+        return learning_rate * min((p + 1 / max_iters) / warmup_frac, 1.0)
     return min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * min((p - warmup_frac) / (1 - warmup_frac), 1.0)))
 
 
