@@ -628,6 +628,18 @@ def test_ddp_on_cpu_trains_with_identical_weights_on_every_rank(ddp_reference):
     assert len(ckpt["rng"]["data"]) == 2 and not torch.equal(ckpt["rng"]["data"][0], ckpt["rng"]["data"][1])
 
 
+def test_val_losses_are_the_global_batchs_whatever_the_processes_and_micro_steps(data_dir, ddp_reference, tmp_path):
+    """Rank 0 evaluates on batch_size sequences, not its micro-batch: the DDP run's val losses at iter 0 (the
+    same initial weights) are those of one process without gradient accumulation."""
+    out = str(tmp_path / "one")
+    train(*[a for a in ddp_args(data_dir) if not a.startswith(("--backend", "--grad_accum"))], f"--out_dir={out}",
+          "--stop_after=1")
+    one, ddp = read_log(out)[0], read_log(ddp_reference[1])[0]
+    assert one["iter"] == ddp["iter"] == 0
+    for key in ("val_mlm", "val_jepa", "val_unigram"):
+        assert one[key] == pytest.approx(ddp[key], rel=1e-5)
+
+
 def test_ddp_ctrl_c_stops_every_rank_after_one_step_and_resumes_to_the_uninterrupted_run(data_dir, ddp_reference,
                                                                                        tmp_path):
     """Ctrl-C to torchrun (it passes the signal on; it kills workers that are still running 30 s later): every
