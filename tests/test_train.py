@@ -760,6 +760,14 @@ def test_ddp_on_cpu_processes_with_nccl_is_one_line_before_the_process_group(tmp
     assert not torch.distributed.is_initialized()
 
 
+def test_a_resume_by_another_number_of_processes_is_refused(data_dir, ddp_reference):
+    """A checkpoint holds each process's data and span streams: a resume by one process of a run of two would
+    drop one of them, so it is refused in one line, and nothing is written."""
+    before = read_log(ddp_reference[1])
+    err = refused_here(*ddp_args(data_dir), f"--out_dir={ddp_reference[1]}", "--init_from=resume")
+    assert "was written by 2 processes, not 1: resume with as many" in err and read_log(ddp_reference[1]) == before
+
+
 def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path):
     out = str(tmp_path / "out")
     args = ["config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
@@ -778,6 +786,20 @@ def test_a_resume_with_other_method_settings_is_refused(data_dir, tmp_path):
     p = train(*args, "--init_from=resume", "--log_interval=2")  # reporting may change
     assert p.stdout.strip() == f"{out}/ckpt.pt is a finished run (4 of 4 iters): nothing to resume"
     assert {fn: (tmp_path / "out" / fn).read_bytes() for fn in before} == before
+
+
+def test_the_target_encoder_follows_the_online_one_by_the_ema(data_dir, tmp_path):
+    """train.py moves the target after every step: at momentum 0 (ema_start = ema_end = 0) it is the online
+    encoder itself, however far training moved that from their common initialisation."""
+    out = str(tmp_path / "out")
+    train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+          "--max_iters=3", "--ema_start=0.0", "--ema_end=0.0")
+    ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    online = {k[len("encoder."):]: v for k, v in ckpt["model"].items() if k.startswith("encoder.")}
+    assert online.keys() == ckpt["target"].keys()
+    for k, v in ckpt["target"].items():
+        torch.testing.assert_close(v, online[k], rtol=0, atol=1e-7)
+    assert [r["ema"] for r in read_log(out) if "ema" in r] == [0.0] * 3
 
 
 def test_the_balance_weight_is_not_clipped_and_has_its_own_learning_rate(data_dir, tmp_path):
