@@ -112,6 +112,16 @@ def test_a_flop_budget_buys_the_whole_steps_it_pays_for(budget_run):
     assert "7 iters on 1 x cpu" in stdout
 
 
+def test_a_stop_after_past_a_flop_budget_is_refused(data_dir, tmp_path):
+    """The budget's step count is known only once the model's FLOPs are: --stop_after at or past it is then one
+    line, before any step or any out_dir."""
+    step = micro_step_flops(data.get_tokenizer(8192))
+    err = refused_here("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}",
+                       f"--out_dir={tmp_path / 'out'}", f"--max_flops={7.5 * step}", "--stop_after=7")
+    assert err.startswith("error: --stop_after=7: must be below the 7 iters of --max_flops=")
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_learning_rate_warms_up_to_its_peak_and_never_past_it(budget_run):
     """A warmup shorter than a step (5% of 7 steps) reaches learning_rate at once and never overshoots it;
     then the cosine falls to min_lr (tiny.py's 1e-3 and 1e-4) at the end of the budget."""
@@ -459,6 +469,19 @@ def test_a_config_file_named_from_outside_the_repository_says_where_it_is(tmp_pa
         with pytest.raises(SystemExit):
             configurator.configure({"n_layer": 6}, [name])
         assert capsys.readouterr().err == f"error: config file {name} not found{says}\n"
+
+
+def test_a_whole_number_for_a_float_setting_is_that_float_and_a_bool_is_not_a_number(monkeypatch, capsys):
+    """--max_flops=96623342387200 is a float setting written as an int: it becomes the float, so a checkpoint's
+    config, --help and the JSON logs hold the setting's own type; True for a float is refused."""
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    g = {"max_flops": 0.0, "learning_rate": 5e-4}
+    assert configurator.configure(g, ["--max_flops=96623342387200", "--learning_rate=1"]) == []
+    assert g == {"max_flops": 96623342387200.0, "learning_rate": 1.0}
+    assert all(type(v) is float for v in g.values())
+    with pytest.raises(SystemExit):
+        configurator.configure(g, ["--learning_rate=True"])
+    assert capsys.readouterr().err == "error: --learning_rate expects a float (like 1.0), got 'True'\n"
 
 
 def test_constants_are_not_settings(monkeypatch, capsys):
