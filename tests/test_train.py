@@ -471,6 +471,13 @@ def test_a_config_file_named_from_outside_the_repository_says_where_it_is(tmp_pa
         assert capsys.readouterr().err == f"error: config file {name} not found{says}\n"
 
 
+def test_durations_read_as_hours_and_minutes_minutes_and_seconds_or_seconds():
+    """configurator.clock, as every progress line prints a duration: rounded to the second, two digits after
+    the largest unit, so that a column of them lines up."""
+    assert [configurator.clock(s) for s in (0.4, 12, 59.6, 245, 3599.4, 3725, 36000)] == \
+        ["0s", "12s", "1m00s", "4m05s", "59m59s", "1h02m", "10h00m"]
+
+
 def test_a_whole_number_for_a_float_setting_is_that_float_and_a_bool_is_not_a_number(monkeypatch, capsys):
     """--max_flops=96623342387200 is a float setting written as an int: it becomes the float, so a checkpoint's
     config, --help and the JSON logs hold the setting's own type; True for a float is refused."""
