@@ -730,6 +730,10 @@ def test_a_corpus_too_small_for_both_splits_is_refused_and_left_nowhere(tmp_path
                                          r"\(a .txt ends a document at a blank line"):
         data.prepare(str(tmp_path / "one.txt"), str(tmp_path / "d"))
     assert os.listdir(tmp_path / "d") == []
+    rows = [{"text": "" if i % 100 == 0 else f"Document number {i} holds a sentence."} for i in range(150)]
+    (tmp_path / "blank_val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(InputError, match="150 documents give .* train and 2 val tokens; every 100th"):
+        data.prepare(str(tmp_path / "blank_val.jsonl"), str(tmp_path / "d"))  # the val split: two [SEP]s
 
 
 BAD_FILES = [  # (file name, content, the start of the one line it gives)

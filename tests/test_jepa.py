@@ -34,6 +34,15 @@ def test_span_lengths_cover_the_range():
     assert lens.min() == 10 and lens.max() == 25
 
 
+def test_every_position_but_cls_can_be_a_target_and_the_slots_are_floor_max_frac_t():
+    """Spans are placed uniformly in the free positions: over many draws the first and the last real token
+    are targets too. T = 50: 2 x floor(0.25 x 50) = 24 slots, as train.py's check counts them."""
+    g = torch.Generator().manual_seed(0)
+    pos, valid = jepa.sample_target_spans(torch.full((2000,), 50), 50, g)
+    assert pos.shape == (2000, 24)
+    assert set(pos[valid].tolist()) == set(range(1, 50))
+
+
 def test_context_never_sees_a_target_token():
     tok = data.get_tokenizer()
     g = torch.Generator().manual_seed(1)

@@ -19,6 +19,15 @@ def make(cls=Encoder, **kw):
     return cls(EncoderConfig(**{**CFG.__dict__, **kw})).eval()
 
 
+def test_sincos_positions_by_hand():
+    """Vaswani et al.: channel 2i of position p is sin(p / 10000^(2i/d)), channel 2i + 1 its cos."""
+    pe, d = model.sincos_positions(7, 8), 8
+    for p, i in ((0, 0), (3, 0), (6, 1), (5, 3)):
+        angle = p / 10000 ** (2 * i / d)
+        assert pe[p, 2 * i].item() == pytest.approx(math.sin(angle), abs=1e-6)
+        assert pe[p, 2 * i + 1].item() == pytest.approx(math.cos(angle), abs=1e-6)
+
+
 def test_padding_does_not_change_real_positions():
     enc = make()
     idx = torch.randint(200, (3, 10))

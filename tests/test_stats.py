@@ -104,6 +104,8 @@ def test_seed_groups_and_each_checkpoints_reference():
     labels = ["mlm-s1", "mlm-s2", "hybrid-s1", "hybrid-s2", "other", "random-init"]
     expected = ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1", "mlm-s1"]
     assert [stats.reference(label, labels) for label in labels[1:]] == expected
+    three = ["mlm-s1", "hybrid-s1", "hybunc-s1"]  # every arm of a seed against its first, not the one before it
+    assert [stats.reference(label, three) for label in three[1:]] == ["mlm-s1", "mlm-s1"]
 
 
 def test_an_undefined_figure_has_no_interval_no_p_and_no_q_and_leaves_the_others_q_alone():

@@ -478,6 +478,23 @@ def test_durations_read_as_hours_and_minutes_minutes_and_seconds_or_seconds():
         ["0s", "12s", "1m00s", "4m05s", "59m59s", "1h02m", "10h00m"]
 
 
+def test_bad_input_exits_2_and_a_ctrl_c_130_each_with_one_line(monkeypatch, capsys):
+    """The scripts' excepthook: an InputError is its message and exit code 2 (a usage error), a Ctrl-C outside
+    training one line and 130 (the shell's code for SIGINT); anything else is a bug, and keeps its traceback."""
+    def exit_(code):
+        raise SystemExit(code)
+    monkeypatch.setattr(configurator.os, "_exit", exit_)
+    for error, code, line in ((configurator.InputError("--k=0: must be >= 1"), 2, "error: --k=0: must be >= 1"),
+                              (KeyboardInterrupt(), 130, "interrupted: run the same command again")):
+        with pytest.raises(SystemExit) as stop:
+            configurator.one_line_errors(type(error), error, None)
+        err = capsys.readouterr().err
+        assert stop.value.code == code and err.startswith(line) and err.count("\n") == 1
+    monkeypatch.setattr(sys, "__excepthook__", lambda *a: print("traceback", file=sys.stderr))
+    configurator.one_line_errors(ValueError, ValueError("a bug"), None)
+    assert capsys.readouterr().err == "traceback\n"
+
+
 def test_a_whole_number_for_a_float_setting_is_that_float_and_a_bool_is_not_a_number(monkeypatch, capsys):
     """--max_flops=96623342387200 is a float setting written as an int: it becomes the float, so a checkpoint's
     config, --help and the JSON logs hold the setting's own type; True for a float is refused."""
