@@ -626,11 +626,11 @@ def test_an_edit_of_the_embedded_extractor_prepares_that_corpus_again(tmp_path, 
 def test_unigram_line_by_hand(tmp_path):
     """Every val target is token 5, seen 300 times in 1,000 training tokens: the unigram cross-entropy is
     -log((300 + 1) / (1000 + n_normal)) with add-one smoothing over the text vocabulary, whichever positions
-    the masking picks."""
+    the masking picks; the unused slots (K = ceil(0.15 x 64) = 10 slots, 9 of 63 text tokens picked) count not."""
     tok = data.get_tokenizer()
     np.array([5] * 300 + [7] * 700, dtype=np.uint16).tofile(tmp_path / "train.bin")
     np.full(2000, 5, dtype=np.uint16).tofile(tmp_path / "val.bin")
-    got = data.unigram_xent(str(tmp_path), 32, 4, 0.15, seed=0, n_batches=3)
+    got = data.unigram_xent(str(tmp_path), 64, 4, 0.15, seed=0, n_batches=3)
     assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
 
 
