@@ -626,7 +626,8 @@ def test_an_edit_of_the_embedded_extractor_prepares_that_corpus_again(tmp_path, 
 def test_unigram_line_by_hand(tmp_path):
     """Every val target is token 5, seen 300 times in 1,000 training tokens: the unigram cross-entropy is
     -log((300 + 1) / (1000 + n_normal)) with add-one smoothing over the text vocabulary, whichever positions
-    the masking picks; the unused slots (K = ceil(0.15 x 64) = 10 slots, 9 of 63 text tokens picked) count not."""
+    the masking picks; the unused slots (K = ceil(0.15 x 64) = 10 slots, 9 of 63 text tokens picked) do not
+    count."""
     tok = data.get_tokenizer()
     np.array([5] * 300 + [7] * 700, dtype=np.uint16).tofile(tmp_path / "train.bin")
     np.full(2000, 5, dtype=np.uint16).tofile(tmp_path / "val.bin")

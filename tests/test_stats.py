@@ -101,7 +101,7 @@ def test_seed_groups_and_each_checkpoints_reference():
     labels = [f"out-{arm}-s{s}" for arm in ("hybrid", "mlm") for s in (1, 2, 3)] + ["other"]
     assert stats.seed_groups(labels) == {"out-hybrid": labels[:3], "out-mlm": labels[3:6]}
     assert stats.run_groups(labels)["other"] == ["other"] and stats.seed_of("out-mlm-s2") == "2"
-    assert list(stats.seed_groups(labels + ["out-flop-s1"])) == ["out-hybrid", "out-mlm"]  # one seed: no spread
+    assert list(stats.seed_groups(labels + ["out-flop-s1"])) == ["out-hybrid", "out-mlm"]  # 1 seed: no spread
     labels = ["mlm-s1", "mlm-s2", "hybrid-s1", "hybrid-s2", "other", "random-init"]
     expected = ["mlm-s1", "mlm-s1", "mlm-s2", "mlm-s1", "mlm-s1"]
     assert [stats.reference(label, labels) for label in labels[1:]] == expected
@@ -149,5 +149,6 @@ def test_across_seeds_mean_sd_and_the_test_it_picks():
     assert row["tests"][0]["test"] == "welch" and row["tests"][0]["n"] == [3, 3]
     assert row["tests"][0]["p"] == pytest.approx(stats.t_test([50, 51, 52], [60, 62, 64], paired=False)["p"])
     # two seeds a group, not shared: a mean ± sd each, and no test (Welch's t takes >= 3 a side)
-    row, = stats.across_seeds([s for s in renamed if s["ckpt"][-1] != "3"], [c for c in other if c[-1] != "3"], keys)
+    two = [c for c in other if c[-1] != "3"]
+    row, = stats.across_seeds([s for s in renamed if s["ckpt"] in two], two, keys)
     assert [g["n"] for g in row["groups"].values()] == [2, 2] and "tests" not in row
