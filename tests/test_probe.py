@@ -739,6 +739,18 @@ def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
     assert {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
 
 
+def test_every_checkpoint_is_scored_on_the_same_resamples():
+    """The intervals of a difference are paired: two checkpoints with the same predictions get the same
+    interval each, a difference of exactly 0 on every resample, and permutation p 1."""
+    rng = np.random.default_rng(0)
+    same = {"mean": {"sst2": {"y": rng.integers(0, 2, 200), "p": rng.integers(0, 2, 200)}}}
+    scores, diffs = probe.score_all({"a": same, "b": same}, ["a", "b"], n_boot=200, seed=0)
+    assert [(s["lo"], s["hi"]) for s in scores if s["ckpt"] == "a"] == \
+        [(s["lo"], s["hi"]) for s in scores if s["ckpt"] == "b"]
+    d, = diffs
+    assert (d["a"], d["b"], d["diff"], d["lo"], d["hi"], d["p_perm"]) == ("b", "a", 0.0, 0.0, 0.0, 1.0)
+
+
 def test_senteval_summary_mean_weighted_mean_and_all():
     rng = np.random.default_rng(0)
     y1, y2 = rng.normal(size=10), rng.normal(size=30)
