@@ -40,6 +40,14 @@ def test_alignment_of_identical_pairs_is_zero():
     assert eg.alignment(X, -X).mean().item() == pytest.approx(4.0)
 
 
+def test_every_checkpoints_alignment_is_resampled_on_the_same_pairs():
+    """Alignment's intervals are paired like every other figure's: the same alignments give the same
+    replicates, so the difference of two such checkpoints is 0 on every resample."""
+    v = np.random.default_rng(0).random(50)
+    figs = eg.alignment_figures({c: {"mean": {"align": {"stsb": v}}} for c in ("a", "b")}, n_boot=100, seed=0)
+    np.testing.assert_array_equal(figs["a", "stsb", "mean"][1], figs["b", "stsb", "mean"][1])
+
+
 def known_spectrum(sigma, n=400, seed=0):
     """A centred n x d matrix whose singular values are exactly sigma."""
     d = len(sigma)
@@ -231,6 +239,7 @@ def test_claims_judge_each_hybrid_group_against_each_mlm_group_over_seeds(claim_
 def test_claims_take_the_mlm_groups_in_the_order_the_checkpoints_were_named():
     labels = ["mlm-tiny", "hyb-tiny"] + MLM + HYBRID  # an unseeded pair (one row each) before the seeds
     objectives = {label: "mlm" if label.startswith("mlm") else "hybrid" for label in labels}
+    labels, objectives[probe.RANDOM] = labels + [probe.RANDOM], "none"  # random-init: on neither side
     uni = {"set": "stsb", "pooling": "mean", "stat": "uniformity"}
     rows = eg.claims({"geometry": (figure(uni, {label: -0.1 for label in labels}), [])}, labels, objectives)
     assert [(r["hybrid"], r["mlm"]) for r in rows] == [("hyb-tiny", "mlm-tiny"), ("hyb", "mlm")]
