@@ -739,6 +739,32 @@ def test_probe_cli_without_glue_uses_probing_sets(tiny_ckpts, corpus, tmp_path):
     assert {s["eval"] for s in out["scores"]} == {"sentlen", "wordcontent", "bshift", "mft"}
 
 
+def test_each_glue_task_picks_its_l2_strength_by_its_own_metric(monkeypatch):
+    """The L2 strength is cross-validated on the metric the task is scored by: F1 for MRPC, MCC for the
+    imbalanced CoLA, Spearman for STS-B, accuracy (cv_select's default) for the others."""
+    picked = {}
+
+    def fit_linear(Xtr, ytr, Xdev, kind, n_classes, k, seed, metric):
+        picked[task] = metric
+        return torch.zeros(len(Xdev)), 1.0
+    monkeypatch.setattr(probe, "fit_linear", fit_linear)
+    emb = lambda name, texts: {"mean": torch.randn(len(texts), 4)}  # noqa: E731
+    for task in ("sst2", "mrpc", "mnli", "cola", "stsb"):
+        pairs = task in ("mrpc", "mnli", "stsb")
+        split = {"a": ["x"] * 6, "b": ["y"] * 6 if pairs else None, "y": np.arange(6) % 2}
+        probe.run_glue_eval(emb, (task, task, split, split, "tr", "dev"), "mean", probe.Protocol())
+    assert picked == {"sst2": None, "mrpc": stats.f1, "mnli": None, "cola": stats.matthews,
+                      "stsb": stats.spearman}
+
+
+def test_a_difference_that_survives_the_fdr_is_starred():
+    d = {"diff": 1.25, "lo": 0.5, "hi": 2.0, "p": 0.004, "q": 0.02, "survives": True}
+    assert probe.diff_cell(d) == "+1.2 [+0.5, +2.0], p=0.004, q=0.020 *"
+    assert probe.diff_cell({**d, "q": 0.08, "survives": False}) == "+1.2 [+0.5, +2.0], p=0.004, q=0.080"
+    untested = {k: v for k, v in d.items() if k not in ("q", "survives")}  # outside any FDR family
+    assert probe.diff_cell(untested) == "+1.2 [+0.5, +2.0], p=0.004"
+
+
 def test_every_checkpoint_is_scored_on_the_same_resamples():
     """The intervals of a difference are paired: two checkpoints with the same predictions get the same
     interval each, a difference of exactly 0 on every resample, and permutation p 1."""
