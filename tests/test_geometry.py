@@ -42,7 +42,8 @@ def test_alignment_of_identical_pairs_is_zero():
 
 def test_positive_pairs_are_sts_b_from_gold_4_mrpc_paraphrases_and_mnli_entailments():
     mnli = np.array([data.MNLI_LABELS[k] for k in ("entailment", "neutral", "contradiction")])
-    tasks = {"stsb": {"dev": {"y": np.array([2.5, 3.9, 4.0, 5.0])}}, "mrpc": {"dev": {"y": np.array([1, 0, 1])}},
+    tasks = {"stsb": {"dev": {"y": np.array([2.5, 3.9, 4.0, 5.0])}},
+             "mrpc": {"dev": {"y": np.array([1, 0, 1])}},
              "mnli": {s: {"y": mnli} for s in ("dev_matched", "dev_mismatched")}}
     pos = {name: mask.tolist() for name, (_, _, mask) in eg.positive_pairs(tasks).items()}
     assert pos == {"stsb": [False, False, True, True], "mrpc": [True, False, True],
