@@ -142,6 +142,24 @@ def test_spectra_are_the_same_bits_on_any_number_of_threads():
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
 
 
+def test_the_balance_without_a_model_takes_the_majority_class_of_the_training_split():
+    """An encoder with no information predicts the SST-2 train split's majority class on dev (a probe
+    cannot see dev's), so the gap's baseline is that class's dev accuracy minus the mft probe's majority."""
+    sts = {"a": ["a cat sat", "two dogs ran"], "b": ["a cat sat down", "nothing alike"],
+           "y": np.array([4.5, 0.5])}
+    tasks = {"stsb": {"dev": sts}, "sst2": {"train": {"y": np.array([1, 1, 1, 0])},
+                                            "dev": {"y": np.array([0, 0, 0, 1])}}}
+    _, _, base = eg.balance_baselines(tasks, data.get_tokenizer(), mft_majority=20.0)
+    assert base["gap"]["score"] == pytest.approx(25.0 - 20.0)
+
+
+def test_a_seeds_own_difference_is_read_either_way_round():
+    """within_seed: a difference stored as mlm − hyb, asked for as hyb − mlm, is negated, its interval too."""
+    diffs = [{"set": "stsb", "a": "mlm-s1", "b": "hyb-s1", "diff": 0.1, "lo": 0.05, "hi": 0.2, "q": 0.01}]
+    w = eg.within_seed(diffs, lambda d: d["set"] == "stsb", "hyb-s1", "mlm-s1", "{:.2f}")
+    assert (w["diff"], w["lo"], w["hi"], w["text"]) == (-0.1, -0.2, -0.05, "-0.10 [-0.20, -0.05] q=0.010")
+
+
 def power_law_embeddings(Z, alpha, seed):
     """Rows of Z through a fixed random basis with per-direction scales i^(-alpha/2): a power-law spectrum."""
     d = Z.size(1)
