@@ -280,6 +280,11 @@ def test_fill_mask_gives_the_probabilities_of_the_training_loss(reference_run, t
         model.fill_mask(model.export(reference_run, str(tmp_path / "export")), text)
     with pytest.raises(configurator.InputError, match=f"^--k=40000: at most {tok.n_normal:,}, the run's text tokens"):
         model.fill_mask(reference_run, text, k=40000)
+    ckpt["model"]["head.decoder.bias"][tok.n_normal:] = 1e4  # a head that puts all its mass on the specials
+    torch.save(ckpt, tmp_path / "specials.pt")
+    filled = model.fill_mask(str(tmp_path / "specials.pt"), text, k=3)
+    named = [t for mask_best in filled for t, _, _ in mask_best]
+    assert len(named) == 6 and all(named)  # text tokens still: a special is never a target (decodes to '')
 
 
 @pytest.mark.parametrize("which", ["online", "target"])
@@ -328,9 +333,13 @@ def test_a_damaged_export_is_one_line(reference_run, tmp_path):
 def test_an_export_replaces_an_earlier_export_and_nothing_else(reference_run, tmp_path):
     out = tmp_path / "e"
     model.export(reference_run, str(out))
+    online = model.load_checkpoint(str(out))["saved"]  # the analysis cache's key of an export: its weights
     os.makedirs(out / "analysis_cache")  # what probe.py leaves in a folder it has analysed
     assert model.export(reference_run, str(out), "target") == str(out)  # an earlier export: replaced
     assert read_json(os.path.join(out, "config.json"))["which"] == "target"
+    assert model.load_checkpoint(str(out))["saved"] != online  # so the cache left there is not reused
+    shutil.copytree(out, tmp_path / "copy")
+    assert model.load_checkpoint(str(tmp_path / "copy"))["saved"] == model.load_checkpoint(str(out))["saved"]
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "README.md").write_text("my own notes")
     with pytest.raises(configurator.InputError, match=r"^--out=.*mine holds other files \(README.md\): name a new folder"):
