@@ -1,6 +1,7 @@
 """eval_geometry.py: geometry statistics against closed-form values, subsampled statistics, the claims'
 verdicts, the CLI."""
 
+import collections
 import json
 import math
 import os
@@ -9,6 +10,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from scipy import stats as sps
 import torch
 
 from conftest import ROOT, read_json
@@ -496,6 +498,26 @@ def test_each_difference_is_its_two_estimates_difference_against_the_reference(g
     mlm = out["checkpoints"][0]["label"]  # every balance figure is compared, hybrid against the MLM reference
     bd = {d["figure"] for d in out["balance_diffs"] if (d["a"], d["b"]) == ("out-hybrid-early", mlm)}
     assert bd == {b["figure"] for b in out["balance"]}
+
+
+def test_the_lexical_baseline_is_each_probing_sets_majority_class(geometry_report, corpus):
+    """What an encoder with no information scores on a probing set: the share of its most frequent class."""
+    report, tmp, _ = geometry_report
+    psets, _ = data.probing_sets(data.corpus_sentences(corpus, str(tmp / "data")), source=repr(corpus))
+    shares = {k: 100 * collections.Counter(v["y"].tolist()).most_common(1)[0][1] / len(v["y"])
+              for k, v in psets.items()}
+    assert report["majority"] == pytest.approx(shares, rel=1e-12) and min(shares.values()) > 0
+
+
+def test_the_random_encoders_differences_are_a_false_discovery_family_apart(geometry_report):
+    """q is Benjamini-Hochberg over every difference of the report, the random encoder's in a family of their
+    own: its many tiny p-values (did pre-training add anything) leave the others' thresholds alone."""
+    report = geometry_report[0]
+    diffs = [d for name in eg.SECTIONS for d in report[f"{name}_diffs"] if np.isfinite(d["p"])]
+    for apart in (False, True):
+        family = [d for d in diffs if (d["a"] == probe.RANDOM) == apart]
+        assert family and [d["q"] for d in family] == pytest.approx(
+            list(sps.false_discovery_control([d["p"] for d in family], method="bh")), rel=1e-12)
 
 
 def test_an_unfinished_run_is_labelled_and_one_seed_decides_no_claim(geometry_report):

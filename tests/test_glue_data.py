@@ -63,6 +63,19 @@ def test_load_glue_gives_the_tasks_named(glue_dir):
         data.load_glue(glue_dir, ("sst2", "qnli"))
 
 
+def test_glue_files_saved_with_windows_line_ends_read_as_the_originals(glue_dir, tmp_path):
+    """A .tsv re-saved on Windows ends its lines in \\r\\n: the last column (CoLA's sentence, MRPC's second)
+    must not keep the \\r."""
+    shutil.copytree(glue_dir, tmp_path / "glue")
+    for path in (tmp_path / "glue").rglob("*.tsv"):
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    crlf, lf = data.load_glue(str(tmp_path / "glue")), data.load_glue(glue_dir)
+    for task in data.GLUE_TASKS:
+        for split in lf[task]:
+            assert {k: v if k != "y" else v.tolist() for k, v in crlf[task][split].items()} == \
+                {k: v if k != "y" else v.tolist() for k, v in lf[task][split].items()}
+
+
 def test_missing_glue_file_is_one_clear_error(glue_dir, tmp_path):
     os.makedirs(tmp_path / "SST-2")
     with pytest.raises(FileNotFoundError, match=".*SST-2/train.tsv not found"):
