@@ -16,6 +16,7 @@ import torch
 
 from conftest import ROOT, read_json, run_here
 import configurator
+import data
 from configurator import InputError
 import model
 import probe
@@ -592,6 +593,16 @@ def test_results_only_takes_the_cache_from_where_the_analysis_wrote_it(tiny_ckpt
     probe.results_only(tiny_ckpts[0], stub, cache_root=root)
     never = lambda: pytest.fail("recomputed: the copy lost the cache")  # noqa: E731
     assert probe.Embedder(stub).results("figure", {"setting": 1}, never) == {"score": 0.5}
+
+
+def test_a_results_only_copy_carries_the_runs_log(tiny_ckpts, tmp_path):
+    """The report's training section (λ, RankMe, the last val loss against the unigram line) reads log.jsonl:
+    a weightless copy keeps it."""
+    run = tmp_path / "out-run"
+    shutil.copytree(tiny_ckpts[0], run, ignore=shutil.ignore_patterns("analysis_cache"))
+    (run / "log.jsonl").write_text('{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}\n')
+    probe.results_only(str(run), str(tmp_path / "copy"))
+    assert data.last_val(str(tmp_path / "copy")) == {"val_mlm": 9.0, "val_unigram": 7.0}
 
 
 def test_checkpoints_analysed_one_by_one_give_the_joint_report_from_their_caches(tiny_ckpts, glue_dir, tmp_path):
