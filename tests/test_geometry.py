@@ -464,6 +464,18 @@ def test_a_sentence_set_too_small_for_half_samples_is_refused():
         eg.sample_sets(sets, 640, 200, 0)
 
 
+def test_a_large_sentence_set_is_sampled_at_random_and_the_same_for_every_checkpoint():
+    """Past n_max sentences a set is a seeded random sample (a set's first sentences can be one topic or
+    length, as corpus order groups them), with half-samples of it; the same seed gives the same sample."""
+    sets = {"corpus": [("probing-sentences", [f"s{i}." for i in range(100)])]}
+    pick, halves = eg.sample_sets(sets, 30, 40, seed=0)["corpus"]
+    assert len(set(pick.tolist())) == 30 and pick.tolist() == sorted(pick.tolist()) and pick.max() >= 30
+    assert halves.shape == (40, 15) and halves.max() < 30  # indices into the sample
+    again = eg.sample_sets(sets, 30, 40, seed=0)["corpus"]
+    assert np.array_equal(again[0], pick) and np.array_equal(again[1], halves)
+    assert len(eg.sample_sets(sets, 500, 40, seed=0)["corpus"][0]) == 100  # a smaller set: whole
+
+
 def test_every_set_statistic_is_defined_from_the_smallest_set_allowed():
     X = torch.randn(eg.MIN_SET, 32, dtype=torch.float64)
     figures, _ = eg.set_geometry(X, eg.half_samples(eg.MIN_SET, 40))
