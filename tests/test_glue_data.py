@@ -227,6 +227,9 @@ def test_mnli_subset_rows_are_checked(tmp_path):
     path.write_text("entailment\tA man sleeps.\tA person rests.\nmaybe\tA cat.\tAn animal.\n")
     with pytest.raises(InputError, match=r"sub.tsv:2: 'maybe' in column 1 is not entailment/neutral/contradiction"):
         data.mnli_subset(str(path))
+    path.write_text("entailment\tA man\tsleeps.\tA person rests.\n")  # a tab inside a sentence: not cut there
+    with pytest.raises(InputError, match=r"sub.tsv:1: 4 tab-separated fields where the format has 3: a broken row"):
+        data.mnli_subset(str(path))
 
 
 # where a local copy of the hub's nyu-mll/glue holds a split: each layout the hub has used, one per task here

@@ -178,3 +178,17 @@ def test_a_folder_of_runs_or_a_runs_other_file_named_as_a_checkpoint_says_what_t
         model.load_checkpoint(str(runs / "out-a" / "log.jsonl"))
     with pytest.raises(InputError, match=r"^checkpoint .*out-a/ckpt.pt is corrupt"):
         model.load_checkpoint(str(runs / "out-a"))
+
+
+def test_a_stripped_checkpoint_keeps_no_weights_of_any_kind(tmp_path):
+    """strip_checkpoint: no model, no target encoder, no optimizer state (a paper-size one is 0.6 GB), only
+    what the analysis cache's key and the report read."""
+    enc = make()
+    ckpt = {"model_args": dict(CFG.__dict__), "model": {"encoder." + k: v for k, v in enc.state_dict().items()},
+            "target": enc.state_dict(), "optimizer": {"state": {0: {"exp_avg": torch.ones(1000)}}},
+            "config": {"objective": "hybrid"}, "iter_num": 7, "saved": 123.0}
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    model.strip_checkpoint(str(tmp_path / "ckpt.pt"), str(tmp_path / "stub.pt"))
+    stub = torch.load(tmp_path / "stub.pt", weights_only=True)
+    assert stub == {"model_args": ckpt["model_args"], "config": ckpt["config"], "iter_num": 7, "saved": 123.0,
+                    "stripped": True}
