@@ -184,7 +184,8 @@ def test_a_stripped_checkpoint_keeps_no_weights_of_any_kind(tmp_path):
     """strip_checkpoint: no model, no target encoder, no optimizer state (a paper-size one is 0.6 GB), only
     what the analysis cache's key and the report read."""
     enc = make()
-    ckpt = {"model_args": dict(CFG.__dict__), "model": {"encoder." + k: v for k, v in enc.state_dict().items()},
+    online = {"encoder." + k: v for k, v in enc.state_dict().items()}
+    ckpt = {"model_args": dict(CFG.__dict__), "model": online,
             "target": enc.state_dict(), "optimizer": {"state": {0: {"exp_avg": torch.ones(1000)}}},
             "config": {"objective": "hybrid"}, "iter_num": 7, "saved": 123.0}
     torch.save(ckpt, tmp_path / "ckpt.pt")
