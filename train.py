@@ -360,8 +360,8 @@ def progress(it):
 
 
 def get_lr(it):
-    """Linear warmup to learning_rate, never past it (a warmup of a fraction of a step reaches it at once),
-    then cosine to min_lr, by fraction of the budget (steps or FLOPs alike)."""
+    """Linear warmup to learning_rate, never past it (a warmup that ends inside a step reaches it at that
+    step), then cosine to min_lr, by fraction of the budget (steps or FLOPs alike)."""
     p = progress(it)
     if p < warmup_frac:
         return learning_rate * min((p + 1 / max_iters) / warmup_frac, 1.0)
