@@ -16,7 +16,6 @@ import torch
 
 from conftest import ROOT, read_json, run_here
 import configurator
-import data
 from configurator import InputError
 import model
 import probe
@@ -602,7 +601,7 @@ def test_a_results_only_copy_carries_the_runs_log(tiny_ckpts, tmp_path):
     shutil.copytree(tiny_ckpts[0], run, ignore=shutil.ignore_patterns("analysis_cache"))
     (run / "log.jsonl").write_text('{"iter": 0, "val_mlm": 9.0, "val_unigram": 7.0}\n')
     probe.results_only(str(run), str(tmp_path / "copy"))
-    assert data.last_val(str(tmp_path / "copy")) == {"val_mlm": 9.0, "val_unigram": 7.0}
+    assert probe.data.last_val(str(tmp_path / "copy")) == {"val_mlm": 9.0, "val_unigram": 7.0}
 
 
 def test_checkpoints_analysed_one_by_one_give_the_joint_report_from_their_caches(tiny_ckpts, glue_dir, tmp_path):
