@@ -185,6 +185,7 @@ def test_balance_figures_by_hand_on_sets_of_their_own_sizes():
     want = {"gap": 80.0 - 75.0, "rho_sem": rs, "rho_lex": rl, "rho_sem-rho_lex": rs - rl}
     assert est == pytest.approx(want)
     assert all(len(figs["hyb", fig, "mean"][1]) == 200 for fig in est)
+    assert eg.jaccard([5, 6, 7, 7], [6, 7, 8]) == 2 / 4  # token-id sets: {6, 7} of {5, 6, 7, 8}
 
 
 def test_rank_statistic_intervals_contain_their_estimate_and_cover_a_known_difference():

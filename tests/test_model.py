@@ -138,6 +138,25 @@ def test_rotary_positions_make_attention_depend_on_the_offset_only():
     assert scores[0, 1] != scores[0, 2]
 
 
+def test_rotary_positions_by_hand():
+    """Su et al. 2021: the channel pair (2i, 2i + 1) at position p is turned by the angle p / 10000^(2i / hd)."""
+    x = torch.randn(1, 1, 6, 8, generator=torch.Generator().manual_seed(0))
+    r = model.rotate(x)[0, 0]
+    for p, i in ((0, 0), (3, 0), (5, 1), (4, 3)):
+        a, (x1, x2) = p / 10000 ** (2 * i / 8), x[0, 0, p, 2 * i:2 * i + 2].tolist()
+        assert r[p, 2 * i].item() == pytest.approx(x1 * math.cos(a) - x2 * math.sin(a), abs=1e-5)
+        assert r[p, 2 * i + 1].item() == pytest.approx(x1 * math.sin(a) + x2 * math.cos(a), abs=1e-5)
+
+
+def test_poolings_by_hand():
+    """mean and max over the real tokens only; first is the [CLS] position, 0."""
+    h = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [-1.0, 4.0], [9.0, 9.0]]])  # the last token is padding
+    mask = torch.tensor([[True, True, True, False]])
+    torch.testing.assert_close(model.pool(h, mask, "mean"), torch.tensor([[1.0, 2 / 3]]))
+    torch.testing.assert_close(model.pool(h, mask, "max"), torch.tensor([[3.0, 4.0]]))
+    torch.testing.assert_close(model.pool(h, mask, "first"), torch.tensor([[1.0, -2.0]]))
+
+
 def test_rotary_encoder_keeps_padding_invariance_and_ignores_the_sincos_table():
     enc = make(rope=True)
     idx = torch.randint(200, (3, 10))

@@ -146,6 +146,55 @@ def test_the_l2_strength_cv_picks_what_scikit_learn_fits_per_fold_pick():
     assert chosen == probe.L2_GRID[j] and (oof.numpy() == preds[j]).mean() >= 0.99
 
 
+def test_logistic_and_ridge_probes_reach_the_minimum_of_their_stated_objectives():
+    """ANALYSIS.md's objectives without scikit-learn: at the fitted weights the gradient is zero of mean CE +
+    l2 ||W||^2 (logistic) and of mean squared error + l2 ||w||^2 (ridge), the biases free of the penalty."""
+    X, y = three_classes()
+    X, = probe.standardize(X)
+    X, l2 = X.double(), 0.1
+    W = probe.fit_logreg(X, y, 3, l2)[0].double().requires_grad_()
+    loss = torch.nn.functional.cross_entropy(X @ W[:-1] + W[-1], y) + l2 * W[:-1].pow(2).sum()
+    assert torch.autograd.grad(loss, W)[0].abs().max() < 1e-4  # fit_logreg stops below 1e-5; float32 weights
+    target = X @ torch.arange(6.0).double() + torch.randn(len(X), generator=torch.Generator().manual_seed(1))
+    w = probe.fit_ridge(X, target, l2).requires_grad_()
+    loss = (X @ w[:-1] + w[-1] - target).pow(2).mean() + l2 * w[:-1].pow(2).sum()
+    assert torch.autograd.grad(loss, w)[0].abs().max() < 1e-10
+
+
+def test_the_joint_cv_fit_predicts_as_separate_fits_on_each_folds_own_standardisation():
+    """The sklearn-free twin of the test above: cv_select's one joint L-BFGS over the k folds picks the
+    strength, and predicts out of fold, as k separate fit_logreg calls on each fold's own standardisation.
+    Few, noisy examples in many dimensions put the pick at a penalty that matters, and a few outlying rows
+    make each fold's scales differ from the whole set's."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(150, 30, generator=g) * (torch.rand(30, generator=g) * 3 + 0.2) + 2
+    y = (X @ torch.randn(30, 3, generator=g) + 6 * torch.randn(150, 3, generator=g)).argmax(1)
+    X[:6] *= 8  # whichever fold tests them trains on rows of a much smaller spread
+    chosen, oof = probe.cv_select(X, y, "cls", 3, k=5, seed=0)
+    scores, preds = [], []
+    for l2 in probe.L2_GRID:
+        p = torch.zeros(len(y), dtype=torch.long)
+        for test in probe.folds(len(y), 5, 0, y.numpy()):
+            train = np.setdiff1d(np.arange(len(y)), test)
+            Xtr, Xte = probe.standardize(X[train], X[test])
+            p[test] = probe.logreg_predict(probe.fit_logreg(Xtr, y[train], 3, l2)[0], Xte)
+        scores.append(stats.accuracy(y.numpy(), p.numpy()))
+        preds.append(p)
+    j = max(range(len(scores)), key=lambda j: (scores[j], probe.L2_GRID[j]))
+    assert chosen == probe.L2_GRID[j] and (oof == preds[j]).float().mean() >= 0.99
+
+
+def test_a_dev_prediction_depends_on_the_train_split_and_on_that_example_alone():
+    """Dev is standardised by the train split's statistics: a dev example's prediction is the same whichever
+    other dev examples are scored beside it."""
+    X, y = three_classes(n=400)
+    target = X @ torch.arange(6.0)
+    for kind, labels in (("cls", y), ("reg", target)):
+        whole, _ = probe.fit_linear(X[:300], labels[:300], X[300:], kind, 3, k=3)
+        part, _ = probe.fit_linear(X[:300], labels[:300], X[300:310], kind, 3, k=3)
+        torch.testing.assert_close(part, whole[:10])
+
+
 def test_ridge_recovers_a_linear_map():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(500, 8, generator=g)
@@ -213,6 +262,72 @@ def test_attentive_pooling_ignores_padded_states():
     h2 = h.clone()
     h2[1, 6:] = 100.0
     torch.testing.assert_close(att.pool(h, mask), att.pool(h2, mask))
+
+
+def test_attentive_weights_are_a_softmax_of_scaled_dot_products_over_the_real_tokens():
+    """Each token's weight is softmax(h . q / sqrt(width)) over the sentence's real tokens; padding gets 0."""
+    att = probe.AttentiveProbe(4, 2, pair=False)
+    with torch.no_grad():
+        att.query.copy_(torch.tensor([1.0, -1.0, 0.5, 2.0]))
+    h = torch.randn(1, 3, 4, generator=torch.Generator().manual_seed(0))
+    w = att.weights(h, torch.tensor([[True, True, False]]))
+    torch.testing.assert_close(w[0], torch.cat([torch.softmax(h[0, :2] @ att.query / 2, 0), torch.zeros(1)]))
+
+
+def token_feats(n=120, width=8, seed=0):
+    """n sentences of 3 to 8 random token states, as Embedder stores them: states and offsets."""
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(3, 9, (n,), generator=g)
+    return {"states": torch.randn(int(lens.sum()), width, generator=g).half(),
+            "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)])}
+
+
+def test_the_attentive_probe_comes_back_at_its_best_epoch_on_its_held_out_tenth():
+    """Early stopping keeps the best epoch's weights: trained for more epochs on noise labels, where later
+    epochs overfit, the returned probe's loss on the held-out tenth of its examples never rises."""
+    feats, y = token_feats(), np.random.default_rng(0).integers(0, 2, 120)
+    perm = torch.randperm(120, generator=torch.Generator().manual_seed(0)).numpy()  # train_attentive's draw
+    held_out = torch.as_tensor(perm[:12])
+    losses = []
+    for epochs in (1, 2, 4, 8):
+        att, norm = probe.train_attentive((feats, None), y, "cls", 2, seed=0, lr=0.1, max_epochs=epochs,
+                                          patience=8)
+        with torch.no_grad():
+            logits = att(probe.padded(feats, held_out, norm))
+        losses.append(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)[held_out]).item())
+    assert losses == sorted(losses, reverse=True)
+
+
+def test_the_attentive_probes_held_out_tenth_never_enters_a_gradient_step(monkeypatch):
+    """Early stopping reads examples the probe is not fitted on: the seeded tenth that scores each epoch is
+    out of every training batch (those run with gradients), and every other example is in one."""
+    feats, y = token_feats(), np.arange(120) % 2
+    fitted_on, padded = set(), probe.padded
+
+    def spy(f, idx, norm=None, device="cpu"):
+        if torch.is_grad_enabled():
+            fitted_on.update(idx.tolist())
+        return padded(f, idx, norm, device)
+    monkeypatch.setattr(probe, "padded", spy)
+    probe.train_attentive((feats, None), y, "cls", 2, seed=0, max_epochs=2)
+    held_out = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:12]  # train_attentive's draw
+    assert fitted_on == set(range(120)) - set(held_out.tolist())
+
+
+def test_each_folds_attentive_probe_is_trained_on_the_other_folds_only(monkeypatch):
+    """On a probing set the attentive probe is k-fold: each fold is scored by a probe fitted without it."""
+    feats, y = token_feats(), np.arange(120) % 3
+    trained_on, fit = [], probe.train_attentive
+
+    def spy(train, labels, kind, n_classes, idx=None, seed=0, device="cpu"):
+        trained_on.append(set(np.asarray(idx).tolist()))
+        return fit(train, labels, kind, n_classes, idx, seed, device, max_epochs=1)
+    monkeypatch.setattr(probe, "train_attentive", spy)
+    out = probe.run_cv_eval(lambda name, texts: feats, "toy", {"a": ["-"] * 120, "y": y}, "attention",
+                            probe.Protocol(n_folds=4))
+    assert out["p"].shape == (120,)
+    test_folds = probe.folds(120, 4, 0, y)
+    assert trained_on == [set(range(120)) - set(t.tolist()) for t in test_folds]
 
 
 def test_embedder_batches_like_single_sentences_and_caches(tiny_ckpts):
@@ -403,8 +518,9 @@ def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
     states' per-dimension range. Standardised states ((h - mu) / sd) would give neither."""
     feats = probe.Embedder(tiny_ckpts[0])("t-attn", ["a short one.", "a mid length sentence, longer.", "x"])
     mu, sd = probe.token_stats(feats)
-    mu0, _ = probe.token_stats(feats, idx=[0])  # the training rows' statistics only: here sentence 0's
+    mu0, sd0 = probe.token_stats(feats, idx=[0])  # the training rows' statistics only: here sentence 0's
     torch.testing.assert_close(mu0.cpu(), feats["states"][:feats["offsets"][1]].float().mean(0))
+    torch.testing.assert_close(sd0.cpu(), feats["states"][:feats["offsets"][1]].float().std(0))
     att = probe.AttentiveProbe(feats["states"].size(1), 2, pair=False)
     pooled = probe.attentive_apply(att, (mu, sd), (feats, None), pooled=True)
     torch.testing.assert_close(pooled, feats["mean"].float(), atol=1e-3, rtol=1e-3)  # states stored in fp16
