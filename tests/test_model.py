@@ -139,7 +139,7 @@ def test_rotary_positions_make_attention_depend_on_the_offset_only():
 
 
 def test_rotary_positions_by_hand():
-    """Su et al. 2021: the channel pair (2i, 2i + 1) at position p is turned by the angle p / 10000^(2i / hd)."""
+    """Su et al. 2021: the channel pair (2i, 2i + 1) at position p turns by p / 10000^(2i / hd) radians."""
     x = torch.randn(1, 1, 6, 8, generator=torch.Generator().manual_seed(0))
     r = model.rotate(x)[0, 0]
     for p, i in ((0, 0), (3, 0), (5, 1), (4, 3)):
