@@ -162,7 +162,7 @@ def test_logistic_and_ridge_probes_reach_the_minimum_of_their_stated_objectives(
 
 
 def test_the_joint_cv_fit_predicts_as_separate_fits_on_each_folds_own_standardisation():
-    """The sklearn-free twin of the test above: cv_select's one joint L-BFGS over the k folds picks the
+    """The scikit-learn oracle's twin without it: cv_select's one joint L-BFGS over the k folds picks the
     strength, and predicts out of fold, as k separate fit_logreg calls on each fold's own standardisation.
     Few, noisy examples in many dimensions put the pick at a penalty that matters, and a few outlying rows
     make each fold's scales differ from the whole set's."""
