@@ -635,6 +635,14 @@ def test_unigram_line_by_hand(tmp_path):
     assert got == pytest.approx(-math.log(301 / (1000 + tok.n_normal)), rel=1e-9)
 
 
+def test_the_unigram_line_of_a_large_corpus_reads_blocks_spread_over_all_of_it(tmp_path):
+    """Past max_tokens the frequencies come from 100 blocks spread evenly over the train split, not from its
+    start: a corpus whose first half is one token and second half another gives both about the same."""
+    np.array([5] * 50_000 + [7] * 50_000, dtype=np.uint16).tofile(tmp_path / "train.bin")
+    logp = data.unigram_logp(str(tmp_path), max_tokens=10_000)
+    assert logp[5] == pytest.approx(logp[7], abs=0.05)
+
+
 def test_a_run_says_how_often_it_reads_its_data_and_warns_of_a_val_split_too_small_to_measure_on(tmp_path):
     np.zeros(20_000, dtype=np.uint16).tofile(tmp_path / "train.bin")
     np.zeros(6_000, dtype=np.uint16).tofile(tmp_path / "val.bin")

@@ -53,11 +53,13 @@ def test_positive_pairs_are_sts_b_from_gold_4_mrpc_paraphrases_and_mnli_entailme
 
 
 def test_every_checkpoints_alignment_is_resampled_on_the_same_pairs():
-    """Alignment's intervals are paired like every other figure's: the same alignments give the same
-    replicates, so the difference of two such checkpoints is 0 on every resample."""
-    v = np.random.default_rng(0).random(50)
+    """Alignment is the mean over the positive pairs, and its intervals are paired like every other figure's:
+    the same alignments give the same replicates, so the difference of two such checkpoints is 0 on every
+    resample."""
+    v = np.random.default_rng(0).random(50) ** 3  # skewed: its mean and median are far apart
     figs = eg.alignment_figures({c: {"mean": {"align": {"stsb": v}}} for c in ("a", "b")}, n_boot=100, seed=0)
     np.testing.assert_array_equal(figs["a", "stsb", "mean"][1], figs["b", "stsb", "mean"][1])
+    assert figs["a", "stsb", "mean"][0] == pytest.approx(v.mean())
 
 
 def known_spectrum(sigma, n=400, seed=0):
@@ -144,15 +146,44 @@ def test_spectra_are_the_same_bits_on_any_number_of_threads():
     assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
 
 
-def test_the_balance_without_a_model_takes_the_majority_class_of_the_training_split():
+def test_the_balance_without_a_model_majority_classes_and_bag_of_tokens():
     """An encoder with no information predicts the SST-2 train split's majority class on dev (a probe
-    cannot see dev's), so the gap's baseline is that class's dev accuracy minus the mft probe's majority."""
-    sts = {"a": ["a cat sat", "two dogs ran"], "b": ["a cat sat down", "nothing alike"],
-           "y": np.array([4.5, 0.5])}
+    cannot see dev's), so the gap's baseline is that class's dev accuracy minus the mft probe's majority;
+    surface overlap alone is the bag-of-tokens cosine."""
+    sts = {"a": ["a cat sat", "two dogs ran", "the sun is hot", "red red red", "one"],
+           "b": ["a cat sat down", "nothing alike", "the sun is warm today", "red blue", "one two three"],
+           "y": np.array([4.5, 0.5, 3.0, 2.0, 1.0])}
     tasks = {"stsb": {"dev": sts}, "sst2": {"train": {"y": np.array([1, 1, 1, 0])},
                                             "dev": {"y": np.array([0, 0, 0, 1])}}}
-    _, _, base = eg.balance_baselines(tasks, data.get_tokenizer(), mft_majority=20.0)
+    tok = data.get_tokenizer()
+    jac, gold, base = eg.balance_baselines(tasks, tok, mft_majority=20.0)
     assert base["gap"]["score"] == pytest.approx(25.0 - 20.0)
+    # and the surface-overlap balance: Spearman of the bag-of-tokens cosines with gold and with Jaccard
+    bot = probe.bag_of_tokens_cosine(sts["a"], sts["b"], tok)
+    assert base["rho_sem"]["score"] == pytest.approx(100 * sps.spearmanr(bot, gold).statistic)
+    assert base["rho_lex"]["score"] == pytest.approx(100 * sps.spearmanr(bot, jac).statistic)
+
+
+def test_sts_b_cosines_are_the_same_whatever_the_lengths_of_the_vectors(glue_dir):
+    """ρ_sem and ρ_lex rank each STS-B pair by the cosine of its two embeddings: a checkpoint whose vectors
+    differ only in length gives the same figures."""
+    tasks = data.load_glue(str(glue_dir))
+    rng = np.random.default_rng(0)
+    direction = collections.defaultdict(lambda: rng.normal(size=8))  # a fixed random one per sentence
+    length = collections.defaultdict(lambda: rng.uniform(0.1, 10))
+
+    def embedder(scale):
+        def emb(name, texts):  # float32 vectors, as Embedder gives them
+            vectors = np.stack([direction[t] * scale(t) for t in texts])
+            return {"mean": torch.tensor(vectors, dtype=torch.float32)}
+        return emb
+    sts = [eg.checkpoint_geometry(embedder(scale), "mean", {}, {}, {}, tasks, probe.Protocol())["sts"]
+           for scale in (lambda t: 1.0, lambda t: length[t])]
+    np.testing.assert_allclose(sts[0], sts[1], atol=1e-6)
+    dev = tasks["stsb"]["dev"]
+    U, V = (np.stack([direction[t] for t in dev[k]]) for k in ("a", "b"))
+    cosine = (U * V).sum(1) / np.linalg.norm(U, axis=1) / np.linalg.norm(V, axis=1)
+    np.testing.assert_allclose(sts[0], cosine, atol=1e-6)
 
 
 def test_a_seeds_own_difference_is_read_either_way_round():
@@ -492,6 +523,7 @@ def test_the_report_holds_every_figure_family(geometry_report):
     assert {a["pairs"] for a in out["alignment"]} == {"stsb", "mrpc", "mnli-dev_matched",
                                                       "mnli-dev_mismatched"}
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
+    assert all(g["m"] == g["n"] // 2 for g in out["geometry"])  # the statistics of half-samples
     report = (folder / "REPORT.md").read_text()
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png", "training.png"):

@@ -159,6 +159,9 @@ def test_bshift_never_moves_a_capital_or_a_punctuation_mark():
     for s, orig in zip(swapped["a"], sents):
         moved = [a for a, b in zip(s.split(), orig.split()) if a != b]
         assert all(w.isalpha() and w.islower() for w in moved), s
+    plain = ["the cat sat on the mat today"] * 40  # lower case, no stop: still never the first or last word
+    for s in data.probing_sets(plain, min_class=1)[0]["bshift"]["a"]:
+        assert s.split()[0] == "the" and s.split()[-1] == "today", s
 
 
 @pytest.mark.skipif(not os.path.isdir(SHARED_GLUE), reason="../shared/data/glue not present")

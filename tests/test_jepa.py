@@ -69,6 +69,16 @@ def test_ema_update_is_the_hand_formula():
     assert not any(p.requires_grad for p in target.parameters())
 
 
+def test_the_target_encoder_is_a_deterministic_copy_even_with_dropout():
+    """The targets are the EMA encoder's in eval mode: with dropout the online encoder's two forwards differ,
+    the target's do not."""
+    torch.manual_seed(0)
+    online = Encoder(EncoderConfig(vocab_size=64, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.5))
+    target, idx = jepa.make_target_encoder(online.train()), torch.randint(60, (2, 8))
+    assert not torch.equal(online(idx), online(idx))
+    torch.testing.assert_close(target(idx), target(idx), rtol=0, atol=0)
+
+
 def test_ema_momentum_schedule():
     assert jepa.ema_momentum(0.0) == 0.996
     assert jepa.ema_momentum(1.0) == 1.0
@@ -207,6 +217,15 @@ def test_predictor_knows_where_each_target_is():
     pred, h, tgt_mask, tgt_pos = predictor_and_states()
     out = pred(h[:, :1].expand_as(h), tgt_mask, tgt_pos)[0]
     assert (out[0] - out[1]).abs().max() > 1e-3 and (out[1] - out[2]).abs().max() > 1e-3
+
+
+def test_predictions_come_out_in_the_order_of_the_target_positions():
+    """Slot j of the predictor's output is its state at tgt_pos[j], whatever the order of the positions."""
+    pred, h, tgt_mask, tgt_pos = predictor_and_states()
+    out = pred(h, tgt_mask, tgt_pos)
+    torch.testing.assert_close(pred(h, tgt_mask, tgt_pos.flip(1)), out.flip(1))
+    for j in range(3):  # each position read alone
+        torch.testing.assert_close(pred(h, tgt_mask, tgt_pos[:, j:j + 1]), out[:, j:j + 1])
 
 
 def test_param_groups_decay_matrices_only_and_keep_the_balance_apart():

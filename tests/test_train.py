@@ -858,11 +858,14 @@ def test_the_target_encoder_follows_the_online_one_by_the_ema(data_dir, tmp_path
 
 def test_the_balance_weight_is_not_clipped_and_has_its_own_learning_rate(data_dir, tmp_path):
     """A clip of 1e-9 shrinks the model's gradient to nothing; w's first Adam step must still be its full
-    learning rate: balance_lr x the model's (warmup) learning rate at step 0."""
+    learning rate: balance_lr x the model's (warmup) learning rate at step 0. Every group takes beta1 and
+    beta2 (Adam's first step is lr x sign(g) whatever they are)."""
     out = str(tmp_path / "out")
     train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
-          "--max_iters=1", "--learning_rate=1e-3", "--warmup_frac=0.0", "--grad_clip=1e-9", "--balance_lr=0.2")
+          "--max_iters=1", "--learning_rate=1e-3", "--warmup_frac=0.0", "--grad_clip=1e-9",
+          "--balance_lr=0.2", "--beta1=0.8", "--beta2=0.95")
     ckpt = torch.load(os.path.join(out, "ckpt.pt"), weights_only=True)
+    assert [tuple(g["betas"]) for g in ckpt["optimizer"]["param_groups"]] == [(0.8, 0.95)] * 3
     # one step at the schedule's start (no warmup: the full learning rate); dL/dw < 0, so w rises by one
     # full Adam step of its own learning rate
     assert ckpt["model"]["balance.w"].item() == pytest.approx(0.2 * 1e-3, rel=1e-4)
