@@ -87,6 +87,13 @@ def test_subsample_is_deterministic_and_capped():
     assert data.subsample(split, 0) is split and data.subsample(split, 1000) is split
 
 
+def test_a_capped_pair_task_keeps_each_pair_and_its_label_together_in_their_order():
+    split = {"a": [f"a{i}" for i in range(100)], "b": [f"b{i}" for i in range(100)], "y": np.arange(100)}
+    s = data.subsample(split, 10, seed=3)
+    assert [a[1:] for a in s["a"]] == [b[1:] for b in s["b"]] == [str(y) for y in s["y"]]
+    assert list(s["y"]) == sorted(s["y"])  # the file's order
+
+
 def split_of(tag, n):
     return {"a": [f"{tag} premise {i}" for i in range(n)], "b": [f"{tag} hypothesis {i}" for i in range(n)],
             "y": np.arange(n) % 3}

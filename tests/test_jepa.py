@@ -162,6 +162,11 @@ def test_rankme_by_hand():
     assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)
     valid[0, 3:] = False  # unused slots don't count
     assert jepa.rankme(three[None], valid).item() == pytest.approx(3.0, rel=1e-4)
+    # unequal energy: singular values 3 and 1 (not the eigenvalues 9 and 1), p = (3/4, 1/4)
+    two = torch.cat([3 * q[:1], 1 * q[1:2]])
+    p = torch.tensor([0.75, 0.25])
+    want = torch.exp(-(p * p.log()).sum()).item()  # 1.755
+    assert jepa.rankme(two[None], torch.ones(1, 2, dtype=torch.bool)).item() == pytest.approx(want, rel=1e-4)
 
 
 def test_targets_are_the_clean_states_layer_normed_at_the_spans():

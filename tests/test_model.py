@@ -199,6 +199,17 @@ def test_a_folder_of_runs_or_a_runs_other_file_named_as_a_checkpoint_says_what_t
         model.load_checkpoint(str(runs / "out-a"))
 
 
+def test_the_online_and_the_target_encoder_each_load_their_own_weights():
+    online, target = make(MaskedLM), make()
+    with torch.no_grad():
+        for p in target.parameters():
+            p.add_(1.0)  # the EMA copy has moved away from the online weights
+    ckpt = {"model_args": CFG.__dict__, "model": online.state_dict(), "target": target.state_dict()}
+    for which, ref in (("online", online.encoder), ("target", target)):
+        got = model.encoder_of(ckpt, which).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in ref.state_dict().items()), which
+
+
 def test_a_stripped_checkpoint_keeps_no_weights_of_any_kind(tmp_path):
     """strip_checkpoint: no model, no target encoder, no optimizer state (a paper-size one is 0.6 GB), only
     what the analysis cache's key and the report read."""

@@ -903,6 +903,15 @@ def test_every_checkpoint_is_scored_on_the_same_resamples():
     assert (d["a"], d["b"], d["diff"], d["lo"], d["hi"], d["p_perm"]) == ("b", "a", 0.0, 0.0, 0.0, 1.0)
 
 
+def test_a_clear_difference_gets_a_small_permutation_p():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    good, bad = (np.where(rng.random(300) < acc, y, 1 - y) for acc in (0.9, 0.55))
+    results = {c: {"mean": {"sst2": {"y": y, "p": p}}} for c, p in (("bad", bad), ("good", good))}
+    _, (d,) = probe.score_all(results, ["bad", "good"], n_boot=200, seed=0)
+    assert d["a"] == "good" and d["p_perm"] == 1 / 201  # no swap of the pairs moves them as far apart
+
+
 def test_senteval_summary_mean_weighted_mean_and_all():
     rng = np.random.default_rng(0)
     y1, y2 = rng.normal(size=10), rng.normal(size=30)
