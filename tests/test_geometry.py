@@ -315,6 +315,17 @@ def test_a_claim_needs_three_shared_seeds_and_shows_each_seeds_own_interval(clai
     assert by["hyb", "mlmlong", "1."]["within"] == []  # the report's within-seed tests: against the first MLM
 
 
+def test_two_shared_seeds_give_the_mean_difference_and_no_interval_over_seeds():
+    """A t interval from two seeds (one degree of freedom) says little: the row keeps the mean difference
+    and leaves the interval, p and verdict to a third seed."""
+    uni = {"set": "stsb", "pooling": "mean", "stat": "uniformity"}
+    scores = figure(uni, {"mlm-s1": -0.05, "mlm-s2": -0.06, "hyb-s1": -0.15, "hyb-s2": -0.18})
+    groups = {"hyb": ["hyb-s1", "hyb-s2"], "mlm": ["mlm-s1", "mlm-s2"]}
+    row = eg.claim_row(("1. more uniform", "geometry", uni, -1, "{:.3f}"), "hyb", "mlm", groups, scores, [])
+    assert row["diff"] == pytest.approx(-0.11) and (row["lo"], row["hi"], row["p"]) == (None, None, None)
+    assert row["verdict"] == "inconclusive" and row["n_seeds"] == 2
+
+
 def test_verdict_rule_for_equivalence_and_direction():
     assert eg.verdict(0, 1.5, -0.5, 3.5, 0.2, 3)[0] == "inconclusive"  # the CI crosses ±2
     assert eg.verdict(0, 5.0, 3.0, 7.0, 0.01, 3)[0] == "does not hold"  # the CI lies outside ±2

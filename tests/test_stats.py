@@ -69,6 +69,23 @@ def test_the_permutation_test_swaps_each_pair_with_probability_one_half():
     assert p == pytest.approx(2 / 2 ** 10, abs=0.001)
 
 
+def test_a_difference_is_resampled_paired_so_agreeing_checkpoints_get_a_narrow_interval():
+    """Two checkpoints that differ on 6 of 400 examples, all in the first's favour: each score's interval is
+    about ±5 points, their difference's (the same resamples for both) about one point wide, above 0."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    a = np.where(rng.random(400) < 0.7, y, 1 - y)
+    wrong = np.flatnonzero(a == y)[:6]
+    b = a.copy()
+    b[wrong] = 1 - y[wrong]
+    idx = stats.boot_indices(400, 1000, 0)
+    figs = {(c, "acc"): (100 * stats.accuracy(y, p), 100 * stats.accuracy(y[idx], p[idx]), {})
+            for c, p in (("b", b), ("a", a))}
+    rows, (d,) = stats.compare(figs, ["b", "a"], ("metric",))
+    assert d["diff"] == pytest.approx(1.5) and 0 < d["lo"] and d["hi"] - d["lo"] < 2.5
+    assert all(r["hi"] - r["lo"] > 7 for r in rows)
+
+
 def test_benjamini_hochberg_q_values_and_a_family_apart():
     # sorted p 0.01, 0.03, 0.04, 0.2 -> p * 4 / rank = 0.04, 0.06, 0.0533, 0.2 -> running min from the end
     diffs = [{"a": "x", "p": p} for p in (0.01, 0.04, 0.03, 0.2)]
