@@ -55,6 +55,18 @@ def read_log(out_dir):
         return [json.loads(line) for line in f]
 
 
+def test_dropout_acts_on_the_training_steps_after_an_evaluation(data_dir, tmp_path):
+    """The evaluation at step 0 runs in eval mode and hands the model back in training mode: with dropout the
+    training losses that follow differ from those of the same run without it."""
+    def losses(dropout):
+        out = str(tmp_path / f"out-{dropout}")
+        train("config/mlm.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+              "--max_iters=3", "--eval_interval=100", f"--dropout={dropout}")
+        return [r["mlm"] for r in read_log(out) if "mlm" in r]
+    without, with_dropout = losses(0.0), losses(0.3)
+    assert len(without) == 3 and all(a != b for a, b in zip(without, with_dropout))
+
+
 @pytest.mark.parametrize("config", ["config/hybrid.py", "config/mlm.py"])
 def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
     out = str(tmp_path / "out")
