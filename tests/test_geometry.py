@@ -649,6 +649,18 @@ def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scor
     assert [d["q"] for d in diffs] == pytest.approx([d["q"] for d in p["diffs"]], abs=1e-12)
 
 
+def test_the_committed_cpu_report_writes_its_tables_from_its_own_json():
+    """results/cpu/REPORT.md's probe, figure and across-seed sections are what figure_lines writes from the
+    committed geometry.json and probe.md: every table of the report, the seeds' included, from its numbers."""
+    folder = os.path.join(ROOT, "results", "cpu")
+    report = read_json(os.path.join(folder, "geometry.json"))
+    lines = eg.figure_lines(report, [c["label"] for c in report["checkpoints"]], set(os.listdir(folder)),
+                            os.path.join(folder, "probe.md"))
+    assert "## Across training seeds" in lines
+    with open(os.path.join(folder, "REPORT.md")) as f:
+        assert "\n".join(lines) in f.read()
+
+
 ANALYSIS_CODE = "f089db6f3f11"  # the code that the committed results-only copies (results/*/ckpt) were analysed with
 
 

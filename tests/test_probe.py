@@ -903,6 +903,21 @@ def test_every_checkpoint_is_scored_on_the_same_resamples():
     assert (d["a"], d["b"], d["diff"], d["lo"], d["hi"], d["p_perm"]) == ("b", "a", 0.0, 0.0, 0.0, 1.0)
 
 
+def test_the_table_over_seeds_gives_each_groups_mean_and_sd_and_its_paired_t_against_the_first():
+    """probe.md's and REPORT.md's 'Across training seeds': the hybrid beats the MLM by 3, 2 and 4.5 points on
+    seeds 1-3, so mean 3.17, sd 1.26, se 0.73, t = 4.36 on 2 degrees of freedom: p 0.049, and the 95% CI
+    3.17 ± 4.30 x 0.73 = [0.04, 6.29] (4.30: t's 97.5% quantile at df 2)."""
+    values = {"mlm-s1": 60.0, "mlm-s2": 62.0, "mlm-s3": 61.0, "hyb-s1": 63.0, "hyb-s2": 64.0, "hyb-s3": 65.5}
+    keys = ("eval", "metric", "pooling")
+    scores = [{"eval": "sst2", "metric": "acc", "pooling": "mean", "ckpt": c, "score": v}
+              for c, v in values.items()]
+    assert probe.seed_table(stats.across_seeds(scores, list(values), keys)).splitlines()[2] == \
+        "| sst2 | acc | mean | 61.0 ± 1.0 (3) | 64.2 ± 1.3 (3) | +3.2 [+0.0, +6.3], paired t=4.36, df=2.0, " \
+        "p=0.049 |"
+    one_each = stats.across_seeds(scores[:1] + scores[3:4], ["mlm-s1", "hyb-s1"], keys)
+    assert probe.seed_table(one_each) == ""  # no group of two seeds: no table
+
+
 def test_a_clear_difference_gets_a_small_permutation_p():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
