@@ -535,6 +535,7 @@ def test_the_report_holds_every_figure_family(geometry_report):
                                                       "mnli-dev_mismatched"}
     assert {b["figure"] for b in out["balance"]} == {"gap", "rho_sem", "rho_lex", "rho_sem-rho_lex"}
     assert all(g["m"] == g["n"] // 2 for g in out["geometry"])  # the statistics of half-samples
+    assert {g["n"] for g in out["geometry"] if g["set"] == "corpus"} == {5 * 32}  # geom_n 0: 5·d sentences
     report = (folder / "REPORT.md").read_text()
     assert "## Alignment" in report and "p=" in report and "## The paper's claims, checked" in report
     for png in ("spectra.png", "uniformity_alignment.png", "lexical_probes.png", "training.png"):

@@ -392,6 +392,21 @@ def test_results_are_cached_per_checkpoint_and_refit_when_their_inputs_change(ti
     assert len(calls) == 3 and np.array_equal(c["p"], np.arange(3) * 3)
     cache = os.path.join(tiny_ckpts[0], "analysis_cache")
     assert len([f for f in os.listdir(cache) if "-t-res-" in f]) == 1  # the stale results are gone
+    emb.results("t-res-sub", "inputs", fit)  # a name that extends another's is not its stale result
+    emb.results("t-res", "other inputs", fit)
+    assert len([f for f in os.listdir(cache) if "-t-res-sub-" in f]) == 1
+
+
+def test_a_run_trained_again_to_the_same_step_is_embedded_again(tiny_ckpts, tmp_path):
+    """The cache key holds the checkpoint's save time beside its step: a run removed and trained again in the
+    same out_dir (other weights, the same iter_num) does not read the first run's vectors."""
+    out = tmp_path / "out-again"
+    shutil.copytree(tiny_ckpts[0], out, ignore=shutil.ignore_patterns("analysis_cache"))
+    first = probe.Embedder(str(out))("t-again", ["a short one."])["mean"]
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    ckpt["model"] = {k: v + 1.0 for k, v in ckpt["model"].items()}
+    torch.save({**ckpt, "saved": ckpt.get("saved", 0) + 1.0}, out / "ckpt.pt")
+    assert not torch.allclose(probe.Embedder(str(out))("t-again", ["a short one."])["mean"], first)
 
 
 def test_a_stale_result_removed_by_the_other_script_first_is_no_error(tiny_ckpts, monkeypatch):
