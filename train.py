@@ -578,6 +578,7 @@ while True:
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     if hybrid:
+        # the schedule at the end of this step: the last step's update uses ema_end exactly
         momentum = jepa.ema_momentum(progress(iter_num + 1), ema_start, ema_end)
         jepa.ema_update(target, raw_model.encoder, momentum)
     iter_num += 1
