@@ -282,13 +282,17 @@ def token_feats(n=120, width=8, seed=0):
             "offsets": torch.cat([torch.zeros(1, dtype=torch.long), lens.cumsum(0)])}
 
 
+def attentive_held_out(n, seed=0):
+    """The examples train_attentive holds out to stop early: the first tenth of its seeded permutation (its
+    own draw, repeated here)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:max(1, n // 10)]
+
+
 def test_the_attentive_probe_comes_back_at_its_best_epoch_on_its_held_out_tenth():
     """Early stopping keeps the best epoch's weights: trained for more epochs on noise labels, where later
     epochs overfit, the returned probe's loss on the held-out tenth of its examples never rises."""
     feats, y = token_feats(), np.random.default_rng(0).integers(0, 2, 120)
-    perm = torch.randperm(120, generator=torch.Generator().manual_seed(0)).numpy()  # train_attentive's draw
-    held_out = torch.as_tensor(perm[:12])
-    losses = []
+    held_out, losses = attentive_held_out(120), []
     for epochs in (1, 2, 4, 8):
         att, norm = probe.train_attentive((feats, None), y, "cls", 2, seed=0, lr=0.1, max_epochs=epochs,
                                           patience=8)
@@ -310,8 +314,7 @@ def test_the_attentive_probes_held_out_tenth_never_enters_a_gradient_step(monkey
         return padded(f, idx, norm, device)
     monkeypatch.setattr(probe, "padded", spy)
     probe.train_attentive((feats, None), y, "cls", 2, seed=0, max_epochs=2)
-    held_out = torch.randperm(120, generator=torch.Generator().manual_seed(0))[:12]  # train_attentive's draw
-    assert fitted_on == set(range(120)) - set(held_out.tolist())
+    assert fitted_on == set(range(120)) - set(attentive_held_out(120).tolist())
 
 
 def test_each_folds_attentive_probe_is_trained_on_the_other_folds_only(monkeypatch):

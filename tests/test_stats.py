@@ -42,6 +42,14 @@ def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.90 <= hits / 200 <= 0.99
 
 
+def accuracy_figures(y, predictions, n_boot=1000):
+    """{(checkpoint, 'acc'): (estimate, replicates, {})} x100, every checkpoint on the same resamples of the
+    examples, as probe.score_all builds them for stats.compare."""
+    idx = stats.boot_indices(len(y), n_boot, 0)
+    return {(c, "acc"): (100 * stats.accuracy(y, p), 100 * stats.accuracy(y[idx], p[idx]), {})
+            for c, p in predictions.items()}
+
+
 def test_paired_tests_small_p_for_different_predictions_one_for_identical():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)
@@ -52,9 +60,7 @@ def test_paired_tests_small_p_for_different_predictions_one_for_identical():
     # never 0, since the observed labelling is one of the permutations
     assert stats.permutation_test(stats.accuracy, y, y, 1 - y, n_perm=999) == 1 / 1000
     assert stats.permutation_test(stats.accuracy, y, good, good) == 1.0
-    idx = stats.boot_indices(300, 1000, 0)  # both checkpoints resampled on the same examples: a paired test
-    figs = {(c, "acc"): (stats.accuracy(y, p), stats.accuracy(y[idx], p[idx]), {})
-            for c, p in (("bad", bad), ("good", good), ("same", bad))}
+    figs = accuracy_figures(y, {"bad": bad, "good": good, "same": bad})  # the same examples: a paired test
     _, (good_bad, same_bad) = stats.compare(figs, ["bad", "good", "same"], ("metric",))
     assert good_bad["p"] < 0.01 and good_bad["lo"] > 0
     assert same_bad["p"] == 1.0 and same_bad["diff"] == 0
@@ -78,10 +84,7 @@ def test_a_difference_is_resampled_paired_so_agreeing_checkpoints_get_a_narrow_i
     wrong = np.flatnonzero(a == y)[:6]
     b = a.copy()
     b[wrong] = 1 - y[wrong]
-    idx = stats.boot_indices(400, 1000, 0)
-    figs = {(c, "acc"): (100 * stats.accuracy(y, p), 100 * stats.accuracy(y[idx], p[idx]), {})
-            for c, p in (("b", b), ("a", a))}
-    rows, (d,) = stats.compare(figs, ["b", "a"], ("metric",))
+    rows, (d,) = stats.compare(accuracy_figures(y, {"b": b, "a": a}), ["b", "a"], ("metric",))
     assert d["diff"] == pytest.approx(1.5) and 0 < d["lo"] and d["hi"] - d["lo"] < 2.5
     assert all(r["hi"] - r["lo"] > 7 for r in rows)
 
