@@ -312,13 +312,13 @@ def tokenizer_of(ckpt):
     return data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
 
 
-def load_encoder(path, which="online", device="cpu"):
+def load_encoder(path, which="online", device="cpu", flag="which"):
     """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
     ckpt = load_checkpoint(path)
-    return encoder_of(ckpt, which, path).to(device).eval(), ckpt
+    return encoder_of(ckpt, which, path, flag).to(device).eval(), ckpt
 
 
-def encoder_of(ckpt, which="online", path="the checkpoint", flag="--encoder"):
+def encoder_of(ckpt, which="online", path="the checkpoint", flag="which"):
     """The checkpoint's online or target encoder; flag is the setting that chose it, named where it cannot be."""
     if ckpt.get("stripped"):
         raise InputError(f"{path} is a stripped checkpoint (no weights, strip_checkpoint): use the full one")

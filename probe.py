@@ -442,7 +442,8 @@ class Embedder:
         self.path, self.which, self.device, self.batch_size = path, which, device, batch_size
         self.config = model.EncoderConfig(**ckpt["model_args"])
         self.tok = model.tokenizer_of(ckpt)
-        self._encoder = None if ckpt.get("stripped") else model.encoder_of(ckpt, which, path).to(device)
+        self._encoder = None if ckpt.get("stripped") else \
+            model.encoder_of(ckpt, which, path, "--encoder").to(device)
         self.objective = (ckpt.get("config") or {}).get("objective", "?")
         self.resume = ckpt.get("command")  # how its run is resumed, as train.py saved it
         self.val = {} if random_init else ckpt.get("val") or data.last_val(path)  # its last val MLM loss

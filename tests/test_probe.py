@@ -528,6 +528,11 @@ def test_encode_refuses_what_it_cannot_honour(tiny_ckpts):
         probe.encode(enc, ["fine", None], tok=probe.data.get_tokenizer())
     with pytest.raises(ValueError, match=r"^batch_size=0: sentences per forward pass"):
         probe.encode(enc, texts, batch_size=0)
+    # named by the keyword a caller passes, not by the scripts' --encoder
+    with pytest.raises(ValueError, match=r"no target encoder \(objective='mlm'\): use which=online$"):
+        probe.encode(tiny_ckpts[0], texts, which="target")
+    with pytest.raises(ValueError, match=r"no target encoder \(objective='mlm'\): use --encoder=online$"):
+        probe.Embedder(tiny_ckpts[0], "target")  # the analysis scripts' setting
 
 
 def test_attention_pooled_vectors_combine_the_raw_token_states(tiny_ckpts):
