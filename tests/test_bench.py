@@ -167,21 +167,23 @@ def test_the_training_graph_compiles_whole_without_recompiles(objective):
     compiled = torch.compile(model, fullgraph=True, dynamic=False, backend="eager")
     target = torch.compile(jepa.make_target_encoder(model.encoder), fullgraph=True, dynamic=False, backend="eager")
     g = torch.Generator().manual_seed(0)
+
+    def train_step():
+        idx = torch.randint(tok.n_normal, (4, 32), generator=g)
+        idx[:, 0] = tok.cls_id
+        batch = data.mask_tokens(idx, g, tok)
+        if objective != "mlm":
+            jepa.add_context_view(batch, g, tok.mask_id)
+            batch["targets"] = jepa.target_features(target, batch["idx"], batch["tgt_pos"])
+        loss = compiled(batch)[0]
+        torch.testing.assert_close(loss, model(batch)[0])
+        loss.backward()
+
     try:
-        for step in range(3):
-            idx = torch.randint(tok.n_normal, (4, 32), generator=g)
-            idx[:, 0] = tok.cls_id
-            batch = data.mask_tokens(idx, g, tok)
-            if objective != "mlm":
-                jepa.add_context_view(batch, g, tok.mask_id)
-                batch["targets"] = jepa.target_features(target, batch["idx"], batch["tgt_pos"])
-            loss = compiled(batch)[0]
-            torch.testing.assert_close(loss, model(batch)[0])
-            loss.backward()
-            if step == 0:
-                torch.compiler.set_stance("fail_on_recompile")
+        train_step()  # compiles
+        with torch._dynamo.config.patch(error_on_recompile=True):  # torch >= 2.5 (set_stance is 2.6's)
+            train_step(), train_step()
     finally:
-        torch.compiler.set_stance("default")
         torch._dynamo.reset()
 
 # -----------------------------------------------------------------------------
