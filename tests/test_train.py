@@ -73,10 +73,12 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
     p = train(config, "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
               "--max_iters=80", "--eval_interval=40", "--learning_rate=2e-3")
     log = read_log(out)
-    val = [r["val_mlm"] for r in log if "val_mlm" in r]
-    assert len(val) == 3 and val[-1] < val[0] - 1.5  # from ~ln(8k) = 9.0 to well below
     unigram = {r["val_unigram"] for r in log if "val_unigram" in r}
-    assert len(unigram) == 1 and f"unigram {unigram.pop():.4f}" in p.stdout  # one line, printed beside every val
+    assert len(unigram) == 1 and f"unigram {min(unigram):.4f}" in p.stdout  # one line, printed beside every val
+    # from ~ln(8k) = 9.0 two thirds of the way down to the unigram line, which depends on the corpus: the
+    # embedded one is the running Python's own docs (80 steps go 79-81% of the way on Python 3.10 to 3.13)
+    val = [r["val_mlm"] for r in log if "val_mlm" in r]
+    assert len(val) == 3 and val[-1] < val[0] - 2 / 3 * (val[0] - min(unigram))
     n_train = os.path.getsize(os.path.join(data_dir, "embedded-v8192", "train.bin")) // 2
     assert f"{n_train:,} train tokens (this run reads them {80 * 8 * 64 / n_train:.3g} times)" in p.stdout
     assert "WARNING" not in p.stderr  # the embedded corpus' val split is large enough to measure on
