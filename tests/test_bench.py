@@ -182,7 +182,8 @@ def test_the_training_graph_compiles_whole_without_recompiles(objective):
     try:
         train_step()  # compiles
         with torch._dynamo.config.patch(error_on_recompile=True):  # torch >= 2.5 (set_stance is 2.6's)
-            train_step(), train_step()
+            for _ in range(2):
+                train_step()
     finally:
         torch._dynamo.reset()
 
