@@ -391,8 +391,10 @@ def estimate_val():
 
 
 def command(*drop):
-    """The command that continues this run as it was started, less the settings in drop."""
-    launcher = f"torchrun --standalone --nproc_per_node={world} train.py" if ddp else "python train.py"
+    """The command that continues this run as it was started, less the settings in drop; the script named as it
+    was (python /path/to/train.py from another folder)."""
+    script = shlex.quote(sys.argv[0])
+    launcher = f"torchrun --standalone --nproc_per_node={world} {script}" if ddp else f"python {script}"
     args = [a for a in sys.argv[1:] if not a.startswith(tuple(f"--{k}=" for k in ("init_from",) + drop))]
     return " ".join([launcher, shlex.join(args), "--init_from=resume"])
 

@@ -222,6 +222,18 @@ def test_ctrl_c_saves_the_step_and_the_printed_command_resumes_exactly(data_dir,
     assert losses(read_log(out)) == uninterrupted
 
 
+def test_the_printed_command_names_the_script_as_it_was_run(data_dir, tmp_path):
+    """Started from another folder as python /path/to/train.py, a run says how to go on in those words: the
+    printed command, run as printed from that folder, finishes it."""
+    script = os.path.join(ROOT, "train.py")
+    args = [os.path.join(ROOT, a) if a.startswith("config/") else a for a in resume_args(data_dir)]
+    p = run_here(script, *args, "--out_dir=paused", "--stop_after=5", cwd=tmp_path)
+    m = re.search(r"go on with python (\S+) (.*)$", p.stdout.strip().splitlines()[-1])
+    assert p.returncode == 0 and m and m[1] == script
+    p = run_here(script, *shlex.split(m[2]), cwd=tmp_path)
+    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1].startswith("done: 60 iters (the last 55 in ")
+
+
 def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_finishes_it(
         data_dir, uninterrupted, tmp_path):
     """--stop_after=25 of a 60-step run: the first 25 steps of the 60-step schedule (not one squeezed into 25),
