@@ -131,7 +131,7 @@ peak = peak_flops(device)
 def cpu_name():
     """'<model name> (N cores, <torch's kernel ISA>)': on the CPU, timings depend on AVX2 vs AVX-512 kernels."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "CPU")
     except OSError:
         model = "CPU"

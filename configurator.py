@@ -67,7 +67,7 @@ def writable(folder, keep=True):
         head = os.path.dirname(head)
     try:
         os.makedirs(folder, exist_ok=True)
-        open(os.path.join(folder, ".writable"), "w").close()
+        open(os.path.join(folder, ".writable"), "w", encoding="utf-8").close()
         os.remove(os.path.join(folder, ".writable"))
     finally:
         for d in made if not keep else []:
@@ -88,7 +88,7 @@ def atomic_file(path, mode="wb", tmp=""):
     full disk) removes the part written, which holds the space a next try needs."""
     tmp = tmp or path + ".tmp"
     try:
-        with open(tmp, mode) as f:
+        with open(tmp, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
@@ -131,7 +131,7 @@ def no_value(key, default, following):
 def run_config_file(path, scope):
     """exec a config file; a syntax error or an exception in it is one line naming the file and line."""
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             code = compile(f.read(), path, "exec")
     except OSError:
         repo = os.path.dirname(os.path.abspath(__file__))
@@ -178,7 +178,7 @@ def usage(g):
     text, path = (g.get("__doc__") or "").strip(), g.get("__file__")
     if not path:
         return text
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         source = f.read()
     if not (found := setting_statements(source, set(settings(g)))):
         return text
@@ -190,7 +190,7 @@ def usage(g):
     for node, names in found:
         module = isinstance(node, ast.ImportFrom) and os.path.join(os.path.dirname(path), f"{node.module}.py")
         if module and os.path.exists(module):
-            with open(module) as f:
+            with open(module, encoding="utf-8") as f:
                 theirs = f.read()
             their_lines = theirs.splitlines()
             block.append(f"# {node.module}.py's:")
@@ -246,7 +246,10 @@ def changed_settings(before, g, argv):
 
 
 def configure(g, argv):
+    """A script's settings from argv (config files, then --key=value) into its globals g; --help prints them."""
     sys.excepthook = one_line_errors
+    for stream in (sys.stdout, sys.stderr):  # a console that cannot show λ prints \u03bb, and the run goes on
+        getattr(stream, "reconfigure", lambda **_: None)(errors="backslashreplace")
     if "--help" not in argv and "-h" not in argv:
         return apply_arguments(g, argv)
     print(usage(g), flush=True)  # first: help is printed even where the arguments beside it are bad

@@ -242,7 +242,7 @@ def prepared_source(path):
     prepared from: --dataset, --data_dir and, for another vocabulary, --vocab_ranks; None for another
     folder."""
     try:
-        with open(os.path.join(path, "meta.json")) as f:
+        with open(os.path.join(path, "meta.json"), encoding="utf-8") as f:
             source = json.load(f)["source"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -582,7 +582,7 @@ def read_meta(out):
         return None
     redo = f"copy {out} again, or remove it to prepare it again"
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             meta = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise InputError(f"{path} cannot be read ({e}): {redo}")
@@ -803,7 +803,7 @@ def read_log(path):
     """The records of a train.py log.jsonl. A line cut by a kill mid-write is skipped: it is the last one,
     written after the last checkpoint."""
     records = []
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         for line in f:
             try:
                 records.append(json.loads(line))

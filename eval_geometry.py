@@ -641,7 +641,7 @@ def figure_lines(report, labels, files, probe_md):
     SECTIONS entry, and the tables over seeds."""
     L = ["", "## GLUE / probing-set probes (probe.py)", ""]
     if report["probe_json"] and os.path.exists(probe_md):
-        with open(probe_md) as f:
+        with open(probe_md, encoding="utf-8") as f:
             L += [f.read().strip(), "", "![probe scores](probe_scores.png)"]
     else:
         L += ["(no probe.md of these checkpoints: run probe.py with them and the same --report_dir first)"]
@@ -750,7 +750,7 @@ def judge(report, labels, report_dir):
     the same names, in the same order); report["probe_json"] says which probe.json was used, if any."""
     path, prb = os.path.join(report_dir, "probe.json"), None
     if os.path.exists(path):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             prb = json.load(f)
         def which(checkpoints):
             return [(c["label"], c["encoder"], c.get("stamp")) for c in checkpoints]
@@ -782,7 +782,7 @@ def write(report, labels, res, paths, cfg):
         lines = head_lines(report, labels, cfg)
         lines += claims_lines(report["claims"], files) if report["claims"] else []
         lines += figure_lines(report, labels, files, os.path.join(cfg.report_dir, "probe.md"))
-        with open(os.path.join(cfg.report_dir, "REPORT.md"), "w") as f:
+        with open(os.path.join(cfg.report_dir, "REPORT.md"), "w", encoding="utf-8") as f:
             f.write("\n".join(lines + training_lines(labels, curves)) + "\n")
     return files
 
@@ -841,7 +841,7 @@ def run_training(paths, cfg):
     with probe.writing(cfg.report_dir):
         figure = plot_training(plt, curves, probe.palette(labels), probe.legend_labels(labels))
         save_figures(plt, {"training.png": figure}, cfg.report_dir)
-        with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w") as f:
+        with open(os.path.join(cfg.report_dir, "TRAINING.md"), "w", encoding="utf-8") as f:
             f.write("\n".join(head + table) + "\n")
     print("\n".join(table))
     print(f"wrote {cfg.report_dir}/TRAINING.md, training.png", file=sys.stderr)

@@ -501,7 +501,7 @@ def read_export(folder):
                            "(python model.py export OUT_DIR)")
     weights = os.path.join(folder, "model.safetensors")
     try:
-        with open(os.path.join(folder, "config.json")) as f:
+        with open(os.path.join(folder, "config.json"), encoding="utf-8") as f:
             cfg = json.load(f)
         with torch.device("meta"):  # the names and shapes the config implies, without allocating them
             shapes = {k: tuple(v.shape) for k, v in Encoder(EncoderConfig(**cfg["encoder"])).state_dict().items()}

@@ -1155,7 +1155,7 @@ def run(paths, cfg):
                             "two-sided p."] + [f"- {n}" for n in notes])
         with writing(cfg.report_dir):
             data.save_json(report, os.path.join(cfg.report_dir, "probe.json"))
-            with open(os.path.join(cfg.report_dir, "probe.md"), "w") as f:
+            with open(os.path.join(cfg.report_dir, "probe.md"), "w", encoding="utf-8") as f:
                 f.write(header + "\n\n" + table + "\n")
             plot_scores(shown, labels, os.path.join(cfg.report_dir, "probe_scores.png"),
                         base={(b["eval"], b["metric"]): b["score"] for b in report["baselines"]})

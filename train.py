@@ -330,12 +330,12 @@ if init_from == "resume":
     if master:  # drop what a killed run logged after its last checkpoint, and the val record the loop redoes
         redone = iter_num % eval_interval == 0  # (a stop_after's val record can be off the eval steps)
         records = data.read_log(log_path)
-        with open(log_path, "w") as f:
+        with open(log_path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in records
                          if r["iter"] < iter_num or (r["iter"] == iter_num and not ("val_mlm" in r and redone)))
     del ckpt
 elif master:
-    open(log_path, "w").close()
+    open(log_path, "w", encoding="utf-8").close()
 
 raw_model = model
 if compile:  # static shapes all the way (fixed MLM slots and span slots): one graph, no graph breaks
@@ -403,7 +403,7 @@ resume_command = command()  # continues this command (to its stop_after, if any)
 finish_command = command("stop_after")  # finishes the run
 try:  # the code's commit, for an exported encoder's card
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
-                            capture_output=True, text=True).stdout.strip() or None
+                            capture_output=True, encoding="utf-8").stdout.strip() or None
 except OSError:  # no git on this machine
     commit = None
 
@@ -449,7 +449,7 @@ def rank_param_sums():
 
 def log(record):
     try:
-        with open(log_path, "a") as f:
+        with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
     except OSError as e:
         raise cannot_write(log_path, e)

@@ -662,6 +662,18 @@ def test_corrupt_checkpoint(data_dir, tmp_path):
     assert "is corrupt" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_an_ascii_console_neither_stops_a_run_nor_changes_its_files(data_dir, tmp_path):
+    """Under an ASCII-only locale (no UTF-8 mode): the config files, which hold λ, are read as the UTF-8 they
+    are; the log lines show λ as \\u03bb; the log and the checkpoint are written as anywhere else."""
+    env = {**os.environ, "LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}
+    out = str(tmp_path / "out")
+    p = train("config/hybrid.py", "config/tiny.py", *MICRO, f"--data_dir={data_dir}", f"--out_dir={out}",
+              "--max_iters=3", "--eval_interval=3", env=env)
+    assert "\\u03bb 0.50" in p.stdout and "λ" not in p.stdout
+    assert p.stdout.strip().splitlines()[-1].startswith("done: 3 iters")
+    assert [r["iter"] for r in read_log(out) if "val_mlm" in r] == [0, 3] and os.path.isfile(f"{out}/ckpt.pt")
+
+
 def test_wikipedia_without_network_says_what_to_run(tmp_path):
     env = {**os.environ, "HF_ENDPOINT": "http://127.0.0.1:9"}  # nothing listens there: no hub, on any machine
     env.pop("HF_HUB_OFFLINE", None)
