@@ -25,7 +25,7 @@ RUNS = ["config/hybrid.py", "config/hybrid.py config/wiki_sample.py", "config/hy
 
 def train_defaults():
     """train.py's default settings (the literal assignments at its top level), without running it."""
-    with open(os.path.join(ROOT, "train.py")) as f:
+    with open(os.path.join(ROOT, "train.py"), encoding="utf-8") as f:
         tree = ast.parse(f.read())
     out = {}
     for node in tree.body:

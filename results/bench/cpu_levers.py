@@ -16,7 +16,7 @@ runs = defaultdict(list)
 ceil2 = []
 for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
     name = os.path.basename(path).rsplit("-", 1)[0]
-    r = json.load(open(path))
+    r = json.load(open(path, encoding="utf-8"))
     if r["settings"]["threads"] == 2:
         ceil2.append(r["matmul_ceiling"])
     runs[name].append(r)
@@ -61,5 +61,5 @@ for size in sizes:
               f"of {step_ms['mlm']:.0f} and {step_ms['hybrid-separate']:.0f} ms: at most "
               f"{100 * data_ms['hybrid-separate'] / step_ms['hybrid-separate']:.1f}% to win by moving it off the "
               "critical path (a thread would also take a core from the step's two)."]
-open(folder + ".md", "w").write("\n".join(lines) + "\n")
+open(folder + ".md", "w", encoding="utf-8").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -82,17 +82,17 @@ def main(folder):
     path = os.path.join(folder, "geometry.json")
     if not os.path.exists(path):
         sys.exit(f"error: no {path}: run eval_geometry.py with --report_dir={folder} first")
-    report = json.load(open(path))
+    report = json.load(open(path, encoding="utf-8"))
     pts = points(report)
     lines = ["Each claim figure per arm: the mean over seeds, the arm's λ at the end and its seeds (n); "
              f"`python results/cpu-lambda/by_lambda.py {folder}` from its geometry.json.", ""] + table(report, pts)
-    open(os.path.join(folder, "by_lambda.md"), "w").write("\n".join(lines) + "\n")
+    open(os.path.join(folder, "by_lambda.md"), "w", encoding="utf-8").write("\n".join(lines) + "\n")
     plot(pts, os.path.join(folder, "by_lambda.png"))
     report_md = os.path.join(folder, "REPORT.md")
     if os.path.exists(report_md):
-        text = open(report_md).read().split(SECTION)[0].rstrip("\n")
-        open(report_md, "w").write(f"{text}\n\n{SECTION}\n\n![each claim against λ](by_lambda.png)\n\n" +
-                                   "\n".join(lines) + "\n")
+        text = open(report_md, encoding="utf-8").read().split(SECTION)[0].rstrip("\n")
+        open(report_md, "w", encoding="utf-8").write(
+            f"{text}\n\n{SECTION}\n\n![each claim against λ](by_lambda.png)\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

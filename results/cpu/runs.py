@@ -16,7 +16,7 @@ import torch
 
 def summary(out_dir):
     ckpt = torch.load(f"{out_dir}/ckpt.pt", map_location="cpu", weights_only=True)
-    log = [json.loads(line) for line in open(f"{out_dir}/log.jsonl")]
+    log = [json.loads(line) for line in open(f"{out_dir}/log.jsonl", encoding="utf-8")]
     val = [r for r in log if "val_mlm" in r][-1]
     steps = [r for r in log if "tok_per_s" in r]
     rankme = [r["tgt_rankme"] for r in steps if "tgt_rankme" in r]
@@ -26,7 +26,7 @@ def summary(out_dir):
                                      (" **collapsed**" if min(rankme) < warn else ": healthy"))
     lam = f"{steps[-1]['lambda']:.3f}" if "lambda" in steps[-1] else "0 (MLM)"
     wall_s = f"{out_dir}/wall_s"
-    wall = f"{int(open(wall_s).read()) / 60:.1f} min" if os.path.exists(wall_s) else "–"
+    wall = f"{int(open(wall_s, encoding='utf-8').read()) / 60:.1f} min" if os.path.exists(wall_s) else "–"
     command = ckpt.get("command", "?").replace(" --init_from=resume", "")  # saved as the resume command
     return (f"| {os.path.basename(out_dir)} | `{command}` | {ckpt.get('commit', '?')[:7]} | {val['iter']} | "
             f"{val['val_mlm']:.3f} | {val['val_unigram']:.3f} | {val['val_unigram'] - val['val_mlm']:.2f} | {lam} | "
