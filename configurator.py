@@ -246,7 +246,8 @@ def changed_settings(before, g, argv):
 
 
 def configure(g, argv):
-    """A script's settings from argv (config files, then --key=value) into its globals g; --help prints them."""
+    """A script's settings from argv (config files, then --key=value) into its globals g; --help prints
+    them."""
     sys.excepthook = one_line_errors
     for stream in (sys.stdout, sys.stderr):  # a console that cannot show λ prints \u03bb, and the run goes on
         getattr(stream, "reconfigure", lambda **_: None)(errors="backslashreplace")

@@ -391,8 +391,8 @@ def estimate_val():
 
 
 def command(*drop):
-    """The command that continues this run as it was started, less the settings in drop; the script named as it
-    was (python /path/to/train.py from another folder)."""
+    """The command that continues this run as it was started, less the settings in drop; the script named
+    as it was (python /path/to/train.py from another folder)."""
     script = shlex.quote(sys.argv[0])
     launcher = f"torchrun --standalone --nproc_per_node={world} {script}" if ddp else f"python {script}"
     args = [a for a in sys.argv[1:] if not a.startswith(tuple(f"--{k}=" for k in ("init_from",) + drop))]

@@ -75,7 +75,7 @@ def run_here(script, *args, cwd=ROOT):
         mp.setattr(data, "lock", lock_and_keep)
         code = 0
         try:
-            # sys.argv[0] as the interpreter gives it: `python train.py` in the repository, a path from elsewhere
+            # sys.argv[0] as the interpreter gives it: train.py in the repository, a path from elsewhere
             here = not os.path.isabs(script) and os.path.abspath(cwd) == ROOT
             runpy.run_path(script if here else os.path.join(ROOT, script), run_name="__main__")
         except SystemExit as stop:  # as the interpreter ends on it: None is 0, a message goes to stderr with 1

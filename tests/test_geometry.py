@@ -643,7 +643,7 @@ def test_the_committed_cpu_report_is_what_the_claims_code_computes_from_its_scor
     for new, old in zip(rows, g["claims"]):
         assert (new["claim"], new["figure"], new["verdict"], new["within"]) == \
             (old["claim"], old["figure"], old["verdict"], old["within"])
-        for k in ("diff", "lo", "hi", "p"):  # relative too: SciPy versions differ in a t quantile's last digits
+        for k in ("diff", "lo", "hi", "p"):  # relative too: SciPy versions round a t quantile apart
             assert new[k] == pytest.approx(old[k], rel=1e-9, abs=1e-9)
     diffs = [dict(d) for d in p["diffs"]]
     stats.control_fdr(diffs, apart={probe.RANDOM})

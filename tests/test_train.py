@@ -74,7 +74,7 @@ def test_tiny_run_lowers_its_losses(config, data_dir, tmp_path):
               "--max_iters=80", "--eval_interval=40", "--learning_rate=2e-3")
     log = read_log(out)
     unigram = {r["val_unigram"] for r in log if "val_unigram" in r}
-    assert len(unigram) == 1 and f"unigram {min(unigram):.4f}" in p.stdout  # one line, printed beside every val
+    assert len(unigram) == 1 and f"unigram {min(unigram):.4f}" in p.stdout  # one line, beside every val
     # from ~ln(8k) = 9.0 two thirds of the way down to the unigram line, which depends on the corpus: the
     # embedded one is the running Python's own docs (80 steps go 79-81% of the way on Python 3.10 to 3.13)
     val = [r["val_mlm"] for r in log if "val_mlm" in r]
@@ -232,7 +232,8 @@ def test_the_printed_command_names_the_script_as_it_was_run(data_dir, tmp_path):
     command = shlex.split(p.stdout.strip().splitlines()[-1].split("go on with ", 1)[1])
     assert command[:2] == ["python", script]
     p = run_here(script, *command[2:], cwd=tmp_path)
-    assert p.returncode == 0 and p.stdout.strip().splitlines()[-1].startswith("done: 60 iters (the last 55 in ")
+    assert p.returncode == 0
+    assert p.stdout.strip().splitlines()[-1].startswith("done: 60 iters (the last 55 in ")
 
 
 def test_stop_after_trains_the_start_of_the_planned_run_and_the_printed_command_finishes_it(
