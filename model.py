@@ -312,10 +312,10 @@ def tokenizer_of(ckpt):
     return data.get_tokenizer((ckpt.get("config") or {}).get("vocab_ranks", data.N_RANKS))
 
 
-def load_encoder(path, which="online", device="cpu", flag="which"):
+def load_encoder(path, which="online", device="cpu"):
     """The frozen encoder of a checkpoint: 'online' (trained by gradient) or 'target' (the EMA copy)."""
     ckpt = load_checkpoint(path)
-    return encoder_of(ckpt, which, path, flag).to(device).eval(), ckpt
+    return encoder_of(ckpt, which, path).to(device).eval(), ckpt
 
 
 def encoder_of(ckpt, which="online", path="the checkpoint", flag="which"):
